@@ -1,0 +1,144 @@
+//! Content addresses: a module is the BLAKE3 hash of its bytes, a call is the
+//! BLAKE3 hash of (domain tag, module, purity-profile version, input).
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the purity profile (what a guest can observe: clocks, random
+/// stream, NaN canonicalisation, stack size). Bumping it changes every
+/// [`CallKey`], so results computed under an older profile are never reused.
+pub const PROFILE_VERSION: u32 = 1;
+
+const CALL_KEY_DOMAIN: &[u8] = b"nebula/call-key/v1";
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum IdParseError {
+    #[error("expected 64 hex characters, got {0}")]
+    Length(usize),
+    #[error("not a hex string")]
+    NotHex,
+}
+
+macro_rules! hash_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        pub struct $name([u8; 32]);
+
+        impl $name {
+            pub const fn from_bytes(bytes: [u8; 32]) -> Self {
+                Self(bytes)
+            }
+
+            pub fn as_bytes(&self) -> &[u8; 32] {
+                &self.0
+            }
+
+            pub fn to_hex(&self) -> String {
+                hex::encode(self.0)
+            }
+
+            /// The first 12 hex characters, for logs and tables.
+            pub fn short(&self) -> String {
+                hex::encode(&self.0[..6])
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.to_hex())
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({})", stringify!($name), self.short())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = IdParseError;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                if s.len() != 64 {
+                    return Err(IdParseError::Length(s.len()));
+                }
+                let mut bytes = [0u8; 32];
+                hex::decode_to_slice(s, &mut bytes).map_err(|_| IdParseError::NotHex)?;
+                Ok(Self(bytes))
+            }
+        }
+    };
+}
+
+hash_id!(
+    /// BLAKE3 of a module's wasm bytes.
+    ModuleId
+);
+hash_id!(
+    /// Keys the result cache and in-flight deduplication.
+    CallKey
+);
+
+impl ModuleId {
+    pub fn of_bytes(wasm: &[u8]) -> Self {
+        Self(*blake3::hash(wasm).as_bytes())
+    }
+}
+
+impl CallKey {
+    pub fn new(module: &ModuleId, input: &[u8]) -> Self {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(CALL_KEY_DOMAIN);
+        hasher.update(module.as_bytes());
+        hasher.update(&PROFILE_VERSION.to_le_bytes());
+        // Length-prefix the input so (module, input) pairs can never collide by
+        // shifting bytes across the boundary.
+        hasher.update(&(input.len() as u64).to_le_bytes());
+        hasher.update(input);
+        Self(*hasher.finalize().as_bytes())
+    }
+}
+
+/// True if `s` could be a (possibly abbreviated) lowercase hex module id.
+pub fn looks_like_hex(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn module_id_round_trips_through_hex() {
+        let id = ModuleId::of_bytes(b"\0asm");
+        let parsed: ModuleId = id.to_hex().parse().unwrap();
+        assert_eq!(parsed, id);
+        assert_eq!(id.short().len(), 12);
+    }
+
+    #[test]
+    fn bad_hex_is_rejected() {
+        assert_eq!("abc".parse::<ModuleId>(), Err(IdParseError::Length(3)));
+        assert_eq!("z".repeat(64).parse::<ModuleId>(), Err(IdParseError::NotHex));
+    }
+
+    #[test]
+    fn call_key_depends_on_module_and_input() {
+        let a = ModuleId::of_bytes(b"a");
+        let b = ModuleId::of_bytes(b"b");
+        assert_eq!(CallKey::new(&a, b"1"), CallKey::new(&a, b"1"));
+        assert_ne!(CallKey::new(&a, b"1"), CallKey::new(&a, b"2"));
+        assert_ne!(CallKey::new(&a, b"1"), CallKey::new(&b, b"1"));
+    }
+
+    #[test]
+    fn hex_detection() {
+        assert!(looks_like_hex("3f2a9c"));
+        assert!(!looks_like_hex("fib"));
+        assert!(!looks_like_hex("3F2A"));
+        assert!(!looks_like_hex(""));
+    }
+}

@@ -1,0 +1,17 @@
+//! Nebula's shared vocabulary and its sans-io mesh core.
+//!
+//! Nothing in this crate performs I/O or reads a clock: the node (real sockets,
+//! wasmtime, disk) and the simulator drive the same [`core::Core`] with events and
+//! carry out the actions it returns.
+
+pub mod core;
+pub mod ids;
+pub mod limits;
+pub mod names;
+pub mod outcome;
+
+pub use crate::core::{Action, CacheStatus, Core, Event, Reply, RequestId};
+pub use ids::{CallKey, IdParseError, ModuleId, PROFILE_VERSION};
+pub use limits::{LimitOverrides, Limits};
+pub use names::{NameError, NameRecord, validate_name};
+pub use outcome::{CallError, ExecutionRecord, Outcome, Timings};

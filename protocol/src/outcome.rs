@@ -1,0 +1,134 @@
+//! What a call can come to. Each failure is its own variant so users (and
+//! HTTP status codes) can tell a bad module from a trap from a limit.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::ModuleId;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// Exit status 0 (or `_start` returned): stdout is the answer.
+    Success {
+        stdout: Vec<u8>,
+    },
+    Failed(CallError),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum CallError {
+    #[error("the function exited with status {code}: {stderr_tail}")]
+    NonZeroExit { code: i32, stderr_tail: String },
+    #[error("the function trapped: {message}")]
+    Trap { message: String },
+    #[error("the function ran out of fuel (limit {limit})")]
+    OutOfFuel { limit: u64 },
+    #[error("the function exceeded its deadline of {deadline_ms} ms")]
+    DeadlineExceeded { deadline_ms: u64 },
+    #[error("the function exceeded its memory limit of {limit_bytes} bytes")]
+    MemoryLimit { limit_bytes: u64 },
+    #[error("the function's output exceeded {limit_bytes} bytes")]
+    OutputTooLarge { limit_bytes: u64 },
+    #[error("the input of {size} bytes exceeds the limit of {limit_bytes} bytes")]
+    InputTooLarge { size: u64, limit_bytes: u64 },
+    #[error("invalid module: {reason}")]
+    InvalidModule { reason: String },
+    #[error("no module matches '{reference}'")]
+    ModuleNotFound { reference: String },
+    #[error("no name '{name}' is known")]
+    NameNotFound { name: String },
+    #[error("hash prefix '{prefix}' matches {} modules; give more characters", matches.len())]
+    AmbiguousPrefix { prefix: String, matches: Vec<ModuleId> },
+    #[error("the stored bytes of module {module} do not match its hash; it will not be executed")]
+    ModuleCorrupt { module: ModuleId },
+    #[error("internal error: {message}")]
+    Internal { message: String },
+    #[error("bad name '{name}': {reason}")]
+    InvalidName { name: String, reason: String },
+}
+
+impl CallError {
+    /// Short stable label, used in JSON bodies, metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CallError::NonZeroExit { .. } => "non_zero_exit",
+            CallError::Trap { .. } => "trap",
+            CallError::OutOfFuel { .. } => "out_of_fuel",
+            CallError::DeadlineExceeded { .. } => "deadline_exceeded",
+            CallError::MemoryLimit { .. } => "memory_limit",
+            CallError::OutputTooLarge { .. } => "output_too_large",
+            CallError::InputTooLarge { .. } => "input_too_large",
+            CallError::InvalidModule { .. } => "invalid_module",
+            CallError::ModuleNotFound { .. } => "module_not_found",
+            CallError::NameNotFound { .. } => "name_not_found",
+            CallError::AmbiguousPrefix { .. } => "ambiguous_prefix",
+            CallError::ModuleCorrupt { .. } => "module_corrupt",
+            CallError::Internal { .. } => "internal",
+            CallError::InvalidName { .. } => "invalid_name",
+        }
+    }
+
+    /// A failure that any node would reproduce for the same call, whatever its
+    /// limits: safe to cache under the call key. Limit hits depend on the
+    /// caller's limits and the machine, so they are never cached.
+    pub fn is_cacheable(&self) -> bool {
+        matches!(self, CallError::NonZeroExit { .. } | CallError::Trap { .. })
+    }
+}
+
+impl Outcome {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Outcome::Success { .. } => "success",
+            Outcome::Failed(error) => error.kind(),
+        }
+    }
+
+    pub fn is_cacheable(&self) -> bool {
+        match self {
+            Outcome::Success { .. } => true,
+            Outcome::Failed(error) => error.is_cacheable(),
+        }
+    }
+}
+
+/// Where the time of one execution went, in microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timings {
+    /// Waiting for an execution slot.
+    pub queue_us: u64,
+    /// Loading (from memory, disk cache or compiling) and instantiating.
+    pub instantiate_us: u64,
+    /// Running `_start`.
+    pub run_us: u64,
+}
+
+/// One execution's result, as cached and as replied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecutionRecord {
+    pub module: ModuleId,
+    pub outcome: Outcome,
+    pub fuel_used: u64,
+    pub timings: Timings,
+}
+
+impl ExecutionRecord {
+    /// A failure found before anything ran (resolution, validation, input size).
+    pub fn rejected(module: ModuleId, error: CallError) -> Self {
+        Self { module, outcome: Outcome::Failed(error), fuel_used: 0, timings: Timings::default() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_limit_independent_outcomes_are_cacheable() {
+        assert!(Outcome::Success { stdout: vec![] }.is_cacheable());
+        assert!(Outcome::Failed(CallError::Trap { message: "unreachable".into() }).is_cacheable());
+        assert!(!Outcome::Failed(CallError::OutOfFuel { limit: 1 }).is_cacheable());
+        assert!(!Outcome::Failed(CallError::DeadlineExceeded { deadline_ms: 1 }).is_cacheable());
+        assert!(!Outcome::Failed(CallError::MemoryLimit { limit_bytes: 1 }).is_cacheable());
+        assert!(!Outcome::Failed(CallError::ModuleCorrupt { module: ModuleId::of_bytes(b"") }).is_cacheable());
+    }
+}
