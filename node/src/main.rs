@@ -1,1 +1,47 @@
-fn main() {}
+use clap::Parser;
+use nebula_node::cli::{Cli, Command, run_client};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let default_level = if matches!(cli.command, Command::Node(_)) { "info" } else { "warn" };
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)))
+        .with_writer(std::io::stderr)
+        .init();
+    let code = match cli.command {
+        Command::Node(args) => match run_node(args).await {
+            Ok(()) => 0,
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                1
+            }
+        },
+        command => run_client(command).await.unwrap_or_else(|error| {
+            eprintln!("error: {error:#}");
+            2
+        }),
+    };
+    std::process::exit(code);
+}
+
+async fn run_node(args: nebula_node::cli::NodeArgs) -> anyhow::Result<()> {
+    let config = args.config();
+    let listener = tokio::net::TcpListener::bind(config.http_addr)
+        .await
+        .map_err(|error| anyhow::anyhow!("cannot listen on {}: {error}", config.http_addr))?;
+    let node = nebula_node::Node::open(config).await?;
+    eprintln!("nebula node {} serving http://{}", node.id(), listener.local_addr()?);
+    nebula_node::serve(node, listener, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    tracing::info!("shutting down");
+}

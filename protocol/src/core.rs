@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use crate::ids::{CallKey, ModuleId, looks_like_hex};
+use crate::ids::{CallKey, MIN_PREFIX_LEN, ModuleId, looks_like_hex};
 use crate::limits::Limits;
 use crate::names::{NameRecord, validate_name};
 use crate::outcome::{CallError, ExecutionRecord};
@@ -19,9 +19,6 @@ pub type RequestId = u64;
 /// Identifies one execution (or cache lookup) shared by identical calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FlightId(u64);
-
-/// Shortest hash prefix accepted, so a typo does not silently pick a module.
-pub const MIN_PREFIX_LEN: usize = 4;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheStatus {

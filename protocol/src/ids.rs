@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 /// [`CallKey`], so results computed under an older profile are never reused.
 pub const PROFILE_VERSION: u32 = 1;
 
+/// Shortest hash prefix accepted, so a typo does not silently pick a module.
+pub const MIN_PREFIX_LEN: usize = 4;
+
 const CALL_KEY_DOMAIN: &[u8] = b"nebula/call-key/v1";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -24,8 +27,30 @@ pub enum IdParseError {
 macro_rules! hash_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $name([u8; 32]);
+
+        /// Hex in human-readable formats (JSON), 32 raw bytes in binary ones (postcard).
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                if serializer.is_human_readable() {
+                    serializer.serialize_str(&self.to_hex())
+                } else {
+                    self.0.serialize(serializer)
+                }
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                if deserializer.is_human_readable() {
+                    let text = String::deserialize(deserializer)?;
+                    text.parse().map_err(serde::de::Error::custom)
+                } else {
+                    <[u8; 32]>::deserialize(deserializer).map(Self)
+                }
+            }
+        }
 
         impl $name {
             pub const fn from_bytes(bytes: [u8; 32]) -> Self {
@@ -132,6 +157,17 @@ mod tests {
         assert_eq!(CallKey::new(&a, b"1"), CallKey::new(&a, b"1"));
         assert_ne!(CallKey::new(&a, b"1"), CallKey::new(&a, b"2"));
         assert_ne!(CallKey::new(&a, b"1"), CallKey::new(&b, b"1"));
+    }
+
+    #[test]
+    fn ids_are_hex_in_json_and_raw_in_postcard() {
+        let id = ModuleId::of_bytes(b"x");
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(json, format!("\"{id}\""));
+        assert_eq!(serde_json::from_str::<ModuleId>(&json).unwrap(), id);
+        let binary = postcard::to_stdvec(&id).unwrap();
+        assert_eq!(binary.len(), 32);
+        assert_eq!(postcard::from_bytes::<ModuleId>(&binary).unwrap(), id);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{ModuleId, looks_like_hex};
+use crate::ids::{MIN_PREFIX_LEN, ModuleId, looks_like_hex};
 
 pub const MAX_NAME_LEN: usize = 64;
 
@@ -30,7 +30,7 @@ pub enum NameError {
     Length,
     #[error("a name may hold only a-z, 0-9, '-', '_' and '.', and must start with a letter or digit")]
     Characters,
-    #[error("a name that is all hex digits would be read as a module hash")]
+    #[error("a name of {MIN_PREFIX_LEN} or more hex digits would be read as a module hash prefix")]
     LooksLikeHash,
 }
 
@@ -42,9 +42,9 @@ pub fn validate_name(name: &str) -> Result<(), NameError> {
     if !name.bytes().all(allowed) || !name.as_bytes()[0].is_ascii_alphanumeric() {
         return Err(NameError::Characters);
     }
-    // Names win over hash prefixes when resolving, so a hex-only name would
-    // shadow every module whose hash starts with it.
-    if looks_like_hex(name) {
+    // Names win over hash prefixes when resolving, so a hex-only name long
+    // enough to be a prefix would shadow every module whose hash starts with it.
+    if looks_like_hex(name) && name.len() >= MIN_PREFIX_LEN {
         return Err(NameError::LooksLikeHash);
     }
     Ok(())
@@ -80,5 +80,6 @@ mod tests {
         assert_eq!(validate_name("-x"), Err(NameError::Characters));
         assert_eq!(validate_name("<script>"), Err(NameError::Characters));
         assert_eq!(validate_name("beef"), Err(NameError::LooksLikeHash));
+        assert_eq!(validate_name("add"), Ok(()), "too short to be a hash prefix");
     }
 }

@@ -18,8 +18,8 @@ pub enum Outcome {
 pub enum CallError {
     #[error("the function exited with status {code}: {stderr_tail}")]
     NonZeroExit { code: i32, stderr_tail: String },
-    #[error("the function trapped: {message}")]
-    Trap { message: String },
+    #[error("the function trapped: {message}{}", tail_suffix(stderr_tail))]
+    Trap { message: String, stderr_tail: String },
     #[error("the function ran out of fuel (limit {limit})")]
     OutOfFuel { limit: u64 },
     #[error("the function exceeded its deadline of {deadline_ms} ms")]
@@ -44,6 +44,13 @@ pub enum CallError {
     Internal { message: String },
     #[error("bad name '{name}': {reason}")]
     InvalidName { name: String, reason: String },
+}
+
+fn tail_suffix(stderr_tail: &str) -> String {
+    match stderr_tail.is_empty() {
+        true => String::new(),
+        false => format!(" (stderr: {stderr_tail})"),
+    }
 }
 
 impl CallError {
@@ -125,7 +132,10 @@ mod tests {
     #[test]
     fn only_limit_independent_outcomes_are_cacheable() {
         assert!(Outcome::Success { stdout: vec![] }.is_cacheable());
-        assert!(Outcome::Failed(CallError::Trap { message: "unreachable".into() }).is_cacheable());
+        assert!(
+            Outcome::Failed(CallError::Trap { message: "unreachable".into(), stderr_tail: String::new() })
+                .is_cacheable()
+        );
         assert!(!Outcome::Failed(CallError::OutOfFuel { limit: 1 }).is_cacheable());
         assert!(!Outcome::Failed(CallError::DeadlineExceeded { deadline_ms: 1 }).is_cacheable());
         assert!(!Outcome::Failed(CallError::MemoryLimit { limit_bytes: 1 }).is_cacheable());

@@ -1,0 +1,209 @@
+//! Command-line interface: `nebula node` runs a node; every other command is a
+//! client of a node's HTTP API (`--node`, default the local node).
+
+use std::io::{IsTerminal, Read, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::client::{NodeClient, error_message};
+use crate::config::NodeConfig;
+use crate::service::{ModuleSummary, NodeStatus};
+
+pub const DEFAULT_NODE_URL: &str = "http://127.0.0.1:8080";
+
+#[derive(Parser, Debug)]
+#[command(name = "nebula", version, about = "A mesh of nodes running pure WebAssembly functions")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a node.
+    Node(NodeArgs),
+    /// Deploy a wasm module; prints its BLAKE3 hash.
+    Deploy {
+        file: PathBuf,
+        /// Also point this name at the module.
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Call a function: by name, hash or hash prefix. Input words are joined
+    /// by spaces; "-" reads the input from stdin.
+    Call {
+        module: String,
+        input: Vec<String>,
+        /// Show where the answer came from and what it cost (on stderr).
+        #[arg(short, long)]
+        verbose: bool,
+        #[arg(long)]
+        fuel: Option<u64>,
+        #[arg(long)]
+        deadline_ms: Option<u64>,
+        #[arg(long)]
+        memory_bytes: Option<u64>,
+        #[arg(long)]
+        output_bytes: Option<u64>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Point a name at a module (hash, prefix or another name).
+    Name {
+        name: String,
+        module: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List modules and their names.
+    Ls {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Show a node's status.
+    Status {
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct Target {
+    /// Base URL of the node to talk to.
+    #[arg(long = "node", env = "NEBULA_NODE", default_value = DEFAULT_NODE_URL)]
+    pub url: String,
+}
+
+#[derive(Args, Debug)]
+pub struct NodeArgs {
+    /// Data directory (modules, names, cached results, node identity).
+    #[arg(long, default_value = "./nebula-data")]
+    pub data: PathBuf,
+    /// Address of the HTTP API.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub http: SocketAddr,
+    /// Calls executing at once (default: number of CPUs, at least 2).
+    #[arg(long)]
+    pub concurrency: Option<u32>,
+    /// Default fuel per call.
+    #[arg(long)]
+    pub fuel: Option<u64>,
+    /// Default wall-clock deadline per call, in milliseconds.
+    #[arg(long)]
+    pub deadline_ms: Option<u64>,
+    /// Default memory limit per call, in bytes.
+    #[arg(long)]
+    pub memory_bytes: Option<u64>,
+    /// Bytes of results kept in memory.
+    #[arg(long)]
+    pub memory_cache_bytes: Option<u64>,
+}
+
+impl NodeArgs {
+    pub fn config(&self) -> NodeConfig {
+        let mut config = NodeConfig::new(&self.data, self.http);
+        if let Some(concurrency) = self.concurrency {
+            config.concurrency = concurrency.max(1);
+        }
+        let limits = &mut config.default_limits;
+        limits.fuel = self.fuel.unwrap_or(limits.fuel);
+        limits.deadline_ms = self.deadline_ms.unwrap_or(limits.deadline_ms);
+        limits.memory_bytes = self.memory_bytes.unwrap_or(limits.memory_bytes);
+        // A default above the ceiling would be clamped anyway; raise the ceiling instead.
+        let max = &mut config.max_limits;
+        max.fuel = max.fuel.max(config.default_limits.fuel);
+        max.deadline_ms = max.deadline_ms.max(config.default_limits.deadline_ms);
+        max.memory_bytes = max.memory_bytes.max(config.default_limits.memory_bytes);
+        if let Some(bytes) = self.memory_cache_bytes {
+            config.memory_cache_bytes = bytes;
+        }
+        config
+    }
+}
+
+/// Runs a client command; returns the process exit code.
+pub async fn run_client(command: Command) -> anyhow::Result<i32> {
+    match command {
+        Command::Node(_) => unreachable!("`nebula node` is handled by main"),
+        Command::Deploy { file, name, target } => {
+            let wasm = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let deployed = NodeClient::new(&target.url).deploy(wasm, name.as_deref()).await?;
+            println!("{}", deployed["module"].as_str().unwrap_or_default());
+            Ok(0)
+        }
+        Command::Call { module, input, verbose, fuel, deadline_ms, memory_bytes, output_bytes, target } => {
+            let input = read_input(&input)?;
+            let limits: Vec<(&str, u64)> = [
+                ("fuel", fuel),
+                ("deadline_ms", deadline_ms),
+                ("memory_bytes", memory_bytes),
+                ("output_bytes", output_bytes),
+            ]
+            .into_iter()
+            .filter_map(|(key, value)| value.map(|value| (key, value)))
+            .collect();
+            let answer = NodeClient::new(&target.url).call(&module, input, &limits).await?;
+            if verbose {
+                for (name, value) in answer.headers.iter().filter(|(name, _)| name.as_str().starts_with("x-nebula-")) {
+                    eprintln!("{}: {}", &name.as_str()["x-nebula-".len()..], value.to_str().unwrap_or("?"));
+                }
+            }
+            if !answer.status.is_success() {
+                eprintln!("error: {}", error_message(answer.status, &answer.body));
+                return Ok(1);
+            }
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(&answer.body)?;
+            if stdout.is_terminal() && !answer.body.ends_with(b"\n") {
+                writeln!(stdout)?;
+            }
+            Ok(0)
+        }
+        Command::Name { name, module, target } => {
+            let record = NodeClient::new(&target.url).set_name(&name, &module).await?;
+            println!("{name} -> {} (version {})", record["module"].as_str().unwrap_or("?"), record["version"]);
+            Ok(0)
+        }
+        Command::Ls { target } => {
+            let modules: Vec<ModuleSummary> = NodeClient::new(&target.url).get_json("/modules").await?;
+            println!("{:<64}  {:>10}  NAMES", "MODULE", "BYTES");
+            for module in modules {
+                println!("{}  {:>10}  {}", module.module, module.size, module.names.join(", "));
+            }
+            Ok(0)
+        }
+        Command::Status { target } => {
+            let client = NodeClient::new(&target.url);
+            let status: NodeStatus = client.get_json("/status").await?;
+            println!("node        {} ({})", status.node_id, client.base());
+            println!("version     {}", status.version);
+            println!("uptime      {} s", status.uptime_seconds);
+            println!("modules     {}   names {}", status.modules, status.names);
+            println!(
+                "cache       {} results in memory ({} bytes), {} on disk",
+                status.memory_cache_entries, status.memory_cache_bytes, status.stored_results
+            );
+            println!("calls       {} in flight, {} at once", status.calls_in_flight, status.concurrency);
+            Ok(0)
+        }
+    }
+}
+
+fn read_input(words: &[String]) -> anyhow::Result<Vec<u8>> {
+    if let [only] = words
+        && only == "-"
+    {
+        let mut input = Vec::new();
+        std::io::stdin().read_to_end(&mut input).context("reading stdin")?;
+        return Ok(input);
+    }
+    if words.iter().any(|word| word == "-") {
+        bail!("'-' (read stdin) must be the only input argument");
+    }
+    Ok(words.join(" ").into_bytes())
+}

@@ -1,0 +1,42 @@
+//! How a node is set up: where it keeps data, where it listens, its limits.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use nebula_protocol::Limits;
+
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub data_dir: PathBuf,
+    pub http_addr: SocketAddr,
+    /// Limits of a call that asks for none.
+    pub default_limits: Limits,
+    /// The most a caller may ask for.
+    pub max_limits: Limits,
+    /// Calls executing at once; more wait in a queue. Also sizes the wasm instance pool.
+    pub concurrency: u32,
+    /// Bytes of results kept in memory in front of the on-disk cache.
+    pub memory_cache_bytes: u64,
+    pub max_module_bytes: u64,
+}
+
+impl NodeConfig {
+    pub fn new(data_dir: impl Into<PathBuf>, http_addr: SocketAddr) -> Self {
+        let default_limits = Limits::default();
+        Self {
+            data_dir: data_dir.into(),
+            http_addr,
+            default_limits,
+            max_limits: Limits {
+                fuel: default_limits.fuel * 10,
+                deadline_ms: 60_000,
+                memory_bytes: 1 << 30,
+                input_bytes: default_limits.input_bytes,
+                output_bytes: 64 << 20,
+            },
+            concurrency: std::thread::available_parallelism().map_or(2, |n| n.get() as u32).max(2),
+            memory_cache_bytes: 64 << 20,
+            max_module_bytes: 64 << 20,
+        }
+    }
+}

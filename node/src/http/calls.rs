@@ -1,0 +1,96 @@
+//! `GET /api/{module}/{input}` (the original Nebula route) and
+//! `POST /api/{module}` (body on stdin). The response body is the function's
+//! stdout; headers tell where the answer came from and what it cost.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use nebula_protocol::{CacheStatus, LimitOverrides, Outcome};
+use serde::Deserialize;
+
+use super::errors::{error_body, status_for};
+use crate::service::{CallResponse, Node};
+
+/// Per-call limit overrides, e.g. `?fuel=1000000&deadline_ms=50`.
+#[derive(Debug, Default, Deserialize)]
+pub struct LimitQuery {
+    fuel: Option<u64>,
+    deadline_ms: Option<u64>,
+    memory_bytes: Option<u64>,
+    output_bytes: Option<u64>,
+}
+
+impl From<LimitQuery> for LimitOverrides {
+    fn from(query: LimitQuery) -> Self {
+        LimitOverrides {
+            fuel: query.fuel,
+            deadline_ms: query.deadline_ms,
+            memory_bytes: query.memory_bytes,
+            output_bytes: query.output_bytes,
+        }
+    }
+}
+
+pub async fn call_with_path_input(
+    State(node): State<Node>,
+    Path((module, input)): Path<(String, String)>,
+    Query(limits): Query<LimitQuery>,
+) -> Response {
+    respond(node.call(&module, input.into_bytes(), &limits.into()).await)
+}
+
+pub async fn call_without_input(
+    State(node): State<Node>,
+    Path(module): Path<String>,
+    Query(limits): Query<LimitQuery>,
+) -> Response {
+    respond(node.call(&module, Vec::new(), &limits.into()).await)
+}
+
+pub async fn call_with_body(
+    State(node): State<Node>,
+    Path(module): Path<String>,
+    Query(limits): Query<LimitQuery>,
+    body: Bytes,
+) -> Response {
+    respond(node.call(&module, body.to_vec(), &limits.into()).await)
+}
+
+fn respond(response: CallResponse) -> Response {
+    let mut headers = HeaderMap::new();
+    set(&mut headers, "x-nebula-node", &response.node_id);
+    set(&mut headers, "x-nebula-micros", &response.elapsed.as_micros().to_string());
+    let answer = match response.reply {
+        Ok(answer) => answer,
+        Err(error) => return (status_for(&error), headers, error_body(&error)).into_response(),
+    };
+    let record = &answer.record;
+    set(&mut headers, "x-nebula-module", &record.module.to_hex());
+    set(&mut headers, "x-nebula-call-key", &answer.key.to_hex());
+    set(&mut headers, "x-nebula-cache", if answer.cache == CacheStatus::Hit { "hit" } else { "miss" });
+    if answer.cache == CacheStatus::Joined {
+        set(&mut headers, "x-nebula-joined", "true");
+    }
+    set(&mut headers, "x-nebula-fuel", &record.fuel_used.to_string());
+    let timings = &record.timings;
+    let timing = format!("queue={} instantiate={} run={}", timings.queue_us, timings.instantiate_us, timings.run_us);
+    set(&mut headers, "x-nebula-timings-us", &timing);
+    match &record.outcome {
+        Outcome::Success { stdout } => {
+            let content_type = match std::str::from_utf8(stdout) {
+                Ok(_) => "text/plain; charset=utf-8",
+                Err(_) => "application/octet-stream",
+            };
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+            (headers, stdout.clone()).into_response()
+        }
+        Outcome::Failed(error) => (status_for(error), headers, error_body(error)).into_response(),
+    }
+}
+
+fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        headers.insert(HeaderName::from_static(name), value);
+    }
+}

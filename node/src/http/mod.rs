@@ -1,0 +1,104 @@
+//! The HTTP API of a node (axum). Handlers only translate between HTTP and
+//! [`Node`]; every decision is made below them.
+
+mod calls;
+mod errors;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use serde::Deserialize;
+
+use crate::service::Node;
+pub use errors::status_for;
+
+pub fn router(node: Node) -> Router {
+    // Bodies are call inputs or modules: allow the larger of the two, no more.
+    let body_limit = node.config().max_module_bytes.max(node.config().max_limits.input_bytes) as usize;
+    Router::new()
+        .route("/", get(index))
+        .route("/api/{module}", get(calls::call_without_input).post(calls::call_with_body))
+        .route("/api/{module}/{input}", get(calls::call_with_path_input))
+        .route("/modules", get(list_modules).post(deploy))
+        .route("/modules/{module}", get(show_module))
+        .route("/names", get(list_names))
+        .route("/names/{name}", put(set_name))
+        .route("/health", get(health))
+        .route("/status", get(status))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(node)
+}
+
+async fn index(State(node): State<Node>) -> impl IntoResponse {
+    let text = format!(
+        "Nebula node {}\n\nGET  /api/{{module}}/{{input}}   call (module = name, hash or hash prefix)\n\
+         POST /api/{{module}}           call with the body on stdin\n\
+         POST /modules?name=NAME       deploy a wasm module (body = bytes)\n\
+         GET  /modules, /names, /status, /health, /metrics\n",
+        node.id()
+    );
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text)
+}
+
+#[derive(Deserialize)]
+struct DeployQuery {
+    name: Option<String>,
+}
+
+async fn deploy(State(node): State<Node>, Query(query): Query<DeployQuery>, body: Bytes) -> Response {
+    match node.deploy(body.to_vec(), query.name.as_deref()).await {
+        Ok(deployed) => {
+            let status = if deployed.new { StatusCode::CREATED } else { StatusCode::OK };
+            (status, Json(deployed)).into_response()
+        }
+        Err(error) => errors::error_response(&error),
+    }
+}
+
+async fn list_modules(State(node): State<Node>) -> impl IntoResponse {
+    Json(node.modules())
+}
+
+async fn show_module(State(node): State<Node>, Path(reference): Path<String>) -> Response {
+    let module = match node.resolve(&reference) {
+        Ok(module) => module,
+        Err(error) => return errors::error_response(&error),
+    };
+    match node.modules().into_iter().find(|summary| summary.module == module) {
+        Some(summary) => Json(summary).into_response(),
+        None => errors::error_response(&nebula_protocol::CallError::ModuleNotFound { reference }),
+    }
+}
+
+async fn list_names(State(node): State<Node>) -> impl IntoResponse {
+    Json(node.names())
+}
+
+#[derive(Deserialize)]
+struct SetNameBody {
+    module: String,
+}
+
+async fn set_name(State(node): State<Node>, Path(name): Path<String>, Json(body): Json<SetNameBody>) -> Response {
+    match node.set_name(&name, &body.module).await {
+        Ok(record) => Json(record).into_response(),
+        Err(error) => errors::error_response(&error),
+    }
+}
+
+async fn health(State(node): State<Node>) -> impl IntoResponse {
+    Json(serde_json::json!({ "status": "ok", "node": node.id() }))
+}
+
+async fn status(State(node): State<Node>) -> impl IntoResponse {
+    Json(node.status())
+}
+
+async fn metrics(State(node): State<Node>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], node.metrics_text())
+}

@@ -1,0 +1,30 @@
+//! The Nebula node: runtime (wasmtime), storage, HTTP API and CLI around the
+//! sans-io core of `nebula-protocol`.
+
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod result_cache;
+pub mod runtime;
+pub mod service;
+pub mod store;
+
+pub use config::NodeConfig;
+pub use service::Node;
+
+use std::future::Future;
+
+/// Serves `node`'s HTTP API on `listener` until `shutdown` resolves, then
+/// makes cached results durable.
+pub async fn serve(
+    node: Node,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let app = http::router(node.clone());
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    node.flush()?;
+    Ok(())
+}

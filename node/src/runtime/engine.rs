@@ -1,0 +1,103 @@
+//! The wasmtime engine with Nebula's deterministic settings, and the epoch
+//! ticker that enforces wall-clock deadlines.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// Granularity of deadlines. A ticker that wakes more often costs idle CPU.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Guest stack limit. Part of the purity profile: a different value could turn
+/// a success into a stack-overflow trap, so changing it needs a new profile version.
+const MAX_WASM_STACK: usize = 1 << 20;
+
+pub fn build_engine(concurrency: u32, max_memory_bytes: u64) -> wasmtime::Result<Engine> {
+    // Threads are off because wasmtime is built without its "threads" feature.
+    let mut config = Config::new();
+    config
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        .cranelift_nan_canonicalization(true)
+        .relaxed_simd_deterministic(true)
+        .max_wasm_stack(MAX_WASM_STACK);
+    // One pool slot per concurrent call, plus one for validation at deploy.
+    let slots = concurrency + 1;
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_core_instances(slots)
+        .total_memories(slots)
+        .total_tables(slots)
+        .total_component_instances(0)
+        .max_memory_size(usize::try_from(max_memory_bytes).unwrap_or(usize::MAX));
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Engine::new(&config)
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] while calls are running,
+/// and sleeps while none are, so an idle node costs no wake-ups.
+pub struct EpochTicker {
+    state: Arc<TickerState>,
+    thread: JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct TickerState {
+    running: AtomicUsize,
+    stopped: AtomicBool,
+}
+
+impl EpochTicker {
+    pub fn start(engine: &Engine) -> Self {
+        let weak = engine.weak();
+        let state = Arc::new(TickerState::default());
+        let shared = state.clone();
+        let thread = thread::Builder::new()
+            .name("nebula-epoch".into())
+            .spawn(move || {
+                while !shared.stopped.load(Ordering::Acquire) {
+                    if shared.running.load(Ordering::Acquire) == 0 {
+                        thread::park();
+                        continue;
+                    }
+                    thread::sleep(EPOCH_TICK);
+                    match weak.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => return,
+                    }
+                }
+            })
+            .expect("spawning the epoch ticker");
+        Self { state, thread }
+    }
+
+    /// Marks a call as running until the guard is dropped.
+    pub fn enter(&self) -> TickerGuard<'_> {
+        if self.state.running.fetch_add(1, Ordering::AcqRel) == 0 {
+            self.thread.thread().unpark();
+        }
+        TickerGuard(self)
+    }
+}
+
+pub struct TickerGuard<'a>(&'a EpochTicker);
+
+impl Drop for TickerGuard<'_> {
+    fn drop(&mut self) {
+        self.0.state.running.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.state.stopped.store(true, Ordering::Release);
+        self.thread.thread().unpark();
+    }
+}
+
+/// Epoch ticks that cover `deadline_ms`, rounded up, plus one for the tick in progress.
+pub fn deadline_ticks(deadline_ms: u64) -> u64 {
+    deadline_ms.div_ceil(EPOCH_TICK.as_millis() as u64) + 1
+}

@@ -1,0 +1,100 @@
+//! The `nebula` binary end to end: a node process, and the client commands
+//! of the README against it.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Output, Stdio};
+
+use crate::common::nebula_binary;
+
+struct NodeProcess {
+    child: Child,
+    url: String,
+}
+
+impl NodeProcess {
+    fn start(data: &std::path::Path) -> NodeProcess {
+        let mut child = Command::new(nebula_binary())
+            .args(["node", "--data", data.to_str().unwrap(), "--http", "127.0.0.1:0"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = BufReader::new(stderr).lines();
+        let url = loop {
+            let line = lines.next().expect("node exited before serving").unwrap();
+            if let Some(url) = line.split("serving ").nth(1) {
+                break url.trim().to_owned();
+            }
+        };
+        // Keep draining the node's log so it never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        NodeProcess { child, url }
+    }
+
+    fn run(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        let mut child = Command::new(nebula_binary())
+            .args(args)
+            .args(["--node", &self.url])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        if let Some(bytes) = stdin {
+            input.write_all(bytes).unwrap();
+        }
+        drop(input);
+        child.wait_with_output().unwrap()
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn the_readme_walkthrough_works_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(&dir.path().join("data"));
+    let wasm = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/functions/fibonacci.wasm");
+
+    let deployed = node.run(&["deploy", wasm.to_str().unwrap(), "--name", "fibonacci"], None);
+    assert!(deployed.status.success(), "{deployed:?}");
+    let hash = stdout(&deployed).trim().to_owned();
+    assert_eq!(hash, blake3::hash(&std::fs::read(&wasm).unwrap()).to_hex().as_str());
+
+    let call = node.run(&["call", "fibonacci", "10"], None);
+    assert_eq!((call.status.success(), stdout(&call).as_str()), (true, "55"));
+
+    let from_stdin = node.run(&["call", &hash[..6], "-"], Some(b"10"));
+    assert_eq!(stdout(&from_stdin), "55");
+
+    let verbose = node.run(&["call", "-v", "fibonacci", "10"], None);
+    let details = String::from_utf8_lossy(&verbose.stderr);
+    assert!(details.contains("cache: hit") && details.contains(&format!("module: {hash}")), "{details}");
+
+    let listed = stdout(&node.run(&["ls"], None));
+    assert!(listed.contains(&hash) && listed.contains("fibonacci"), "{listed}");
+    let status = stdout(&node.run(&["status"], None));
+    assert!(status.contains("modules     1"), "{status}");
+
+    let failed = node.run(&["call", "fibonacci", "not-a-number"], None);
+    assert_eq!(failed.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&failed.stderr).contains("is not a valid number"));
+
+    let missing = node.run(&["call", "nope", "1"], None);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no name 'nope'"));
+
+    let unreachable = Command::new(nebula_binary()).args(["ls", "--node", "http://127.0.0.1:9"]).output().unwrap();
+    assert_eq!(unreachable.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unreachable.stderr).contains("cannot reach the node"));
+}

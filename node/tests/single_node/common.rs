@@ -1,0 +1,137 @@
+//! Starting nodes on loopback and talking to them.
+
+use std::path::{Path, PathBuf};
+
+use nebula_node::{Node, NodeConfig};
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub struct TestNode {
+    pub url: String,
+    pub node: Node,
+    shutdown: oneshot::Sender<()>,
+    server: JoinHandle<()>,
+}
+
+impl TestNode {
+    pub async fn start(data_dir: &Path) -> TestNode {
+        Self::start_with(data_dir, |_| {}).await
+    }
+
+    pub async fn start_with(data_dir: &Path, configure: impl FnOnce(&mut NodeConfig)) -> TestNode {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut config = NodeConfig::new(data_dir, listener.local_addr().unwrap());
+        configure(&mut config);
+        let node = Node::open(config).await.expect("node opens");
+        let (shutdown, stop) = oneshot::channel::<()>();
+        let serving = node.clone();
+        let server = tokio::spawn(async move {
+            nebula_node::serve(serving, listener, async {
+                let _ = stop.await;
+            })
+            .await
+            .expect("server runs");
+        });
+        TestNode { url: format!("http://{}", node.config().http_addr), node, shutdown, server }
+    }
+
+    /// Stops the server and waits until the node has let go of its data dir.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(());
+        self.server.await.unwrap();
+        drop(self.node);
+    }
+
+    pub async fn deploy(&self, wasm: Vec<u8>, name: &str) -> String {
+        let (status, body) = self.deploy_raw(wasm, Some(name)).await;
+        assert!(status.is_success(), "deploy of {name} failed: {status} {body}");
+        body["module"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn deploy_raw(&self, wasm: Vec<u8>, name: Option<&str>) -> (StatusCode, serde_json::Value) {
+        let mut request = reqwest::Client::new().post(format!("{}/modules", self.url)).body(wasm);
+        if let Some(name) = name {
+            request = request.query(&[("name", name)]);
+        }
+        let response = request.send().await.unwrap();
+        (response.status(), response.json().await.unwrap())
+    }
+
+    /// POSTs `input` to `/api/{module}?{query}`.
+    pub async fn call(&self, module: &str, input: &[u8], query: &str) -> Answer {
+        let url = format!("{}/api/{module}?{query}", self.url);
+        let response = reqwest::Client::new().post(url).body(input.to_vec()).send().await.unwrap();
+        Answer::read(response).await
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        Answer::read(reqwest::get(format!("{}{path}", self.url)).await.unwrap()).await
+    }
+
+    /// Value of an unlabelled metric, or the sum of a labelled one's series.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self.get("/metrics").await.text();
+        text.lines()
+            .filter(|line| line.starts_with(name) && !line.starts_with('#'))
+            .filter(|line| line[name.len()..].starts_with([' ', '{']))
+            .map(|line| line.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum()
+    }
+}
+
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    async fn read(response: reqwest::Response) -> Answer {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.bytes().await.unwrap().to_vec();
+        Answer { status, headers, body }
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|_| panic!("not JSON: {}", self.text()))
+    }
+
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).map(|value| value.to_str().unwrap()).unwrap_or("")
+    }
+
+    /// The `error` kind of a failed call.
+    pub fn error_kind(&self) -> String {
+        self.json()["error"].as_str().unwrap().to_owned()
+    }
+}
+
+fn functions_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/functions")
+}
+
+fn read_built(path: PathBuf) -> Vec<u8> {
+    std::fs::read(&path)
+        .unwrap_or_else(|error| panic!("{}: {error}; run scripts/build-functions first", path.display()))
+}
+
+/// A guest function built by scripts/build-functions.
+pub fn function(name: &str) -> Vec<u8> {
+    read_built(functions_dir().join(format!("{name}.wasm")))
+}
+
+/// A hostile or broken test module.
+pub fn fixture(name: &str) -> Vec<u8> {
+    read_built(functions_dir().join("fixtures").join(format!("{name}.wasm")))
+}
+
+pub fn nebula_binary() -> &'static str {
+    env!("CARGO_BIN_EXE_nebula")
+}

@@ -1,0 +1,9 @@
+//! Integration tests of one node: real wasm functions (built by
+//! scripts/build-functions), a real HTTP server on loopback, a real data dir.
+
+mod cli;
+mod common;
+mod concurrency;
+mod determinism;
+mod outcomes;
+mod persistence;
