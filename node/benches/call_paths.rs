@@ -36,7 +36,13 @@ fn percentile(samples: &[Duration], q: f64) -> Duration {
 
 /// Runs `f` for `warmup` iterations, then times `iterations` of them (or
 /// stops early at `budget`).
-fn measure(label: &'static str, warmup: usize, iterations: usize, budget: Duration, mut f: impl FnMut(usize)) -> Measured {
+fn measure(
+    label: &'static str,
+    warmup: usize,
+    iterations: usize,
+    budget: Duration,
+    mut f: impl FnMut(usize),
+) -> Measured {
     for i in 0..warmup {
         f(i);
     }
@@ -69,10 +75,7 @@ fn engine_per_call(wasm: &[u8], input: &[u8]) -> Vec<u8> {
     let mut linker = Linker::new(&engine);
     wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |ctx| ctx).unwrap();
     let stdout = MemoryOutputPipe::new(1 << 20);
-    let wasi = WasiCtxBuilder::new()
-        .stdin(MemoryInputPipe::new(input.to_vec()))
-        .stdout(stdout.clone())
-        .build_p1();
+    let wasi = WasiCtxBuilder::new().stdin(MemoryInputPipe::new(input.to_vec())).stdout(stdout.clone()).build_p1();
     let mut store = Store::new(&engine, wasi);
     let instance = linker.instantiate(&mut store, &module).unwrap();
     instance.get_typed_func::<(), ()>(&mut store, "_start").unwrap().call(&mut store, ()).unwrap();

@@ -40,6 +40,10 @@ impl MemoryResults {
         self.0.weight()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     pub fn len(&self) -> usize {
         self.0.len()
     }
