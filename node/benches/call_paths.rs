@@ -63,15 +63,28 @@ fn functions_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/functions")
 }
 
-/// The original prototype: a new engine, a fresh compile of the module and a
-/// new WASI context for every call.
-fn engine_per_call(wasm: &[u8], input: &[u8]) -> Vec<u8> {
+/// How the original prototype got its module for each call.
+#[derive(Clone, Copy)]
+enum Load<'a> {
+    /// Compile the wasm bytes (what loading a `.wasm` file does).
+    Compile(&'a [u8]),
+    /// Deserialize code compiled ahead of time (the kindest reading of "load").
+    Precompiled(&'a [u8]),
+}
+
+/// The original prototype: a new engine, a module load and a new WASI
+/// context for every call.
+fn engine_per_call(load: Load, input: &[u8]) -> Vec<u8> {
     use wasmtime::{Engine, Linker, Module, Store};
     use wasmtime_wasi::WasiCtxBuilder;
     use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 
     let engine = Engine::default();
-    let module = Module::new(&engine, wasm).unwrap();
+    let module = match load {
+        Load::Compile(wasm) => Module::new(&engine, wasm).unwrap(),
+        // SAFETY: bytes produced just before by `Module::serialize` with the same default config.
+        Load::Precompiled(code) => unsafe { Module::deserialize(&engine, code) }.unwrap(),
+    };
     let mut linker = Linker::new(&engine);
     wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |ctx| ctx).unwrap();
     let stdout = MemoryOutputPipe::new(1 << 20);
@@ -106,6 +119,15 @@ fn main() {
     let warm = measure("warm call (runtime, uncached)", 200, 5_000, budget, |_| {
         runtime.execute(&prepared, &key, INPUT, &limits);
     });
+    // For profiling one path alone: `NEBULA_BENCH_PROFILE=warm perf record …`.
+    let profile_only = std::env::var("NEBULA_BENCH_PROFILE").ok();
+    if profile_only.as_deref() == Some("warm") {
+        let profile = measure("warm call, profiling loop", 0, 200_000, Duration::from_secs(20), |_| {
+            runtime.execute(&prepared, &key, INPUT, &limits);
+        });
+        println!("warm median {:.1} µs", profile.median().as_secs_f64() * 1e6);
+        return;
+    }
 
     // 2. The whole node path, uncached (each input new) and cached (same input).
     let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
@@ -113,6 +135,8 @@ fn main() {
         let config = NodeConfig::new(scratch.path().join("node"), "127.0.0.1:0".parse().unwrap());
         let node = Node::open(config).await.unwrap();
         node.deploy(wasm.clone(), Some(FUNCTION)).await.unwrap();
+        let add = std::fs::read(functions_dir().join("add.wasm")).unwrap();
+        node.deploy(add, Some("add")).await.unwrap();
         node
     });
     let overrides = LimitOverrides::default();
@@ -121,15 +145,28 @@ fn main() {
         let input = format!("{}{}", "0".repeat(i / 90), i % 90 + 1).into_bytes();
         tokio.block_on(node.call(FUNCTION, input, &overrides));
     });
+    if profile_only.as_deref() == Some("node") {
+        let profile = measure("node call, profiling loop", 0, 100_000, Duration::from_secs(20), |i| {
+            let input = format!("{}{}", "1".repeat(i / 90 + 1), i % 90).into_bytes();
+            tokio.block_on(node.call("add", input, &overrides));
+        });
+        println!("node uncached median {:.1} µs", profile.median().as_secs_f64() * 1e6);
+        return;
+    }
     tokio.block_on(node.call(FUNCTION, INPUT.to_vec(), &overrides));
     let node_cached = measure("node call, cached", 200, 20_000, budget, |_| {
         tokio.block_on(node.call(FUNCTION, INPUT.to_vec(), &overrides));
     });
 
-    // 3. The original prototype: engine + compile per call.
-    assert_eq!(engine_per_call(&wasm, INPUT), EXPECTED.as_bytes());
+    // 3. The original prototype: engine + module load per call.
+    assert_eq!(engine_per_call(Load::Compile(&wasm), INPUT), EXPECTED.as_bytes());
     let per_call = measure("engine + compile per call (prototype)", 2, 100, budget, |_| {
-        engine_per_call(&wasm, INPUT);
+        engine_per_call(Load::Compile(&wasm), INPUT);
+    });
+    let precompiled = wasmtime::Module::new(&wasmtime::Engine::default(), &wasm).unwrap().serialize().unwrap();
+    assert_eq!(engine_per_call(Load::Precompiled(&precompiled), INPUT), EXPECTED.as_bytes());
+    let per_call_precompiled = measure("engine + precompiled load per call", 10, 1_000, budget, |_| {
+        engine_per_call(Load::Precompiled(&precompiled), INPUT);
     });
 
     // 4. A native process per call.
@@ -139,7 +176,7 @@ fn main() {
     });
 
     println!("\n{FUNCTION}({}) — median, p99, samples", String::from_utf8_lossy(INPUT));
-    for m in [&warm, &node_uncached, &node_cached, &per_call, &process] {
+    for m in [&warm, &node_uncached, &node_cached, &per_call, &per_call_precompiled, &process] {
         println!(
             "  {:<40} {:>10.1} µs {:>10.1} µs {:>7}",
             m.label,
@@ -151,6 +188,7 @@ fn main() {
     let ratio = |a: &Measured, b: &Measured| a.median().as_secs_f64() / b.median().as_secs_f64();
     println!();
     println!("ratio warm_vs_engine_per_call {:.1}", ratio(&per_call, &warm));
+    println!("ratio warm_vs_engine_per_call_precompiled {:.1}", ratio(&per_call_precompiled, &warm));
     println!("ratio warm_vs_process_spawn {:.1}", ratio(&process, &warm));
     println!("ratio node_uncached_vs_engine_per_call {:.1}", ratio(&per_call, &node_uncached));
     println!("ratio node_uncached_vs_process_spawn {:.1}", ratio(&process, &node_uncached));

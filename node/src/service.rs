@@ -3,8 +3,8 @@
 //! runtime, persist names, reply to callers).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nebula_protocol::core::{Answer, FlightId};
@@ -13,16 +13,13 @@ use nebula_protocol::{
     RequestId, Timings,
 };
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use crate::config::NodeConfig;
 use crate::metrics::Metrics;
 use crate::result_cache::MemoryResults;
 use crate::runtime::{Prepared, Runtime};
-use crate::store::{BlobError, BlobStore, Index, ModuleMeta};
-
-/// How often batched result writes are made durable.
-const RESULT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+use crate::store::{BlobError, BlobStore, Index, ModuleMeta, ResultWriter};
 
 /// A running node. Cheap to clone; all clones share one node.
 #[derive(Clone)]
@@ -39,14 +36,23 @@ struct Shared {
     next_request: AtomicU64,
     runtime: Runtime,
     blobs: BlobStore,
-    index: Index,
+    index: Arc<Index>,
+    results: ResultWriter,
     memory: MemoryResults,
     metrics: Metrics,
     /// Bounds executions in flight so a flood of slow calls cannot starve the
     /// HTTP server (they wait here instead of occupying blocking threads).
-    execution_slots: Semaphore,
-    /// Set when a result was written with batched durability and not yet flushed.
-    results_dirty: AtomicBool,
+    execution_slots: Arc<Semaphore>,
+}
+
+/// An execution the core asked for, waiting for a slot.
+struct ExecutionJob {
+    flight: FlightId,
+    key: CallKey,
+    module: ModuleId,
+    input: Arc<[u8]>,
+    limits: Limits,
+    queued: Instant,
 }
 
 /// A call's answer as the node reports it to a client.
@@ -97,7 +103,7 @@ impl Node {
         std::fs::create_dir_all(&config.data_dir)?;
         let node_id = load_or_create_node_id(&config)?;
         let blobs = BlobStore::open(config.data_dir.join("blobs"))?;
-        let index = Index::open(&config.data_dir.join("index.redb"))?;
+        let index = Arc::new(Index::open(&config.data_dir.join("index.redb"))?);
         let runtime =
             Runtime::new(config.data_dir.join("compiled"), config.concurrency, config.max_limits.memory_bytes)?;
 
@@ -120,8 +126,7 @@ impl Node {
         metrics.modules.set(core.modules().count() as i64);
         let shared = Arc::new(Shared {
             memory: MemoryResults::new(config.memory_cache_bytes),
-            execution_slots: Semaphore::new(config.concurrency as usize),
-            results_dirty: AtomicBool::new(false),
+            execution_slots: Arc::new(Semaphore::new(config.concurrency as usize)),
             config,
             node_id,
             started: Instant::now(),
@@ -130,10 +135,10 @@ impl Node {
             next_request: AtomicU64::new(0),
             runtime,
             blobs,
+            results: ResultWriter::start(index.clone()),
             index,
             metrics,
         });
-        tokio::spawn(flush_results_periodically(Arc::downgrade(&shared)));
         tracing::info!(node = %shared.node_id, data = %shared.config.data_dir.display(), "node opened");
         Ok(Node { shared })
     }
@@ -267,7 +272,7 @@ impl Node {
 
     /// Makes every cached result durable (call before a clean shutdown).
     pub fn flush(&self) -> anyhow::Result<()> {
-        self.shared.index.flush()
+        self.shared.results.flush()
     }
 }
 
@@ -292,15 +297,11 @@ impl Shared {
                     queue.extend(self.core().handle(Event::ResultLookedUp { flight, found }));
                 }
                 Action::Execute { flight, key, module, input, limits } => {
-                    tokio::spawn(self.clone().run_execution(flight, key, module, input, limits));
+                    self.start_execution(ExecutionJob { flight, key, module, input, limits, queued: Instant::now() });
                 }
                 Action::StoreResult { key, record } => {
                     self.memory.insert(key, record.clone());
-                    let shared = self.clone();
-                    tokio::task::spawn_blocking(move || match shared.index.put_result(&key, &record) {
-                        Ok(()) => shared.results_dirty.store(true, Ordering::Release),
-                        Err(error) => tracing::warn!(%error, key = %key.short(), "could not store a result on disk"),
-                    });
+                    self.results.submit(key, record);
                 }
                 Action::PersistName(record) => {
                     let shared = self.clone();
@@ -332,28 +333,42 @@ impl Shared {
         }
     }
 
-    async fn run_execution(
-        self: Arc<Self>,
-        flight: FlightId,
-        key: CallKey,
-        module: ModuleId,
-        input: Arc<[u8]>,
-        limits: Limits,
-    ) {
-        let queued = Instant::now();
-        let record = match self.execution_slots.acquire().await {
-            Ok(_permit) => {
-                let queue_us = queued.elapsed().as_micros() as u64;
+    /// Runs an execution on a blocking thread once a slot is free. The common
+    /// case (a free slot) goes straight to the blocking pool, and the reply
+    /// leaves from there: two thread hand-offs per call instead of four.
+    fn start_execution(self: &Arc<Self>, job: ExecutionJob) {
+        match self.execution_slots.clone().try_acquire_owned() {
+            Ok(slot) => self.clone().run_on_blocking_thread(job, slot),
+            Err(_) => {
                 let shared = self.clone();
-                tokio::task::spawn_blocking(move || shared.execute(&key, module, &input, &limits, queue_us))
-                    .await
-                    .unwrap_or_else(|error| {
-                        tracing::error!(%error, module = %module.short(), "execution task failed");
-                        ExecutionRecord::rejected(module, internal("the execution task failed"))
-                    })
+                tokio::spawn(async move {
+                    match shared.execution_slots.clone().acquire_owned().await {
+                        Ok(slot) => shared.run_on_blocking_thread(job, slot),
+                        Err(_) => {
+                            let record = ExecutionRecord::rejected(job.module, internal("the node is shutting down"));
+                            shared.finish_execution(job.flight, record);
+                        }
+                    }
+                });
             }
-            Err(_) => ExecutionRecord::rejected(module, internal("the node is shutting down")),
-        };
+        }
+    }
+
+    fn run_on_blocking_thread(self: Arc<Self>, job: ExecutionJob, slot: OwnedSemaphorePermit) {
+        tokio::task::spawn_blocking(move || {
+            let queue_us = job.queued.elapsed().as_micros() as u64;
+            let run = || self.execute(&job.key, job.module, &job.input, &job.limits, queue_us);
+            // A bug in the runtime must not leave the callers waiting forever.
+            let record = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).unwrap_or_else(|_| {
+                tracing::error!(module = %job.module.short(), "execution panicked");
+                ExecutionRecord::rejected(job.module, internal("the execution failed unexpectedly"))
+            });
+            drop(slot);
+            self.finish_execution(job.flight, record);
+        });
+    }
+
+    fn finish_execution(self: &Arc<Self>, flight: FlightId, record: ExecutionRecord) {
         self.metrics.executions.inc();
         self.metrics.fuel_used.inc_by(record.fuel_used);
         let actions = self.core().handle(Event::ExecutionFinished { flight, record: Arc::new(record) });
@@ -423,22 +438,6 @@ impl Shared {
             Err(error) => error.kind(),
         };
         self.metrics.record_call(outcome, elapsed.as_secs_f64());
-    }
-}
-
-async fn flush_results_periodically(shared: Weak<Shared>) {
-    let mut ticks = tokio::time::interval(RESULT_FLUSH_INTERVAL);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        let Some(shared) = shared.upgrade() else { return };
-        if !shared.results_dirty.swap(false, Ordering::AcqRel) {
-            continue;
-        }
-        let flushed = tokio::task::spawn_blocking(move || shared.index.flush()).await;
-        if let Ok(Err(error)) = flushed {
-            tracing::warn!(%error, "flushing cached results failed");
-        }
     }
 }
 

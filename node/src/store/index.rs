@@ -3,6 +3,7 @@
 //! return; result writes are batched (a lost result is only recomputed).
 
 use std::path::Path;
+use std::sync::Arc;
 
 use nebula_protocol::{CallKey, ExecutionRecord, ModuleId, NameRecord};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
@@ -86,10 +87,13 @@ impl Index {
         Ok(names)
     }
 
-    /// Batched: durable at the next [`Index::flush`] or durable write.
-    pub fn put_result(&self, key: &CallKey, record: &ExecutionRecord) -> anyhow::Result<()> {
+    /// Not durable on return: durable at the next [`Index::flush`] or durable write.
+    pub fn put_results(&self, results: &[(CallKey, Arc<ExecutionRecord>)]) -> anyhow::Result<()> {
         self.write(Durability::None, |txn| {
-            txn.open_table(RESULTS)?.insert(key.as_bytes().as_slice(), postcard::to_stdvec(record)?.as_slice())?;
+            let mut table = txn.open_table(RESULTS)?;
+            for (key, record) in results {
+                table.insert(key.as_bytes().as_slice(), postcard::to_stdvec(record.as_ref())?.as_slice())?;
+            }
             Ok(())
         })
     }
@@ -151,7 +155,7 @@ mod tests {
             let index = Index::open(&path).unwrap();
             index.put_module(&module, &ModuleMeta { size: 1, deployed_unix_ms: 5 }).unwrap();
             index.put_name(&name).unwrap();
-            index.put_result(&key, &record).unwrap();
+            index.put_results(&[(key, Arc::new(record.clone()))]).unwrap();
             index.flush().unwrap();
         }
         let index = Index::open(&path).unwrap();

@@ -3,6 +3,7 @@
 
 mod blobs;
 mod index;
+mod result_writer;
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -11,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use blobs::{BlobError, BlobStore};
 pub use index::{Index, ModuleMeta};
+pub use result_writer::ResultWriter;
 
 /// Writes `bytes` so that `path` holds either its old content or all of the
 /// new one, whatever instant the process dies at: temp file, fsync, rename,
