@@ -10,7 +10,8 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::client::{NodeClient, error_message};
 use crate::config::NodeConfig;
-use crate::service::{ModuleSummary, NodeStatus};
+use crate::mesh::MeshSettings;
+use crate::service::{ModuleSummary, NodeStatus, PeerSummary};
 
 pub const DEFAULT_NODE_URL: &str = "http://127.0.0.1:8080";
 
@@ -65,6 +66,11 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// List the peers a node knows, with addresses and round-trip times.
+    Peers {
+        #[command(flatten)]
+        target: Target,
+    },
     /// Show a node's status.
     Status {
         #[command(flatten)]
@@ -102,6 +108,21 @@ pub struct NodeArgs {
     /// Bytes of results kept in memory.
     #[arg(long)]
     pub memory_cache_bytes: Option<u64>,
+    /// Peer-to-peer listen address (repeatable).
+    #[arg(long = "listen", default_values = ["/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"])]
+    pub listen: Vec<libp2p::Multiaddr>,
+    /// A peer to join, e.g. /ip4/10.0.0.5/tcp/4001/p2p/12D3Koo… (repeatable).
+    #[arg(long = "peer")]
+    pub peers: Vec<libp2p::Multiaddr>,
+    /// Turn off mDNS discovery on the local network.
+    #[arg(long)]
+    pub no_mdns: bool,
+    /// Run alone, without any peer-to-peer networking.
+    #[arg(long)]
+    pub standalone: bool,
+    /// Bytes of announced modules fetched ahead of need (beyond: on demand).
+    #[arg(long)]
+    pub replicate_bytes: Option<u64>,
 }
 
 impl NodeArgs {
@@ -121,6 +142,17 @@ impl NodeArgs {
         max.memory_bytes = max.memory_bytes.max(config.default_limits.memory_bytes);
         if let Some(bytes) = self.memory_cache_bytes {
             config.memory_cache_bytes = bytes;
+        }
+        if let Some(bytes) = self.replicate_bytes {
+            config.replicate_budget_bytes = bytes;
+        }
+        if !self.standalone {
+            config.mesh = Some(MeshSettings {
+                listen: self.listen.clone(),
+                bootstrap: self.peers.clone(),
+                mdns: !self.no_mdns,
+                ..MeshSettings::default()
+            });
         }
         config
     }
@@ -177,6 +209,17 @@ pub async fn run_client(command: Command) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
+        Command::Peers { target } => {
+            let peers: Vec<PeerSummary> = NodeClient::new(&target.url).get_json("/peers").await?;
+            println!("{:<54} {:>9} {:>9} {:>6}  ADDRESSES", "PEER", "STATE", "RTT", "LOAD");
+            for peer in peers {
+                let rtt = peer.rtt_ms.map_or_else(|| "-".to_owned(), |ms| format!("{ms:.2}ms"));
+                let state = if peer.connected { "connected" } else { "gone" };
+                let load = format!("{}/{}", peer.executing, peer.capacity);
+                println!("{:<54} {state:>9} {rtt:>9} {load:>6}  {}", peer.peer, peer.addresses.join(" "));
+            }
+            Ok(0)
+        }
         Command::Status { target } => {
             let client = NodeClient::new(&target.url);
             let status: NodeStatus = client.get_json("/status").await?;
@@ -189,6 +232,10 @@ pub async fn run_client(command: Command) -> anyhow::Result<i32> {
                 status.memory_cache_entries, status.memory_cache_bytes, status.stored_results
             );
             println!("calls       {} in flight, {} at once", status.calls_in_flight, status.concurrency);
+            println!("peers       {} connected", status.peers_connected);
+            for address in &status.listen_addresses {
+                println!("listening   {address}");
+            }
             Ok(0)
         }
     }

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use nebula_protocol::Limits;
 
+use crate::mesh::MeshSettings;
+
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
     pub data_dir: PathBuf,
@@ -18,6 +20,10 @@ pub struct NodeConfig {
     /// Bytes of results kept in memory in front of the on-disk cache.
     pub memory_cache_bytes: u64,
     pub max_module_bytes: u64,
+    /// Announced modules are fetched ahead of need until they take this many bytes.
+    pub replicate_budget_bytes: u64,
+    /// Peer-to-peer networking; `None` runs a node on its own.
+    pub mesh: Option<MeshSettings>,
 }
 
 impl NodeConfig {
@@ -37,6 +43,8 @@ impl NodeConfig {
             concurrency: std::thread::available_parallelism().map_or(2, |n| n.get() as u32).max(2),
             memory_cache_bytes: 64 << 20,
             max_module_bytes: 64 << 20,
+            replicate_budget_bytes: 1 << 30,
+            mesh: None,
         }
     }
 }

@@ -5,6 +5,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod http;
+pub mod mesh;
 pub mod metrics;
 pub mod result_cache;
 pub mod runtime;

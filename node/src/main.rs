@@ -33,6 +33,14 @@ async fn run_node(args: nebula_node::cli::NodeArgs) -> anyhow::Result<()> {
         .map_err(|error| anyhow::anyhow!("cannot listen on {}: {error}", config.http_addr))?;
     let node = nebula_node::Node::open(config).await?;
     eprintln!("nebula node {} serving http://{}", node.id(), listener.local_addr()?);
+    // The p2p listeners report their addresses shortly after start.
+    let announcer = node.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        for address in announcer.listen_addresses() {
+            eprintln!("nebula peer address {address}");
+        }
+    });
     nebula_node::serve(node, listener, shutdown_signal()).await
 }
 

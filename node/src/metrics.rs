@@ -26,6 +26,7 @@ pub struct Metrics {
     pub call_seconds: Histogram,
     pub modules: Gauge,
     pub memory_cache_bytes: Gauge,
+    pub peer_penalties: Counter,
 }
 
 impl Default for Metrics {
@@ -50,7 +51,19 @@ impl Default for Metrics {
         registry.register("modules", "Modules stored", modules.clone());
         let memory_cache_bytes = Gauge::default();
         registry.register("memory_cache_bytes", "Bytes of results held in memory", memory_cache_bytes.clone());
-        Self { registry, calls, cache, executions, fuel_used, call_seconds, modules, memory_cache_bytes }
+        let peer_penalties = Counter::default();
+        registry.register("peer_penalties", "Misbehaviours of peers detected", peer_penalties.clone());
+        Self {
+            registry,
+            calls,
+            cache,
+            executions,
+            fuel_used,
+            call_seconds,
+            modules,
+            memory_cache_bytes,
+            peer_penalties,
+        }
     }
 }
 

@@ -64,6 +64,7 @@ mod tests {
                 outcome: Outcome::Success { stdout: vec![0; 1024] },
                 fuel_used: 0,
                 timings: Timings::default(),
+                executed_by: "test".into(),
             };
             cache.insert(CallKey::new(&module, &i.to_le_bytes()), Arc::new(record));
         }

@@ -9,8 +9,11 @@ pub mod ids;
 pub mod limits;
 pub mod names;
 pub mod outcome;
+pub mod wire;
 
-pub use crate::core::{Action, CacheStatus, Core, Event, Reply, RequestId};
+pub use crate::core::{
+    Action, Answer, CacheStatus, Core, Event, FetchFailure, FlightId, MeshConfig, Peer, Reply, RequestId,
+};
 pub use ids::{CallKey, IdParseError, ModuleId, PROFILE_VERSION};
 pub use limits::{LimitOverrides, Limits};
 pub use names::{NameError, NameRecord, validate_name};

@@ -36,6 +36,17 @@ pub struct LimitOverrides {
 }
 
 impl Limits {
+    /// These limits, none above `maximum`.
+    pub fn clamped_to(&self, maximum: &Limits) -> Limits {
+        Limits {
+            fuel: self.fuel.min(maximum.fuel),
+            deadline_ms: self.deadline_ms.min(maximum.deadline_ms),
+            memory_bytes: self.memory_bytes.min(maximum.memory_bytes),
+            input_bytes: self.input_bytes.min(maximum.input_bytes),
+            output_bytes: self.output_bytes.min(maximum.output_bytes),
+        }
+    }
+
     /// Applies a caller's overrides, never exceeding `maximum` (the node's ceiling).
     pub fn with_overrides(&self, overrides: &LimitOverrides, maximum: &Limits) -> Limits {
         let pick = |wanted: Option<u64>, default: u64, max: u64| wanted.unwrap_or(default).min(max);

@@ -116,12 +116,20 @@ pub struct ExecutionRecord {
     pub outcome: Outcome,
     pub fuel_used: u64,
     pub timings: Timings,
+    /// The node that ran it (empty if nothing ran).
+    pub executed_by: String,
 }
 
 impl ExecutionRecord {
     /// A failure found before anything ran (resolution, validation, input size).
     pub fn rejected(module: ModuleId, error: CallError) -> Self {
-        Self { module, outcome: Outcome::Failed(error), fuel_used: 0, timings: Timings::default() }
+        Self {
+            module,
+            outcome: Outcome::Failed(error),
+            fuel_used: 0,
+            timings: Timings::default(),
+            executed_by: String::new(),
+        }
     }
 }
 

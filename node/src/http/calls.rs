@@ -73,6 +73,7 @@ fn respond(response: CallResponse) -> Response {
         set(&mut headers, "x-nebula-joined", "true");
     }
     set(&mut headers, "x-nebula-fuel", &record.fuel_used.to_string());
+    set(&mut headers, "x-nebula-executed-by", &record.executed_by);
     let timings = &record.timings;
     let timing = format!("queue={} instantiate={} run={}", timings.queue_us, timings.instantiate_us, timings.run_us);
     set(&mut headers, "x-nebula-timings-us", &timing);

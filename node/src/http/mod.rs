@@ -27,6 +27,7 @@ pub fn router(node: Node) -> Router {
         .route("/modules/{module}", get(show_module))
         .route("/names", get(list_names))
         .route("/names/{name}", put(set_name))
+        .route("/peers", get(peers))
         .route("/health", get(health))
         .route("/status", get(status))
         .route("/metrics", get(metrics))
@@ -39,7 +40,7 @@ async fn index(State(node): State<Node>) -> impl IntoResponse {
         "Nebula node {}\n\nGET  /api/{{module}}/{{input}}   call (module = name, hash or hash prefix)\n\
          POST /api/{{module}}           call with the body on stdin\n\
          POST /modules?name=NAME       deploy a wasm module (body = bytes)\n\
-         GET  /modules, /names, /status, /health, /metrics\n",
+         GET  /modules, /names, /peers, /status, /health, /metrics\n",
         node.id()
     );
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text)
@@ -89,6 +90,10 @@ async fn set_name(State(node): State<Node>, Path(name): Path<String>, Json(body)
         Ok(record) => Json(record).into_response(),
         Err(error) => errors::error_response(&error),
     }
+}
+
+async fn peers(State(node): State<Node>) -> impl IntoResponse {
+    Json(node.peers())
 }
 
 async fn health(State(node): State<Node>) -> impl IntoResponse {

@@ -150,6 +150,7 @@ mod tests {
             outcome: Outcome::Success { stdout: b"out".to_vec() },
             fuel_used: 3,
             timings: Timings::default(),
+            executed_by: "test".into(),
         };
         {
             let index = Index::open(&path).unwrap();

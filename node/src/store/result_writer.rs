@@ -126,6 +126,7 @@ mod tests {
             outcome: Outcome::Success { stdout: vec![n] },
             fuel_used: 1,
             timings: Timings::default(),
+            executed_by: "test".into(),
         })
     }
 

@@ -14,7 +14,7 @@ struct NodeProcess {
 impl NodeProcess {
     fn start(data: &std::path::Path) -> NodeProcess {
         let mut child = Command::new(nebula_binary())
-            .args(["node", "--data", data.to_str().unwrap(), "--http", "127.0.0.1:0"])
+            .args(["node", "--data", data.to_str().unwrap(), "--http", "127.0.0.1:0", "--standalone"])
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();

@@ -1,0 +1,72 @@
+//! The libp2p behaviours a node runs, and how the swarm is built.
+
+use std::time::Duration;
+
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::{
+    Swarm, SwarmBuilder, allow_block_list, connection_limits, gossipsub, identify, identity::Keypair, mdns, noise,
+    ping, request_response, tcp, yamux,
+};
+use nebula_protocol::wire::MAX_GOSSIP_BYTES;
+
+use super::MeshSettings;
+use super::codec::{PROTOCOL, WireCodec};
+
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    pub limits: connection_limits::Behaviour,
+    pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    pub identify: identify::Behaviour,
+    pub ping: ping::Behaviour,
+    pub gossipsub: gossipsub::Behaviour,
+    pub rpc: request_response::Behaviour<WireCodec>,
+    pub mdns: Toggle<mdns::tokio::Behaviour>,
+}
+
+pub fn build_swarm(key: Keypair, settings: &MeshSettings) -> anyhow::Result<Swarm<Behaviour>> {
+    let swarm = SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)?
+        .with_quic()
+        .with_behaviour(|key| {
+            let peer_id = key.public().to_peer_id();
+            let gossipsub_config = gossipsub::ConfigBuilder::default()
+                .heartbeat_interval(Duration::from_secs(1))
+                .validation_mode(gossipsub::ValidationMode::Strict)
+                .max_transmit_size(MAX_GOSSIP_BYTES + 4096)
+                // Content-addressed ids: the same announcement twice is one message.
+                .message_id_fn(|message| gossipsub::MessageId::from(blake3::hash(&message.data).to_hex().to_string()))
+                .build()?;
+            let mdns = match settings.mdns {
+                true => Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id)?),
+                false => None,
+            };
+            let limits = connection_limits::ConnectionLimits::default()
+                .with_max_established(Some(512))
+                .with_max_established_per_peer(Some(4))
+                .with_max_pending_incoming(Some(64));
+            Ok(Behaviour {
+                limits: connection_limits::Behaviour::new(limits),
+                blocked: allow_block_list::Behaviour::default(),
+                identify: identify::Behaviour::new(
+                    identify::Config::new("/nebula/1".into(), key.public())
+                        .with_agent_version(format!("nebula/{}", env!("CARGO_PKG_VERSION"))),
+                ),
+                ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(15))),
+                gossipsub: gossipsub::Behaviour::new(
+                    gossipsub::MessageAuthenticity::Signed(key.clone()),
+                    gossipsub_config,
+                )?,
+                rpc: request_response::Behaviour::with_codec(
+                    WireCodec,
+                    [(PROTOCOL, request_response::ProtocolSupport::Full)],
+                    request_response::Config::default().with_request_timeout(settings.request_timeout),
+                ),
+                mdns: Toggle::from(mdns),
+            })
+        })?
+        .with_swarm_config(|config| config.with_idle_connection_timeout(settings.idle_timeout))
+        .build();
+    Ok(swarm)
+}

@@ -1,0 +1,98 @@
+//! Request-response framing: a 4-byte big-endian length, then a versioned
+//! postcard message (`nebula_protocol::wire`). The length is checked against
+//! the maximum before anything is allocated.
+
+use std::io;
+
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use libp2p::StreamProtocol;
+use libp2p::request_response::Codec;
+use nebula_protocol::wire::{self, MAX_FRAME_BYTES, Request, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/nebula/rpc/1");
+
+#[derive(Debug, Clone, Default)]
+pub struct WireCodec;
+
+async fn read_frame<T: DeserializeOwned, R: AsyncRead + Unpin + Send>(io: &mut R) -> io::Result<T> {
+    let mut length = [0u8; 4];
+    io.read_exact(&mut length).await?;
+    let length = u32::from_be_bytes(length) as usize;
+    if length > MAX_FRAME_BYTES {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("frame of {length} bytes is over the limit")));
+    }
+    let mut body = vec![0u8; length];
+    io.read_exact(&mut body).await?;
+    wire::decode(&body, MAX_FRAME_BYTES).map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))
+}
+
+async fn write_frame<T: Serialize, W: AsyncWrite + Unpin + Send>(io: &mut W, message: &T) -> io::Result<()> {
+    let body = wire::encode(message);
+    if body.len() > MAX_FRAME_BYTES {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "message is over the frame limit"));
+    }
+    io.write_all(&(body.len() as u32).to_be_bytes()).await?;
+    io.write_all(&body).await?;
+    io.flush().await
+}
+
+impl Codec for WireCodec {
+    type Protocol = StreamProtocol;
+    type Request = Request;
+    type Response = Response;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Request>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        read_frame(io).await
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Response>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        read_frame(io).await
+    }
+
+    async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, request: Request) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, &request).await
+    }
+
+    async fn write_response<T>(&mut self, _: &StreamProtocol, io: &mut T, response: Response) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, &response).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::io::Cursor;
+    use nebula_protocol::ModuleId;
+
+    #[test]
+    fn frames_round_trip_and_oversized_lengths_are_refused_before_allocating() {
+        futures::executor::block_on(async {
+            let request = Request::FetchModule { module: ModuleId::of_bytes(b"m") };
+            let mut buffer = Cursor::new(Vec::new());
+            WireCodec.write_request(&PROTOCOL, &mut buffer, request.clone()).await.unwrap();
+            let mut reader = Cursor::new(buffer.into_inner());
+            assert_eq!(WireCodec.read_request(&PROTOCOL, &mut reader).await.unwrap(), request);
+
+            let mut huge = Cursor::new(u32::MAX.to_be_bytes().to_vec());
+            let error = WireCodec.read_request(&PROTOCOL, &mut huge).await.unwrap_err();
+            assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+
+            let mut garbage = Cursor::new([0, 0, 0, 3, 1, 250, 250].to_vec());
+            assert!(WireCodec.read_request(&PROTOCOL, &mut garbage).await.is_err());
+        });
+    }
+}

@@ -1,0 +1,140 @@
+//! The libp2p side of a node: a swarm task that turns network events into
+//! core events and carries out the network actions the core asks for. It
+//! decides nothing about calls, modules or names itself.
+
+mod behaviour;
+pub mod codec;
+mod driver;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use libp2p::identity::Keypair;
+use libp2p::{Multiaddr, PeerId};
+use nebula_protocol::wire::{Gossip, Request, Response};
+use nebula_protocol::{Event, FlightId, ModuleId};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+pub use driver::spawn;
+
+#[derive(Debug, Clone)]
+pub struct MeshSettings {
+    pub listen: Vec<Multiaddr>,
+    /// Dialled at start and again whenever the connection is lost.
+    pub bootstrap: Vec<Multiaddr>,
+    /// Multicast discovery on the LAN; off in tests and containers.
+    pub mdns: bool,
+    pub idle_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+impl Default for MeshSettings {
+    fn default() -> Self {
+        Self {
+            listen: vec!["/ip4/0.0.0.0/tcp/0".parse().unwrap(), "/ip4/0.0.0.0/udp/0/quic-v1".parse().unwrap()],
+            bootstrap: Vec::new(),
+            mdns: true,
+            idle_timeout: Duration::from_secs(3600),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl MeshSettings {
+    /// Loopback only, no multicast: for tests and local clusters.
+    pub fn loopback() -> Self {
+        Self {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap(), "/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap()],
+            mdns: false,
+            ..Self::default()
+        }
+    }
+}
+
+/// What an outbound request was for, to route its answer.
+#[derive(Debug, Clone, Copy)]
+pub enum Purpose {
+    Module(ModuleId),
+    Result(FlightId),
+    Forward(FlightId),
+    Sync,
+}
+
+#[derive(Debug)]
+pub enum Command {
+    Publish(Gossip),
+    Request { peer: String, request: Request, purpose: Purpose },
+    Respond { token: u64, response: Response },
+    Block(String),
+    Unblock(String),
+}
+
+/// What the node does with what arrives from the network.
+pub trait MeshHost: Send + Sync + 'static {
+    /// Feeds the core and performs what it returns.
+    fn core_event(&self, event: Event);
+    /// Answers a peer's request, now or later, with [`NetworkHandle::respond`].
+    fn serve_request(&self, from: String, token: u64, request: Request);
+    /// A module's bytes arrived (or `None`: the peer does not have it): verify, store, report.
+    fn module_received(&self, module: ModuleId, from: String, bytes: Option<Vec<u8>>);
+}
+
+/// Network facts about a peer, for `/peers`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PeerLink {
+    pub addresses: Vec<String>,
+    pub rtt_ms: Option<f64>,
+    pub connected: bool,
+}
+
+#[derive(Clone)]
+pub struct NetworkHandle {
+    commands: mpsc::UnboundedSender<Command>,
+    local_peer: PeerId,
+    links: Arc<Mutex<BTreeMap<String, PeerLink>>>,
+    listening: Arc<Mutex<Vec<Multiaddr>>>,
+}
+
+impl NetworkHandle {
+    pub fn send(&self, command: Command) {
+        // Fails only once the swarm task has ended (shutdown).
+        let _ = self.commands.send(command);
+    }
+
+    pub fn respond(&self, token: u64, response: Response) {
+        self.send(Command::Respond { token, response });
+    }
+
+    pub fn local_peer(&self) -> PeerId {
+        self.local_peer
+    }
+
+    pub fn links(&self) -> BTreeMap<String, PeerLink> {
+        self.links.lock().expect("links lock").clone()
+    }
+
+    /// Addresses other nodes can dial, each ending in `/p2p/<peer id>`.
+    pub fn listen_addresses(&self) -> Vec<Multiaddr> {
+        let local = self.local_peer;
+        self.listening
+            .lock()
+            .expect("listening lock")
+            .iter()
+            .map(|address| address.clone().with(libp2p::multiaddr::Protocol::P2p(local)))
+            .collect()
+    }
+}
+
+/// The node's libp2p key, created on first start and kept in the data directory.
+pub fn load_or_create_key(path: &Path) -> anyhow::Result<Keypair> {
+    if let Ok(bytes) = std::fs::read(path) {
+        return Keypair::from_protobuf_encoding(&bytes)
+            .map_err(|error| anyhow::anyhow!("{} is not a valid node key: {error}", path.display()));
+    }
+    let key = Keypair::generate_ed25519();
+    crate::store::write_atomically(path, &key.to_protobuf_encoding()?)?;
+    Ok(key)
+}

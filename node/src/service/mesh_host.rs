@@ -1,0 +1,93 @@
+//! What the node does with what arrives from peers: core events pass
+//! straight through; requests are answered from the store, the cache, the
+//! core or a call; fetched modules are verified before anything else.
+
+use std::sync::Arc;
+
+use nebula_protocol::wire::{RemoteAnswer, Request, Response};
+use nebula_protocol::{Event, FetchFailure, ModuleId};
+
+use super::Shared;
+use crate::mesh::MeshHost;
+
+impl MeshHost for Shared {
+    fn core_event(&self, event: Event) {
+        let actions = self.core().handle(event);
+        self.arc().perform(actions);
+    }
+
+    fn serve_request(&self, from: String, token: u64, request: Request) {
+        let shared = self.arc();
+        match request {
+            Request::FetchModule { module } => {
+                tokio::task::spawn_blocking(move || {
+                    let bytes = shared.blobs.get(&module).ok();
+                    shared.respond(token, Response::Module(bytes));
+                });
+            }
+            Request::FetchResult { key } => {
+                let found = shared.lookup_result(&key).map(|record| (*record).clone());
+                shared.respond(token, Response::Result(found));
+            }
+            Request::Call { reference, input, limits, hops } => {
+                tokio::spawn(async move {
+                    // The caller's limits come along; this node's maximums still hold.
+                    let limits = limits.clamped_to(&shared.config.max_limits);
+                    let answer = shared.call(&reference, input, limits, hops).await.reply.map(|answer| RemoteAnswer {
+                        key: answer.key,
+                        cache: answer.cache,
+                        record: (*answer.record).clone(),
+                    });
+                    shared.respond(token, Response::Call(answer));
+                });
+            }
+            Request::Sync(request) => shared.core_event(Event::SyncRequested { from, token, request }),
+        }
+    }
+
+    fn module_received(&self, module: ModuleId, from: String, bytes: Option<Vec<u8>>) {
+        let shared = self.arc();
+        let Some(bytes) = bytes else {
+            return shared.core_event(Event::ModuleFetchFailed { module, from, failure: FetchFailure::NotFound });
+        };
+        tokio::task::spawn_blocking(move || {
+            let size = bytes.len() as u64;
+            // Bytes from a peer are trusted only once they hash to what was asked for.
+            let event = if ModuleId::of_bytes(&bytes) != module {
+                Event::ModuleFetchFailed { module, from, failure: FetchFailure::BadHash }
+            } else if size > shared.config.max_module_bytes {
+                let reason = format!("{size} bytes is over this node's module limit");
+                Event::ModuleFetchFailed { module, from, failure: FetchFailure::Invalid(reason) }
+            } else {
+                match shared.store_module(module, &bytes) {
+                    Ok(()) => {
+                        shared.metrics.modules.inc();
+                        tracing::info!(module = %module.short(), %from, size, "module replicated");
+                        Event::ModuleStored { module, size }
+                    }
+                    Err(nebula_protocol::CallError::InvalidModule { reason }) => {
+                        Event::ModuleFetchFailed { module, from, failure: FetchFailure::Invalid(reason) }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, module = %module.short(), "storing a fetched module failed");
+                        Event::ModuleFetchFailed { module, from, failure: FetchFailure::Unreachable }
+                    }
+                }
+            };
+            shared.core_event(event);
+        });
+    }
+}
+
+impl Shared {
+    /// The `Arc` this shared state lives in (the host is only ever called through one).
+    fn arc(&self) -> Arc<Shared> {
+        self.this.upgrade().expect("the node is alive while it handles events")
+    }
+
+    fn respond(&self, token: u64, response: Response) {
+        if let Some(network) = self.network.get() {
+            network.respond(token, response);
+        }
+    }
+}

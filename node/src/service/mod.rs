@@ -1,0 +1,368 @@
+//! The node's I/O shell: it feeds the sans-io [`Core`] with events and carries
+//! out the actions it returns (look up and store results, execute on the
+//! runtime, persist names, talk to peers, reply to callers).
+
+mod mesh_host;
+mod shell;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nebula_protocol::core::FlightId;
+use nebula_protocol::{
+    Action, CallError, CallKey, Core, Event, LimitOverrides, Limits, MeshConfig, ModuleId, NameRecord, Reply, RequestId,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Semaphore, oneshot};
+
+use crate::config::NodeConfig;
+use crate::mesh::{self, Command, MeshHost, NetworkHandle};
+use crate::metrics::Metrics;
+use crate::result_cache::MemoryResults;
+use crate::runtime::Runtime;
+use crate::store::{BlobStore, Index, ResultWriter};
+
+/// A running node. Cheap to clone; all clones share one node.
+#[derive(Clone)]
+pub struct Node {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    /// Lets callbacks that only get `&self` (the mesh host) reach the `Arc`.
+    this: Weak<Shared>,
+    config: NodeConfig,
+    node_id: String,
+    started: Instant,
+    core: Mutex<Core>,
+    waiters: Mutex<HashMap<RequestId, oneshot::Sender<Reply>>>,
+    next_request: AtomicU64,
+    runtime: Runtime,
+    blobs: BlobStore,
+    index: Arc<Index>,
+    results: ResultWriter,
+    memory: MemoryResults,
+    metrics: Metrics,
+    /// Bounds executions in flight so a flood of slow calls cannot starve the
+    /// HTTP server (they wait here instead of occupying blocking threads).
+    execution_slots: Arc<Semaphore>,
+    /// Set once the swarm runs; absent when the node runs without a mesh.
+    network: OnceLock<NetworkHandle>,
+}
+
+/// An execution the core asked for, waiting for a slot.
+struct ExecutionJob {
+    flight: FlightId,
+    key: CallKey,
+    module: ModuleId,
+    input: Arc<[u8]>,
+    limits: Limits,
+    queued: Instant,
+}
+
+/// A call's answer as the node reports it to a client.
+#[derive(Debug, Clone)]
+pub struct CallResponse {
+    pub reply: Reply,
+    /// Time spent in this node, from request to reply.
+    pub elapsed: Duration,
+    pub node_id: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Deployed {
+    pub module: ModuleId,
+    pub size: u64,
+    pub name: Option<String>,
+    /// False if the node already held this module.
+    pub new: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModuleSummary {
+    pub module: ModuleId,
+    pub size: u64,
+    pub names: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeerSummary {
+    pub peer: String,
+    pub connected: bool,
+    pub addresses: Vec<String>,
+    pub rtt_ms: Option<f64>,
+    pub executing: u32,
+    pub capacity: u32,
+    pub penalty: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub node_id: String,
+    pub version: String,
+    pub uptime_seconds: u64,
+    pub modules: usize,
+    pub names: usize,
+    pub memory_cache_entries: usize,
+    pub memory_cache_bytes: u64,
+    pub stored_results: u64,
+    pub calls_in_flight: usize,
+    pub concurrency: u32,
+    pub default_limits: Limits,
+    pub max_limits: Limits,
+    pub peers_connected: usize,
+    pub listen_addresses: Vec<String>,
+}
+
+impl Node {
+    /// Opens (or creates) the data directory and restores modules and names.
+    /// Must run inside a tokio runtime (it starts a background flusher).
+    pub async fn open(config: NodeConfig) -> anyhow::Result<Node> {
+        std::fs::create_dir_all(&config.data_dir)?;
+        let key = mesh::load_or_create_key(&config.data_dir.join("node-key"))?;
+        let node_id = key.public().to_peer_id().to_string();
+        let blobs = BlobStore::open(config.data_dir.join("blobs"))?;
+        let index = Arc::new(Index::open(&config.data_dir.join("index.redb"))?);
+        let runtime =
+            Runtime::new(config.data_dir.join("compiled"), config.concurrency, config.max_limits.memory_bytes)?;
+
+        let mesh_config = MeshConfig {
+            capacity: config.concurrency,
+            replicate_budget_bytes: config.replicate_budget_bytes,
+            ..MeshConfig::default()
+        };
+        let mut core = Core::with_config(node_id.clone(), mesh_config);
+        for (module, meta) in index.modules()? {
+            if blobs.contains(&module) {
+                // Nothing to announce to yet: peers learn of it by anti-entropy.
+                core.handle(Event::ModuleStored { module, size: meta.size });
+            } else {
+                // The blob is written before its index entry, so this only
+                // happens if someone removed the file by hand.
+                tracing::warn!(module = %module.short(), "module indexed but its blob is gone; forgetting it");
+                index.remove_module(&module)?;
+            }
+        }
+        for record in index.names()? {
+            core.merge_name(record);
+        }
+
+        let metrics = Metrics::default();
+        metrics.modules.set(core.modules().count() as i64);
+        let shared = Arc::new_cyclic(|this| Shared {
+            this: this.clone(),
+            memory: MemoryResults::new(config.memory_cache_bytes),
+            execution_slots: Arc::new(Semaphore::new(config.concurrency as usize)),
+            config,
+            node_id,
+            started: Instant::now(),
+            core: Mutex::new(core),
+            waiters: Mutex::new(HashMap::new()),
+            next_request: AtomicU64::new(0),
+            runtime,
+            blobs,
+            results: ResultWriter::start(index.clone()),
+            index,
+            metrics,
+            network: OnceLock::new(),
+        });
+        if let Some(settings) = shared.config.mesh.clone() {
+            let host: Weak<dyn MeshHost> = Arc::downgrade(&shared) as Weak<dyn MeshHost>;
+            let network = mesh::spawn(key, settings, host)?;
+            let _ = shared.network.set(network);
+        }
+        tracing::info!(node = %shared.node_id, data = %shared.config.data_dir.display(), "node opened");
+        Ok(Node { shared })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.shared.node_id
+    }
+
+    pub fn config(&self) -> &NodeConfig {
+        &self.shared.config
+    }
+
+    /// Calls `reference` (name, hash or hash prefix) with `input` on stdin.
+    pub async fn call(&self, reference: &str, input: Vec<u8>, overrides: &LimitOverrides) -> CallResponse {
+        let config = &self.shared.config;
+        let limits = config.default_limits.with_overrides(overrides, &config.max_limits);
+        self.shared.call(reference, input, limits, 0).await
+    }
+
+    /// Validates, compiles, stores and indexes a module; optionally names it.
+    pub async fn deploy(&self, wasm: Vec<u8>, name: Option<&str>) -> Result<Deployed, CallError> {
+        let shared = self.shared.clone();
+        let size = wasm.len() as u64;
+        if size > shared.config.max_module_bytes {
+            return Err(CallError::InvalidModule {
+                reason: format!("{size} bytes is over the limit of {} bytes", shared.config.max_module_bytes),
+            });
+        }
+        if let Some(name) = name {
+            nebula_protocol::validate_name(name)
+                .map_err(|error| CallError::InvalidName { name: name.to_owned(), reason: error.to_string() })?;
+        }
+        let module = ModuleId::of_bytes(&wasm);
+        let new = shared.core().module_info(&module).is_none();
+        // Deploying a known module again also repairs a damaged or lost blob.
+        if new || shared.blobs.get(&module).is_err() {
+            let store = shared.clone();
+            tokio::task::spawn_blocking(move || store.store_module(module, &wasm))
+                .await
+                .map_err(|error| internal(&format!("deploy task failed: {error}")))??;
+            let actions = shared.core().handle(Event::ModuleStored { module, size });
+            shared.perform(actions);
+            if new {
+                shared.metrics.modules.inc();
+            }
+            tracing::info!(module = %module.short(), size, "module deployed");
+        }
+        if let Some(name) = name {
+            self.set_name(name, &module.to_hex()).await?;
+        }
+        Ok(Deployed { module, size, name: name.map(str::to_owned), new })
+    }
+
+    /// Points `name` at the module `reference` resolves to; durable when it returns.
+    pub async fn set_name(&self, name: &str, reference: &str) -> Result<NameRecord, CallError> {
+        let (record, actions) = self.shared.core().publish_name(name, reference)?;
+        for action in actions {
+            match action {
+                Action::PersistName(record) => {
+                    let shared = self.shared.clone();
+                    tokio::task::spawn_blocking(move || shared.index.put_name(&record))
+                        .await
+                        .map_err(|error| internal(&error.to_string()))?
+                        .map_err(|error| internal(&format!("storing the name: {error:#}")))?;
+                }
+                other => self.shared.perform(vec![other]),
+            }
+        }
+        tracing::info!(name = %record.name, module = %record.module.short(), version = record.version, "name set");
+        Ok(record)
+    }
+
+    pub fn resolve(&self, reference: &str) -> Result<ModuleId, CallError> {
+        self.shared.core().resolve(reference)
+    }
+
+    pub fn names(&self) -> Vec<NameRecord> {
+        self.shared.core().names().cloned().collect()
+    }
+
+    pub fn modules(&self) -> Vec<ModuleSummary> {
+        let core = self.shared.core();
+        let mut names: HashMap<ModuleId, Vec<String>> = HashMap::new();
+        for record in core.names() {
+            names.entry(record.module).or_default().push(record.name.clone());
+        }
+        core.modules()
+            .map(|(module, info)| ModuleSummary {
+                module: *module,
+                size: info.size,
+                names: names.remove(module).unwrap_or_default(),
+            })
+            .collect()
+    }
+
+    pub fn status(&self) -> NodeStatus {
+        let shared = &self.shared;
+        let (modules, names, calls_in_flight) = {
+            let core = shared.core();
+            (core.modules().count(), core.names().count(), core.flights_in_progress())
+        };
+        NodeStatus {
+            node_id: shared.node_id.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            uptime_seconds: shared.started.elapsed().as_secs(),
+            modules,
+            names,
+            memory_cache_entries: shared.memory.len(),
+            memory_cache_bytes: shared.memory.bytes(),
+            stored_results: shared.index.result_count().unwrap_or(0),
+            calls_in_flight,
+            concurrency: shared.config.concurrency,
+            default_limits: shared.config.default_limits,
+            max_limits: shared.config.max_limits,
+            peers_connected: self.peers().iter().filter(|peer| peer.connected).count(),
+            listen_addresses: self.listen_addresses(),
+        }
+    }
+
+    /// Peers known to the core, with what the network knows of them.
+    pub fn peers(&self) -> Vec<PeerSummary> {
+        let links = self.shared.network.get().map(NetworkHandle::links).unwrap_or_default();
+        let core = self.shared.core();
+        core.peers()
+            .map(|(peer, state)| {
+                let link = links.get(peer).cloned().unwrap_or_default();
+                PeerSummary {
+                    peer: peer.clone(),
+                    connected: state.connected,
+                    addresses: link.addresses,
+                    rtt_ms: link.rtt_ms,
+                    executing: state.executing,
+                    capacity: state.capacity,
+                    penalty: state.penalty,
+                }
+            })
+            .collect()
+    }
+
+    /// Addresses other nodes can dial (`--peer`), empty without a mesh.
+    pub fn listen_addresses(&self) -> Vec<String> {
+        self.shared
+            .network
+            .get()
+            .map_or_else(Vec::new, |network| network.listen_addresses().iter().map(ToString::to_string).collect())
+    }
+
+    /// Cuts (or restores) the link to a peer, as a partition would.
+    pub fn block_peer(&self, peer: &str, blocked: bool) {
+        if let Some(network) = self.shared.network.get() {
+            network.send(match blocked {
+                true => Command::Block(peer.to_owned()),
+                false => Command::Unblock(peer.to_owned()),
+            });
+        }
+    }
+
+    pub fn metrics_text(&self) -> String {
+        self.shared.metrics.memory_cache_bytes.set(self.shared.memory.bytes() as i64);
+        self.shared.metrics.encode()
+    }
+
+    /// Makes every cached result durable (call before a clean shutdown).
+    pub fn flush(&self) -> anyhow::Result<()> {
+        self.shared.results.flush()
+    }
+}
+
+impl Shared {
+    /// A call from a local client (`hops` 0) or forwarded by a peer.
+    async fn call(self: &Arc<Self>, reference: &str, input: Vec<u8>, limits: Limits, hops: u8) -> CallResponse {
+        let started = Instant::now();
+        let request = self.next_request.fetch_add(1, Ordering::Relaxed);
+        let (sender, receiver) = oneshot::channel();
+        self.waiters.lock().expect("waiters lock").insert(request, sender);
+        let event =
+            Event::CallRequested { request, reference: reference.to_owned(), input: input.into(), limits, hops };
+        let actions = self.core().handle(event);
+        self.perform(actions);
+        let reply = receiver.await.unwrap_or_else(|_| Err(internal("the call was dropped before it was answered")));
+        let elapsed = started.elapsed();
+        self.record_reply(&reply, elapsed);
+        CallResponse { reply, elapsed, node_id: self.node_id.clone() }
+    }
+}
+
+fn internal(message: &str) -> CallError {
+    CallError::Internal { message: message.to_owned() }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}

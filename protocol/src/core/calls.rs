@@ -1,0 +1,359 @@
+//! The call path: flights (one per distinct call in progress), cache, fetch,
+//! execute or forward.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use super::{Action, Answer, CacheStatus, Core, FetchFailure, Flight, FlightId, ModuleFetch, Peer, RequestId, Stage};
+use crate::ids::{CallKey, ModuleId};
+use crate::limits::Limits;
+use crate::outcome::{CallError, ExecutionRecord, Outcome};
+use crate::wire::{Gossip, RemoteAnswer, ResultRef};
+
+impl Core {
+    pub(super) fn on_call_requested(
+        &mut self,
+        request: RequestId,
+        reference: &str,
+        input: Arc<[u8]>,
+        limits: Limits,
+        hops: u8,
+    ) -> Vec<Action> {
+        let reject = |error| vec![Action::Reply { request, reply: Err(error) }];
+        let module = match self.resolve(reference) {
+            Ok(module) => module,
+            Err(error) => return reject(error),
+        };
+        if input.len() as u64 > limits.input_bytes {
+            return reject(CallError::InputTooLarge { size: input.len() as u64, limit_bytes: limits.input_bytes });
+        }
+        let key = CallKey::new(&module, &input);
+        if let Some(flight) = self.flight_by_call.get(&(key, limits)) {
+            self.flights.get_mut(flight).expect("flight index is consistent").waiters.push(request);
+            return Vec::new();
+        }
+        let flight = FlightId(self.next_flight);
+        self.next_flight += 1;
+        self.flight_by_call.insert((key, limits), flight);
+        let tried = BTreeSet::new();
+        let waiters = vec![request];
+        self.flights
+            .insert(flight, Flight { key, module, input, limits, hops, stage: Stage::LookingUp, tried, waiters });
+        vec![Action::LookupResult { flight, key }]
+    }
+
+    pub(super) fn on_result_looked_up(&mut self, flight: FlightId, found: Option<Arc<ExecutionRecord>>) -> Vec<Action> {
+        if let Some(record) = found {
+            return self.land(flight).map_or_else(Vec::new, |landed| reply_all(landed, record, |_| CacheStatus::Hit));
+        }
+        let Some(state) = self.flights.get(&flight) else { return Vec::new() };
+        // A peer announced this result: fetching it beats recomputing.
+        let holder = self.remote_results.get(&state.key).and_then(|holders| {
+            holders.iter().find(|peer| !state.tried.contains(*peer) && self.is_connected(peer)).cloned()
+        });
+        match holder {
+            Some(from) => {
+                let key = state.key;
+                self.set_stage(flight, Stage::FetchingResult);
+                vec![Action::FetchResult { flight, key, from }]
+            }
+            None => self.proceed(flight),
+        }
+    }
+
+    pub(super) fn on_result_fetched(
+        &mut self,
+        flight: FlightId,
+        from: Peer,
+        found: Option<Arc<ExecutionRecord>>,
+    ) -> Vec<Action> {
+        match found {
+            Some(record) => match self.land(flight) {
+                Some(landed) => {
+                    let key = landed.key;
+                    let mut actions = vec![Action::StoreResult { key, record: record.clone() }];
+                    actions.extend(reply_all(landed, record, |_| CacheStatus::Hit));
+                    actions
+                }
+                None => Vec::new(),
+            },
+            None => {
+                self.forget_remote_result_holder(flight, &from);
+                match self.flights.get_mut(&flight) {
+                    Some(state) => {
+                        state.tried.insert(from);
+                        self.on_result_looked_up(flight, None)
+                    }
+                    None => Vec::new(),
+                }
+            }
+        }
+    }
+
+    /// No cached result anywhere: execute here, fetch the module, or forward.
+    pub(super) fn proceed(&mut self, flight: FlightId) -> Vec<Action> {
+        let Some(state) = self.flights.get(&flight) else { return Vec::new() };
+        let (module, hops) = (state.module, state.hops);
+        let may_forward = hops < self.config.max_hops;
+        if self.modules.contains_key(&module) {
+            if self.executing >= self.config.capacity
+                && may_forward
+                && let Some(to) = self.least_loaded_holder(flight, true)
+            {
+                return self.forward(flight, to);
+            }
+            return self.execute(flight);
+        }
+        let size = self.remote_modules.get(&module).map_or(0, |remote| remote.size);
+        let fetchable = size <= self.config.fetch_for_call_max_bytes;
+        if fetchable && let Some(actions) = self.start_module_fetch(module, Some(flight), 0) {
+            self.set_stage(flight, Stage::AwaitingModule);
+            return actions;
+        }
+        if may_forward && let Some(to) = self.least_loaded_holder(flight, false) {
+            return self.forward(flight, to);
+        }
+        let reason = match self.remote_modules.get(&module) {
+            Some(remote) if !remote.holders.is_empty() => format!("{module} (every peer holding it is unreachable)"),
+            _ => format!("{module} (no peer holds it)"),
+        };
+        self.fail(flight, CallError::ModuleNotFound { reference: reason })
+    }
+
+    fn execute(&mut self, flight: FlightId) -> Vec<Action> {
+        self.set_stage(flight, Stage::Executing);
+        self.executing += 1;
+        let state = &self.flights[&flight];
+        vec![Action::Execute {
+            flight,
+            key: state.key,
+            module: state.module,
+            input: state.input.clone(),
+            limits: state.limits,
+        }]
+    }
+
+    fn forward(&mut self, flight: FlightId, to: Peer) -> Vec<Action> {
+        self.set_stage(flight, Stage::Forwarded);
+        let state = &self.flights[&flight];
+        vec![Action::ForwardCall {
+            flight,
+            to,
+            module: state.module,
+            input: state.input.clone(),
+            limits: state.limits,
+            hops: state.hops + 1,
+        }]
+    }
+
+    /// A connected holder of the flight's module that has not failed it, with
+    /// spare capacity if `spare_only`: fewest penalties, then lightest load.
+    fn least_loaded_holder(&self, flight: FlightId, spare_only: bool) -> Option<Peer> {
+        let state = self.flights.get(&flight)?;
+        let holders = &self.remote_modules.get(&state.module)?.holders;
+        holders
+            .iter()
+            .filter(|peer| !state.tried.contains(*peer))
+            .filter_map(|peer| self.peers.get(peer).filter(|p| p.connected).map(|p| (peer, p)))
+            .filter(|(_, p)| !spare_only || p.executing < p.capacity.max(1))
+            .min_by_key(|(peer, p)| (p.penalty, p.executing, (*peer).clone()))
+            .map(|(peer, _)| peer.clone())
+    }
+
+    pub(super) fn on_forward_answered(
+        &mut self,
+        flight: FlightId,
+        from: Peer,
+        answer: Result<Result<RemoteAnswer, CallError>, String>,
+    ) -> Vec<Action> {
+        match answer {
+            Ok(Ok(remote)) => {
+                let Some(landed) = self.land(flight) else { return Vec::new() };
+                let record = Arc::new(remote.record);
+                let mut actions = Vec::new();
+                if record.outcome.is_cacheable() {
+                    actions.push(Action::StoreResult { key: landed.key, record: record.clone() });
+                }
+                actions.extend(reply_all(landed, record, |_| remote.cache));
+                actions
+            }
+            // The peer gave a clear answer about the call itself: pass it on,
+            // unless it is "I do not have that module", which another may have.
+            Ok(Err(error)) if !matches!(error, CallError::ModuleNotFound { .. } | CallError::Internal { .. }) => {
+                self.fail(flight, error)
+            }
+            Ok(Err(_)) | Err(_) => {
+                // Calls are pure: running it elsewhere (or here) is always safe.
+                let Some(state) = self.flights.get_mut(&flight) else { return Vec::new() };
+                state.tried.insert(from);
+                self.proceed(flight)
+            }
+        }
+    }
+
+    pub(super) fn on_execution_finished(&mut self, flight: FlightId, record: Arc<ExecutionRecord>) -> Vec<Action> {
+        let Some(landed) = self.land(flight) else { return Vec::new() };
+        self.executing = self.executing.saturating_sub(1);
+        let mut actions = Vec::new();
+        if record.outcome.is_cacheable() {
+            actions.push(Action::StoreResult { key: landed.key, record: record.clone() });
+            actions.push(self.announce_result(landed.key, &record));
+        }
+        actions.extend(reply_all(landed, record, |index| match index {
+            0 => CacheStatus::Miss,
+            _ => CacheStatus::Joined,
+        }));
+        actions
+    }
+
+    fn announce_result(&mut self, key: CallKey, record: &ExecutionRecord) -> Action {
+        let size = match &record.outcome {
+            Outcome::Success { stdout } => stdout.len() as u64,
+            Outcome::Failed(_) => 0,
+        };
+        let reference = ResultRef { key, module: record.module, size };
+        self.result_log.push_back((self.next_result_seq, reference));
+        self.next_result_seq += 1;
+        if self.result_log.len() > self.config.result_log_len {
+            self.result_log.pop_front();
+        }
+        let inline = (size <= self.config.inline_result_max_bytes).then(|| record.clone());
+        Action::Publish(Gossip::ResultAvailable { key, module: record.module, size, inline })
+    }
+
+    /// Fetches `module` (or joins the fetch in progress), with `flight`
+    /// waiting for it. Returns the actions to take, or None when no connected
+    /// holder is left to ask. `budgeted` bytes count against replication.
+    pub(super) fn start_module_fetch(
+        &mut self,
+        module: ModuleId,
+        flight: Option<FlightId>,
+        budgeted: u64,
+    ) -> Option<Vec<Action>> {
+        if let Some(fetch) = self.module_fetches.get_mut(&module) {
+            fetch.flights.extend(flight);
+            return Some(Vec::new());
+        }
+        let from = self.best_module_source(module, &BTreeSet::new())?;
+        self.replicated_bytes += budgeted;
+        let fetch =
+            ModuleFetch { from: from.clone(), tried: BTreeSet::new(), flights: flight.into_iter().collect(), budgeted };
+        self.module_fetches.insert(module, fetch);
+        Some(vec![Action::FetchModule { module, from }])
+    }
+
+    fn best_module_source(&self, module: ModuleId, tried: &BTreeSet<Peer>) -> Option<Peer> {
+        let holders = &self.remote_modules.get(&module)?.holders;
+        holders
+            .iter()
+            .filter(|peer| !tried.contains(*peer))
+            .filter_map(|peer| self.peers.get(peer).filter(|p| p.connected).map(|p| (peer, p)))
+            .min_by_key(|(peer, p)| (p.penalty, p.executing, (*peer).clone()))
+            .map(|(peer, _)| peer.clone())
+    }
+
+    pub(super) fn on_module_stored(&mut self, module: ModuleId, size: u64) -> Vec<Action> {
+        self.modules.insert(module, super::ModuleInfo { size });
+        let waiting = self.module_fetches.remove(&module).map(|fetch| fetch.flights).unwrap_or_default();
+        let mut actions = vec![Action::Publish(Gossip::ModuleAvailable { module, size })];
+        for flight in waiting {
+            actions.extend(self.proceed(flight));
+        }
+        actions
+    }
+
+    pub(super) fn on_module_fetch_failed(
+        &mut self,
+        module: ModuleId,
+        from: Peer,
+        failure: FetchFailure,
+    ) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if failure == FetchFailure::BadHash {
+            if let Some(peer) = self.peers.get_mut(&from) {
+                peer.penalty += 1;
+            }
+            actions.push(Action::Penalise { peer: from.clone(), reason: format!("sent bytes that are not {module}") });
+        }
+        if matches!(failure, FetchFailure::BadHash | FetchFailure::NotFound)
+            && let Some(remote) = self.remote_modules.get_mut(&module)
+        {
+            remote.holders.remove(&from);
+        }
+        let Some(mut fetch) = self.module_fetches.remove(&module) else { return actions };
+        fetch.tried.insert(from);
+        if let FetchFailure::Invalid(reason) = failure {
+            // The hash matched, so every holder has the same unacceptable bytes.
+            for flight in fetch.flights {
+                actions.extend(self.fail(flight, CallError::InvalidModule { reason: reason.clone() }));
+            }
+            return actions;
+        }
+        match self.best_module_source(module, &fetch.tried) {
+            Some(next) => {
+                actions.push(Action::FetchModule { module, from: next.clone() });
+                fetch.from = next;
+                self.module_fetches.insert(module, fetch);
+            }
+            None => {
+                self.replicated_bytes = self.replicated_bytes.saturating_sub(fetch.budgeted);
+                for flight in fetch.flights {
+                    // No holder could deliver: a forward may still work.
+                    if let Some(state) = self.flights.get_mut(&flight) {
+                        state.tried.extend(fetch.tried.iter().cloned());
+                    }
+                    actions.extend(self.forward_or_fail(flight));
+                }
+            }
+        }
+        actions
+    }
+
+    fn forward_or_fail(&mut self, flight: FlightId) -> Vec<Action> {
+        let may_forward = self.flights.get(&flight).is_some_and(|state| state.hops < self.config.max_hops);
+        if may_forward && let Some(to) = self.least_loaded_holder(flight, false) {
+            return self.forward(flight, to);
+        }
+        let module = self.flights.get(&flight).map(|state| state.module);
+        let reference = module.map_or_else(String::new, |m| format!("{m} (every peer holding it is unreachable)"));
+        self.fail(flight, CallError::ModuleNotFound { reference })
+    }
+
+    fn fail(&mut self, flight: FlightId, error: CallError) -> Vec<Action> {
+        let Some(landed) = self.land(flight) else { return Vec::new() };
+        landed.waiters.into_iter().map(|request| Action::Reply { request, reply: Err(error.clone()) }).collect()
+    }
+
+    fn set_stage(&mut self, flight: FlightId, stage: Stage) {
+        if let Some(state) = self.flights.get_mut(&flight) {
+            state.stage = stage;
+        }
+    }
+
+    /// Removes a finished flight from both indexes.
+    fn land(&mut self, flight: FlightId) -> Option<Flight> {
+        let landed = self.flights.remove(&flight)?;
+        self.flight_by_call.remove(&(landed.key, landed.limits));
+        Some(landed)
+    }
+
+    fn forget_remote_result_holder(&mut self, flight: FlightId, from: &Peer) {
+        if let Some(state) = self.flights.get(&flight)
+            && let Some(holders) = self.remote_results.get_mut(&state.key)
+        {
+            holders.remove(from);
+        }
+    }
+}
+
+fn reply_all(flight: Flight, record: Arc<ExecutionRecord>, status: impl Fn(usize) -> CacheStatus) -> Vec<Action> {
+    flight
+        .waiters
+        .into_iter()
+        .enumerate()
+        .map(|(index, request)| Action::Reply {
+            request,
+            reply: Ok(Answer { key: flight.key, cache: status(index), record: record.clone() }),
+        })
+        .collect()
+}
