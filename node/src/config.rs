@@ -22,6 +22,8 @@ pub struct NodeConfig {
     pub max_module_bytes: u64,
     /// Announced modules are fetched ahead of need until they take this many bytes.
     pub replicate_budget_bytes: u64,
+    /// A call needing a module at most this big fetches it; a bigger one is forwarded.
+    pub fetch_for_call_max_bytes: u64,
     /// Peer-to-peer networking; `None` runs a node on its own.
     pub mesh: Option<MeshSettings>,
 }
@@ -44,6 +46,7 @@ impl NodeConfig {
             memory_cache_bytes: 64 << 20,
             max_module_bytes: 64 << 20,
             replicate_budget_bytes: 1 << 30,
+            fetch_for_call_max_bytes: 16 << 20,
             mesh: None,
         }
     }

@@ -78,6 +78,14 @@ pub struct SyncRequest {
     pub names_digest: [u8; 32],
     /// Sequence number of the responder's result log already seen.
     pub results_since: u64,
+    /// The sender's execution load, piggybacked.
+    pub load: Load,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Load {
+    pub executing: u32,
+    pub capacity: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +98,7 @@ pub struct SyncResponse {
     pub results_next: u64,
     /// More results are waiting beyond this batch.
     pub more: bool,
+    pub load: Load,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -35,8 +35,9 @@ pub fn build_swarm(key: Keypair, settings: &MeshSettings) -> anyhow::Result<Swar
                 .heartbeat_interval(Duration::from_secs(1))
                 .validation_mode(gossipsub::ValidationMode::Strict)
                 .max_transmit_size(MAX_GOSSIP_BYTES + 4096)
-                // Content-addressed ids: the same announcement twice is one message.
-                .message_id_fn(|message| gossipsub::MessageId::from(blake3::hash(&message.data).to_hex().to_string()))
+                // Message ids stay the default (author + sequence number): with
+                // content ids, a second holder's identical "I hold module M"
+                // would be dropped as a duplicate of the first holder's.
                 .build()?;
             let mdns = match settings.mdns {
                 true => Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id)?),

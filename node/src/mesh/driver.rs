@@ -88,8 +88,8 @@ impl Driver {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 command = commands.recv() => match command {
+                    Some(Command::Shutdown) | None => break,
                     Some(command) => self.on_command(command),
-                    None => break,
                 },
                 _ = tick.tick() => {
                     let now_ms = self.started.elapsed().as_millis() as u64;
@@ -159,6 +159,13 @@ impl Driver {
                     self.swarm.behaviour_mut().blocked.block_peer(peer);
                 }
             }
+            Command::Dial(address) => {
+                if let Err(error) = self.swarm.dial(address.clone()) {
+                    tracing::warn!(%address, %error, "dial failed");
+                }
+            }
+            // The run loop stops on it before it gets here.
+            Command::Shutdown => {}
             Command::Unblock(peer) => {
                 if let Ok(peer_id) = peer.parse::<PeerId>() {
                     self.swarm.behaviour_mut().blocked.unblock_peer(peer_id);

@@ -66,10 +66,20 @@ pub enum Purpose {
 #[derive(Debug)]
 pub enum Command {
     Publish(Gossip),
-    Request { peer: String, request: Request, purpose: Purpose },
-    Respond { token: u64, response: Response },
+    Request {
+        peer: String,
+        request: Request,
+        purpose: Purpose,
+    },
+    Respond {
+        token: u64,
+        response: Response,
+    },
     Block(String),
     Unblock(String),
+    Dial(Multiaddr),
+    /// Close every connection and stop the swarm.
+    Shutdown,
 }
 
 /// What the node does with what arrives from the network.

@@ -131,6 +131,7 @@ impl Node {
         let mesh_config = MeshConfig {
             capacity: config.concurrency,
             replicate_budget_bytes: config.replicate_budget_bytes,
+            fetch_for_call_max_bytes: config.fetch_for_call_max_bytes,
             ..MeshConfig::default()
         };
         let mut core = Core::with_config(node_id.clone(), mesh_config);
@@ -318,6 +319,27 @@ impl Node {
             .network
             .get()
             .map_or_else(Vec::new, |network| network.listen_addresses().iter().map(ToString::to_string).collect())
+    }
+
+    /// True if the result of this call is in this node's cache (nothing runs).
+    pub fn is_cached(&self, reference: &str, input: &[u8]) -> bool {
+        self.resolve(reference).is_ok_and(|module| self.shared.lookup_result(&CallKey::new(&module, input)).is_some())
+    }
+
+    /// Stops all peer-to-peer traffic at once, as if the node had vanished
+    /// from the network (for experiments and tests); HTTP keeps serving.
+    pub fn leave_mesh(&self) {
+        if let Some(network) = self.shared.network.get() {
+            network.send(Command::Shutdown);
+        }
+    }
+
+    /// Connects to a peer at `address` (a multiaddr, ideally ending in /p2p/<id>).
+    pub fn dial(&self, address: &str) -> Result<(), String> {
+        let address = address.parse().map_err(|error| format!("'{address}' is not a multiaddr: {error}"))?;
+        let network = self.shared.network.get().ok_or("this node runs without a mesh")?;
+        network.send(Command::Dial(address));
+        Ok(())
     }
 
     /// Cuts (or restores) the link to a peer, as a partition would.

@@ -4,9 +4,9 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use super::{Action, Core, Peer, PeerState, RemoteModule};
+use super::{Action, Core, Peer, RemoteModule};
 use crate::ids::{CallKey, ModuleId};
-use crate::wire::{Gossip, ResultRef, SyncRequest, SyncResponse};
+use crate::wire::{Gossip, Load, ResultRef, SyncRequest, SyncResponse};
 
 /// Results sent per anti-entropy answer; more follow in the next round.
 const SYNC_RESULTS_BATCH: usize = 1_000;
@@ -102,6 +102,18 @@ impl Core {
             modules_digest: self.modules_digest(),
             names_digest: self.names_digest(),
             results_since: self.peers.get(peer).map_or(0, |state| state.results_cursor),
+            load: self.load(),
+        }
+    }
+
+    fn load(&self) -> Load {
+        Load { executing: self.executing, capacity: self.config.capacity }
+    }
+
+    fn note_load(&mut self, peer: &Peer, load: Load) {
+        if let Some(state) = self.peers.get_mut(peer) {
+            state.executing = load.executing;
+            state.capacity = load.capacity;
         }
     }
 
@@ -122,8 +134,9 @@ impl Core {
     }
 
     pub(super) fn on_sync_requested(&mut self, from: &Peer, token: u64, request: &SyncRequest) -> Vec<Action> {
-        if !self.peers.contains_key(from) && *from != self.local_id {
-            self.peers.insert(from.clone(), PeerState::default());
+        if *from != self.local_id {
+            self.peers.entry(from.clone()).or_default();
+            self.note_load(from, request.load);
         }
         let modules = (request.modules_digest != self.modules_digest())
             .then(|| self.modules.iter().map(|(module, info)| (*module, info.size)).collect());
@@ -138,12 +151,15 @@ impl Core {
             results: batch.iter().map(|(_, reference)| reference.clone()).collect(),
             results_next,
             more: pending.len() > batch.len(),
+            load: self.load(),
         };
         vec![Action::RespondSync { token, response }]
     }
 
     pub(super) fn on_sync_answered(&mut self, from: Peer, response: SyncResponse) -> Vec<Action> {
         let mut actions = Vec::new();
+        self.peers.entry(from.clone()).or_default();
+        self.note_load(&from, response.load);
         for (module, size) in response.modules.unwrap_or_default() {
             actions.extend(self.learn_module_holder(module, size, from.clone()));
         }
@@ -182,10 +198,13 @@ impl Core {
             }
             actions.push(Action::SendSync { request: self.sync_request(&peer), to: peer });
         }
+        // Announce load when it changed, and now and then anyway so that
+        // peers that joined since hear it.
+        let since_last = self.last_load_announced.map(|(at, _)| now.saturating_sub(at));
         let load_changed = self.last_load_announced.is_none_or(|(_, executing)| executing != self.executing);
-        let load_due =
-            self.last_load_announced.is_none_or(|(at, _)| now.saturating_sub(at) >= self.config.load_interval_ms);
-        if load_changed && load_due {
+        let load_due = since_last.is_none_or(|elapsed| elapsed >= self.config.load_interval_ms);
+        let heartbeat_due = since_last.is_some_and(|elapsed| elapsed >= self.config.sync_interval_ms);
+        if (load_changed && load_due) || heartbeat_due {
             self.last_load_announced = Some((now, self.executing));
             actions.push(Action::Publish(Gossip::Load { executing: self.executing, capacity: self.config.capacity }));
         }

@@ -369,7 +369,11 @@ fn anti_entropy_sends_only_what_differs() {
         [Action::RespondSync { response, .. }] => response.clone(),
         other => panic!("{other:?}"),
     };
-    assert_eq!(response, SyncResponse { modules: None, names: None, results: vec![], results_next: 2, more: false });
+    let load = crate::wire::Load { executing: 0, capacity: a.config().capacity };
+    assert_eq!(
+        response,
+        SyncResponse { modules: None, names: None, results: vec![], results_next: 2, more: false, load }
+    );
 }
 
 #[test]
@@ -382,5 +386,7 @@ fn ticks_schedule_anti_entropy_and_load_announcements() {
     let due = core.handle(Event::Tick { now_ms: 1000 });
     assert!(matches!(due.as_slice(), [Action::SendSync { to, .. }] if to == "b"));
     core.handle(Event::PeerDisconnected { peer: "b".into() });
-    assert!(core.handle(Event::Tick { now_ms: 5000 }).is_empty(), "no sync with a disconnected peer");
+    let later = core.handle(Event::Tick { now_ms: 5000 });
+    assert!(!later.iter().any(|a| matches!(a, Action::SendSync { .. })), "no sync with a disconnected peer");
+    assert!(matches!(later.as_slice(), [Action::Publish(Gossip::Load { .. })]), "a periodic load heartbeat");
 }

@@ -1,0 +1,10 @@
+//! Several real nodes in one process, talking libp2p over loopback.
+
+#[path = "../single_node/common.rs"]
+#[allow(dead_code)]
+mod common;
+mod harness;
+mod hostile;
+mod partition;
+mod processes;
+mod propagation;

@@ -1,0 +1,107 @@
+//! Five real `nebula` processes on loopback: deploy on one, call on all,
+//! kill one, keep calling.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::common::{function, nebula_binary};
+
+struct Process {
+    child: Child,
+    http: String,
+    peer_address: String,
+}
+
+impl Process {
+    fn start(data: &std::path::Path, bootstrap: &[String]) -> Process {
+        let mut command = Command::new(nebula_binary());
+        command.args(["node", "--data", data.to_str().unwrap(), "--http", "127.0.0.1:0", "--no-mdns"]);
+        command.args(["--listen", "/ip4/127.0.0.1/tcp/0"]);
+        for peer in bootstrap {
+            command.args(["--peer", peer]);
+        }
+        let mut child = command.stderr(Stdio::piped()).spawn().unwrap();
+        let lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let (found, wait) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                if let Some(url) = line.split("serving ").nth(1) {
+                    let _ = found.send(("http", url.trim().to_owned()));
+                }
+                if let Some(address) = line.split("peer address ").nth(1) {
+                    let _ = found.send(("peer", address.trim().to_owned()));
+                }
+            }
+        });
+        let (mut http, mut peer_address) = (None, None);
+        while http.is_none() || peer_address.is_none() {
+            match wait.recv_timeout(Duration::from_secs(20)).expect("node printed its addresses") {
+                ("http", url) => http = Some(url),
+                (_, address) => peer_address = Some(address),
+            }
+        }
+        Process { child, http: http.unwrap(), peer_address: peer_address.unwrap() }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn wait_for<F: AsyncFnMut() -> bool>(what: &str, mut condition: F) {
+    for _ in 0..300 {
+        if condition().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_processes_deploy_call_kill_and_keep_calling() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut processes: Vec<Process> = Vec::new();
+    for i in 0..5 {
+        let bootstrap: Vec<String> = processes.iter().map(|p| p.peer_address.clone()).collect();
+        processes.push(Process::start(&dir.path().join(format!("node-{i}")), &bootstrap));
+    }
+    let client = reqwest::Client::new();
+    let deployed: serde_json::Value = client
+        .post(format!("{}/modules?name=fib", processes[0].http))
+        .body(function("fibonacci"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let hash = deployed["module"].as_str().unwrap().to_owned();
+
+    for process in &processes {
+        wait_for("every process can call the module by name", async || {
+            let answer = client.get(format!("{}/api/fib/30", process.http)).send().await.unwrap();
+            answer.status().is_success() && answer.text().await.unwrap() == "832040"
+        })
+        .await;
+    }
+
+    // Kill the node the module was deployed on, with SIGKILL.
+    let mut first = processes.remove(0);
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+
+    for (n, process) in processes.iter().enumerate() {
+        let input = 40 + n;
+        let answer = client.get(format!("{}/api/{}/{input}", process.http, &hash[..8])).send().await.unwrap();
+        assert!(answer.status().is_success(), "{}", answer.text().await.unwrap());
+        // Cached answers from before the kill still come back too.
+        let cached = client.get(format!("{}/api/fib/30", process.http)).send().await.unwrap();
+        assert_eq!(cached.headers()["x-nebula-cache"], "hit");
+    }
+}

@@ -1,0 +1,66 @@
+//! Modules, names and results spread; any node answers any call.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+
+use crate::common::function;
+use crate::harness::{Mesh, eventually};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn modules_names_and_results_reach_every_node() {
+    let mesh = Mesh::start(3, |_, _| {}).await;
+    let [a, b, c] = [&mesh.nodes[0], &mesh.nodes[1], &mesh.nodes[2]];
+    let hash = a.deploy(function("fibonacci-recursive"), "fib").await;
+
+    for node in [b, c] {
+        eventually("the module and its name arrive", Duration::from_secs(10), || async {
+            node.node.modules().iter().any(|m| m.module.to_hex() == hash && m.names == ["fib"])
+        })
+        .await;
+    }
+    // Replicated bytes were verified and stored on disk.
+    let stored = std::fs::read(c.node.config().data_dir.join("blobs").join(&hash)).unwrap();
+    assert_eq!(stored, function("fibonacci-recursive"));
+
+    let first = a.get("/api/fib/25").await;
+    assert_eq!((first.text().as_str(), first.header("x-nebula-cache")), ("75025", "miss"));
+    assert_eq!(first.header("x-nebula-executed-by"), mesh.id(0));
+    for node in [b, c] {
+        eventually("the result arrives", Duration::from_secs(10), || async { node.node.is_cached("fib", b"25") }).await;
+        let answer = node.get("/api/fib/25").await;
+        assert_eq!((answer.text().as_str(), answer.header("x-nebula-cache")), ("75025", "hit"));
+        assert_eq!(answer.header("x-nebula-executed-by"), mesh.id(0), "a hit although this node never ran it");
+    }
+    // And the other way round: c computes, a gets the hit.
+    assert_eq!(c.get("/api/fib/24").await.header("x-nebula-executed-by"), mesh.id(2));
+    eventually("c's result reaches a", Duration::from_secs(10), || async { a.node.is_cached("fib", b"24") }).await;
+
+    assert_eq!(b.get("/peers").await.json().as_array().unwrap().len(), 2);
+    mesh.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_the_module_forwards_the_call_to_a_holder() {
+    // Node 1 neither replicates nor fetches modules: it must forward.
+    let mesh = Mesh::start(2, |i, config| {
+        if i == 1 {
+            config.replicate_budget_bytes = 0;
+            config.fetch_for_call_max_bytes = 0;
+        }
+    })
+    .await;
+    let hash = mesh.nodes[0].deploy(function("fibonacci"), "fibonacci").await;
+    let b = &mesh.nodes[1];
+    eventually("b learns who holds the module", Duration::from_secs(10), || async {
+        b.get(&format!("/api/{hash}/10")).await.status == StatusCode::OK
+    })
+    .await;
+    let answer = b.get(&format!("/api/{}/12", &hash[..10])).await;
+    assert_eq!(answer.text(), "144");
+    assert_eq!(answer.header("x-nebula-executed-by"), mesh.id(0), "forwarded to the holder");
+    assert!(b.node.modules().is_empty(), "the module was not copied to b");
+    // The forwarded answer is cached at b too.
+    assert!(b.node.is_cached(&hash, b"12"));
+    mesh.stop().await;
+}
