@@ -13,7 +13,7 @@ use nebula_node::mesh::MeshSettings;
 use nebula_node::{Node, NodeConfig};
 use nebula_protocol::{LimitOverrides, ModuleId};
 
-const POLL: Duration = Duration::from_millis(1);
+const POLL: Duration = Duration::from_micros(50);
 const GIVE_UP: Duration = Duration::from_secs(30);
 
 fn percentile(samples: &mut [Duration], q: f64) -> Duration {
@@ -24,7 +24,13 @@ fn percentile(samples: &mut [Duration], q: f64) -> Duration {
 fn report(what: &str, samples: &mut [Duration]) {
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let (p50, p95, max) = (percentile(samples, 0.5), percentile(samples, 0.95), percentile(samples, 1.0));
-    println!("{what:<52} p50 {:>8.2} ms  p95 {:>8.2} ms  max {:>8.2} ms  (n={})", ms(p50), ms(p95), ms(max), samples.len());
+    println!(
+        "{what:<52} p50 {:>8.2} ms  p95 {:>8.2} ms  max {:>8.2} ms  (n={})",
+        ms(p50),
+        ms(p95),
+        ms(max),
+        samples.len()
+    );
 }
 
 /// `wasm` with a custom section holding `n`: a different module, same behaviour.
@@ -39,13 +45,20 @@ fn variant(wasm: &[u8], n: u64) -> Vec<u8> {
     bytes
 }
 
-async fn wait_until(mut condition: impl FnMut() -> bool) -> Duration {
-    let started = Instant::now();
-    while !condition() {
-        assert!(started.elapsed() < GIVE_UP, "gave up waiting");
-        tokio::time::sleep(POLL).await;
-    }
-    started.elapsed()
+/// Polls on a thread of its own: tokio's timer ticks in whole milliseconds,
+/// too coarse for what is measured here.
+async fn wait_until(condition: impl FnMut() -> bool + Send + 'static) -> Duration {
+    let mut condition = condition;
+    tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        while !condition() {
+            assert!(started.elapsed() < GIVE_UP, "gave up waiting");
+            std::thread::sleep(POLL);
+        }
+        started.elapsed()
+    })
+    .await
+    .unwrap()
 }
 
 async fn start_mesh(n: usize, scratch: &Path) -> Vec<Node> {
@@ -61,12 +74,13 @@ async fn start_mesh(n: usize, scratch: &Path) -> Vec<Node> {
         }
         config.mesh = Some(MeshSettings { bootstrap: addresses.clone(), ..MeshSettings::loopback() });
         let node = Node::open(config).await.unwrap();
-        wait_until(|| !node.listen_addresses().is_empty()).await;
+        let listening = node.clone();
+        wait_until(move || !listening.listen_addresses().is_empty()).await;
         addresses.push(node.listen_addresses()[0].parse().unwrap());
         nodes.push(node);
     }
-    for node in &nodes {
-        wait_until(|| node.peers().iter().filter(|p| p.connected).count() == n - 1).await;
+    for node in nodes.clone() {
+        wait_until(move || node.peers().iter().filter(|p| p.connected).count() == n - 1).await;
     }
     // Let gossipsub meshes form (subscriptions travel on the first heartbeats).
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -80,7 +94,7 @@ async fn main() {
         .expect("run scripts/build-functions first");
     let scratch = tempfile::tempdir().unwrap();
     let nodes = start_mesh(n, scratch.path()).await;
-    let holders = &nodes[..n - 1];
+    let holders = nodes[..n - 1].to_vec();
     println!("{n} nodes on loopback (node {} forwards, the others replicate)", n - 1);
 
     let mut module_times = Vec::new();
@@ -89,7 +103,8 @@ async fn main() {
         let module = ModuleId::of_bytes(&wasm);
         let deployed = Instant::now();
         nodes[0].deploy(wasm, None).await.unwrap();
-        wait_until(|| holders.iter().all(|node| node.modules().iter().any(|m| m.module == module))).await;
+        let holders = holders.clone();
+        wait_until(move || holders.iter().all(|node| node.modules().iter().any(|m| m.module == module))).await;
         module_times.push(deployed.elapsed());
     }
     report("deploy -> module callable on every replicating node", &mut module_times);
@@ -101,13 +116,15 @@ async fn main() {
         let input = format!("result-{round}").into_bytes();
         nodes[0].call(&reference, input.clone(), &overrides).await.reply.unwrap();
         let computed = Instant::now();
-        wait_until(|| nodes[1..].iter().all(|node| node.is_cached(&reference, &input))).await;
+        let (others, reference) = (nodes[1..].to_vec(), reference.clone());
+        wait_until(move || others.iter().all(|node| node.is_cached(&reference, &input))).await;
         result_times.push(computed.elapsed());
     }
     report("result computed -> cache hit on every other node", &mut result_times);
 
-    let forwarder = &nodes[n - 1];
-    wait_until(|| forwarder.peers().iter().filter(|p| p.capacity > 0).count() == n - 1).await;
+    let forwarder = nodes[n - 1].clone();
+    let watched = forwarder.clone();
+    wait_until(move || watched.peers().iter().filter(|p| p.capacity > 0).count() == n - 1).await;
     let (mut local, mut forwarded) = (Vec::new(), Vec::new());
     for round in 0..200 {
         let input = format!("latency-{round}").into_bytes();
