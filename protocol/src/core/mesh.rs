@@ -45,8 +45,8 @@ impl Core {
                 true => vec![Action::PersistName(record)],
                 false => Vec::new(),
             },
-            Gossip::ResultAvailable { key, module, size, inline } => {
-                self.learn_result_holder(key, module, size, from);
+            Gossip::ResultAvailable { key, module, inline, .. } => {
+                self.learn_result_holder(key, from);
                 match inline {
                     // Only an answer to the key it claims to be is kept.
                     Some(record) if record.module == module && record.outcome.is_cacheable() => {
@@ -82,9 +82,9 @@ impl Core {
         Vec::new()
     }
 
-    fn learn_result_holder(&mut self, key: CallKey, module: ModuleId, _size: u64, from: Peer) {
-        // Results of modules we have never heard of are kept too: a name may point there later.
-        let _ = module;
+    /// Results of modules this node has never heard of are indexed too: a
+    /// name may point there later.
+    fn learn_result_holder(&mut self, key: CallKey, from: Peer) {
         let holders = self.remote_results.entry(key).or_default();
         if holders.is_empty() {
             self.remote_results_order.push_back(key);
@@ -169,7 +169,7 @@ impl Core {
             }
         }
         for reference in response.results {
-            self.learn_result_holder(reference.key, reference.module, reference.size, from.clone());
+            self.learn_result_holder(reference.key, from.clone());
         }
         let state = self.peers.entry(from.clone()).or_default();
         state.results_cursor = state.results_cursor.max(response.results_next);
