@@ -127,10 +127,15 @@ async fn main() {
     wait_until(move || watched.peers().iter().filter(|p| p.capacity > 0).count() == n - 1).await;
     let (mut local, mut forwarded) = (Vec::new(), Vec::new());
     for round in 0..200 {
+        // Spaced out, so each call meets an idle mesh: the gossip that the
+        // previous calls caused (signature checks on every node) would
+        // otherwise queue ahead of it on these two cores.
+        tokio::time::sleep(Duration::from_millis(10)).await;
         let input = format!("latency-{round}").into_bytes();
         let started = Instant::now();
         nodes[0].call(&reference, input.clone(), &overrides).await.reply.unwrap();
         local.push(started.elapsed());
+        tokio::time::sleep(Duration::from_millis(10)).await;
         let input = format!("forwarded-{round}").into_bytes();
         let started = Instant::now();
         let answer = forwarder.call(&reference, input, &overrides).await.reply.unwrap();
