@@ -64,3 +64,32 @@ async fn a_node_without_the_module_forwards_the_call_to_a_holder() {
     assert!(b.node.is_cached(&hash, b"12"));
     mesh.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_mesh_over_quic_alone() {
+    use nebula_node::mesh::MeshSettings;
+
+    use crate::common::TestNode;
+
+    let quic_only =
+        || MeshSettings { listen: vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap()], ..MeshSettings::loopback() };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = TestNode::start_with(dir_a.path(), |config| config.mesh = Some(quic_only())).await;
+    let mut address = None;
+    eventually("a listens on QUIC", Duration::from_secs(10), || {
+        address = a.node.listen_addresses().into_iter().find(|address| address.contains("/quic-v1/"));
+        let found = address.is_some();
+        async move { found }
+    })
+    .await;
+    let bootstrap = vec![address.unwrap().parse().unwrap()];
+    let b = TestNode::start_with(dir_b.path(), |config| config.mesh = Some(MeshSettings { bootstrap, ..quic_only() }))
+        .await;
+    a.deploy(function("echo"), "echo").await;
+    eventually("the module reaches b over QUIC", Duration::from_secs(10), || async { !b.node.modules().is_empty() })
+        .await;
+    let answer = b.get("/api/echo/over-quic").await;
+    assert_eq!((answer.text().as_str(), answer.header("x-nebula-executed-by")), ("over-quic", b.node.id()));
+    b.stop().await;
+    a.stop().await;
+}
