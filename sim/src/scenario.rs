@@ -1,0 +1,282 @@
+//! Scenarios (faults on a schedule, like a Jepsen nemesis), the workload, and
+//! the runner that plays them on a [`World`].
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use nebula_protocol::{MeshConfig, ModuleId, NameRecord};
+use rand::RngExt;
+use serde::Serialize;
+
+use crate::history::{CallRecord, Checks, check};
+use crate::world::{NetworkModel, Time, World};
+
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Splits the nodes into groups by fraction, e.g. [0.5, 0.5].
+    Partition(Vec<f64>),
+    Heal,
+    /// Crashes this fraction of the nodes (memory lost, disk kept).
+    Crash(f64),
+    RestartAll,
+    /// Each side of the current partition deploys a new module and points `name` at it.
+    DeployAndRepoint {
+        name: &'static str,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Name {
+    SplitBrain,
+    IsolatedMinority,
+    Flapping,
+    CrashRestartStorm,
+    LyingNode,
+}
+
+pub const ALL: [Name; 5] =
+    [Name::SplitBrain, Name::IsolatedMinority, Name::Flapping, Name::CrashRestartStorm, Name::LyingNode];
+
+impl Name {
+    pub fn parse(text: &str) -> Option<Name> {
+        ALL.into_iter().find(|name| name.label() == text)
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Name::SplitBrain => "split-brain",
+            Name::IsolatedMinority => "isolated-minority",
+            Name::Flapping => "flapping",
+            Name::CrashRestartStorm => "crash-restart-storm",
+            Name::LyingNode => "lying-node",
+        }
+    }
+
+    /// Faults at virtual times (ms); the run lasts `DURATION_MS`.
+    fn schedule(self) -> Vec<(Time, Fault)> {
+        use Fault::*;
+        match self {
+            Name::SplitBrain => {
+                vec![(5_000, Partition(vec![0.5, 0.5])), (7_000, DeployAndRepoint { name: "f0" }), (15_000, Heal)]
+            }
+            Name::IsolatedMinority => {
+                vec![(5_000, Partition(vec![0.8, 0.2])), (7_000, DeployAndRepoint { name: "f1" }), (15_000, Heal)]
+            }
+            Name::Flapping => (0..6)
+                .flat_map(|i| [(5_000 + i * 2_000, Partition(vec![0.5, 0.5])), (6_000 + i * 2_000, Heal)])
+                .chain([(5_500, DeployAndRepoint { name: "f2" })])
+                .collect(),
+            Name::CrashRestartStorm => {
+                vec![(5_000, Crash(0.3)), (8_000, RestartAll), (10_000, Crash(0.3)), (13_000, RestartAll)]
+            }
+            Name::LyingNode => Vec::new(),
+        }
+    }
+
+    /// A lying node makes by-hash answers wrong by design: Nebula trusts the
+    /// node that executed (until results are signed and re-executed).
+    pub fn expects_consistency(self) -> bool {
+        self != Name::LyingNode
+    }
+}
+
+pub const DURATION_MS: Time = 25_000;
+/// Links per node in the connection graph.
+const DEGREE: usize = 8;
+const MODULES: usize = 20;
+const NAMES: usize = 5;
+const INPUTS: u64 = 200;
+const BY_NAME_SHARE: f64 = 0.3;
+/// Popularity skew: module index = MODULES * u^SKEW, u uniform in [0, 1).
+const SKEW: i32 = 2;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub scenario: &'static str,
+    pub nodes: usize,
+    pub seed: u64,
+    pub checks: Checks,
+    /// Virtual ms from each heal (or restart) until modules and names agreed everywhere.
+    pub convergence_after_heal_ms: Vec<Option<Time>>,
+    pub messages_per_call: f64,
+    pub bytes_per_call: f64,
+    pub peer_penalties: u64,
+    pub wall_time_ms: u128,
+    pub passed: bool,
+}
+
+struct Run {
+    world: World,
+    config: MeshConfig,
+    modules: Vec<ModuleId>,
+    /// The LWW winner of each name among everything published so far.
+    names: BTreeMap<String, NameRecord>,
+    next_module: u64,
+}
+
+pub fn run(scenario: Name, nodes: usize, seed: u64, calls: usize) -> Report {
+    let wall = Instant::now();
+    let config = MeshConfig::default();
+    let world = World::new(nodes, seed, NetworkModel::default(), config.clone(), DEGREE);
+    let mut run = Run { world, config, modules: Vec::new(), names: BTreeMap::new(), next_module: 0 };
+    run.world.connect_all();
+    if scenario == Name::LyingNode {
+        run.world.set_liar(0);
+    }
+    for i in 0..MODULES {
+        let node = run.world.rng.random_range(0..nodes);
+        let module = run.new_module(node);
+        if i < NAMES {
+            run.publish(node, &format!("f{i}"), module);
+        }
+        run.modules.push(module);
+    }
+    let schedule = scenario.schedule();
+    for (index, (at, _)) in schedule.iter().enumerate() {
+        run.world.schedule_hook(*at, index);
+    }
+    let spacing = (DURATION_MS - 3_000) as f64 / calls as f64;
+    let mut convergence = Vec::new();
+    let mut next_call = 0usize;
+    let mut awaiting_convergence: Option<Time> = None;
+    loop {
+        let horizon = (1_000.0 + next_call as f64 * spacing) as Time;
+        let until = if next_call < calls { horizon } else { DURATION_MS };
+        match run.world.run_until(until) {
+            Some(hook) => {
+                let fault = schedule[hook].1.clone();
+                if matches!(fault, Fault::Heal | Fault::RestartAll) {
+                    awaiting_convergence = Some(run.world.now);
+                }
+                // Cut again before converging: that heal never converged.
+                if matches!(fault, Fault::Partition(_) | Fault::Crash(_)) && awaiting_convergence.take().is_some() {
+                    convergence.push(None);
+                }
+                run.apply(&fault);
+                continue;
+            }
+            None if next_call < calls => {
+                let record = run.next_call();
+                run.world.schedule_call(run.world.now, record);
+                next_call += 1;
+            }
+            None => break,
+        }
+        if let Some(started) = awaiting_convergence
+            && run.world.converged()
+        {
+            convergence.push(Some(run.world.now - started));
+            awaiting_convergence = None;
+        }
+    }
+    if awaiting_convergence.is_some() {
+        convergence.push(None);
+    }
+    let checks = check(&run.world.history);
+    let answered_calls = checks.calls.max(1) as f64;
+    let passed = !scenario.expects_consistency() || checks.by_hash_violations == 0;
+    Report {
+        scenario: scenario.label(),
+        nodes,
+        seed,
+        messages_per_call: run.world.messages as f64 / answered_calls,
+        bytes_per_call: run.world.bytes as f64 / answered_calls,
+        peer_penalties: run.world.history.penalties,
+        checks,
+        convergence_after_heal_ms: convergence,
+        wall_time_ms: wall.elapsed().as_millis(),
+        passed,
+    }
+}
+
+impl Run {
+    fn new_module(&mut self, node: usize) -> ModuleId {
+        let module = ModuleId::of_bytes(format!("module-{}", self.next_module).as_bytes());
+        self.next_module += 1;
+        let size = self.world.rng.random_range(10_000..200_000);
+        self.world.deploy(node, module, size);
+        module
+    }
+
+    fn publish(&mut self, node: usize, name: &str, module: ModuleId) {
+        if let Some(record) = self.world.publish_name(node, name, module) {
+            let newer = self.names.get(name).is_none_or(|current| record.supersedes(current));
+            if newer {
+                self.names.insert(name.to_owned(), record);
+            }
+        }
+    }
+
+    fn apply(&mut self, fault: &Fault) {
+        let n = self.world.len();
+        match fault {
+            Fault::Partition(fractions) => {
+                let mut groups = Vec::with_capacity(n);
+                for (group, fraction) in fractions.iter().enumerate() {
+                    let count = ((fraction * n as f64).round() as usize).max(1);
+                    groups.extend(std::iter::repeat_n(group as u32, count));
+                }
+                groups.resize(n, fractions.len() as u32 - 1);
+                self.world.set_groups(groups);
+            }
+            Fault::Heal => self.world.set_groups(vec![0; n]),
+            Fault::Crash(fraction) => {
+                let count = ((fraction * n as f64) as usize).max(1);
+                for _ in 0..count {
+                    let node = self.world.rng.random_range(0..n);
+                    if self.world.is_alive(node) {
+                        self.world.crash(node);
+                    }
+                }
+            }
+            Fault::RestartAll => {
+                for node in 0..n {
+                    if !self.world.is_alive(node) {
+                        self.world.restart(node, self.config.clone());
+                    }
+                }
+            }
+            Fault::DeployAndRepoint { name } => {
+                let groups: Vec<u32> = (0..n).map(|node| self.world.group(node)).collect();
+                let mut sides: Vec<u32> = groups.clone();
+                sides.sort();
+                sides.dedup();
+                for side in sides {
+                    let members: Vec<usize> = (0..n).filter(|&node| groups[node] == side).collect();
+                    let node = members[self.world.rng.random_range(0..members.len())];
+                    let module = self.new_module(node);
+                    self.publish(node, name, module);
+                }
+            }
+        }
+    }
+
+    fn next_call(&mut self) -> CallRecord {
+        let n = self.world.len();
+        let node = self.world.rng.random_range(0..n);
+        let by_name = self.world.rng.random_bool(BY_NAME_SHARE);
+        let input = self.world.rng.random_range(0..INPUTS).to_string().into_bytes();
+        let (reference, expected_module) = if by_name {
+            let name = format!("f{}", self.world.rng.random_range(0..NAMES));
+            let expected = self.names[&name].module;
+            (name, expected)
+        } else {
+            let u: f64 = self.world.rng.random_range(0.0..1.0);
+            let module = self.modules[((self.modules.len() as f64) * u.powi(SKEW)) as usize];
+            (module.to_hex(), module)
+        };
+        let partitioned = (0..n).any(|other| self.world.group(other) != 0);
+        CallRecord {
+            node,
+            side: self.world.group(node),
+            partitioned,
+            by_name,
+            reference,
+            expected_module,
+            input,
+            started: self.world.now,
+            finished: None,
+            result: None,
+        }
+    }
+}
