@@ -51,6 +51,8 @@ pub enum Request {
     FetchResult { key: CallKey },
     Call { reference: String, input: Vec<u8>, limits: Limits, hops: u8 },
     Sync(SyncRequest),
+    /// Gossip meant for this peer only (see `Action::TellPeers`).
+    Tell(Gossip),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +63,8 @@ pub enum Response {
     Sync(SyncResponse),
     /// The request could not be decoded or is not allowed.
     Refused(String),
+    /// Receipt of a `Request::Tell`.
+    Told,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

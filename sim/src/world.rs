@@ -447,6 +447,12 @@ impl World {
             }
             Action::Reply { request, reply } => self.reply(n, request, reply),
             Action::Publish(gossip) => self.flood(n, &gossip),
+            Action::TellPeers(gossip) => {
+                let size = gossip_size(&gossip);
+                for m in self.neighbours[n].clone() {
+                    self.send(n, m, size, Event::GossipReceived { from: node_name(n), gossip: gossip.clone() });
+                }
+            }
             Action::FetchModule { module, from } => {
                 let Some(m) = node_index(&from) else { return };
                 if !self.linked(n, m) {

@@ -141,6 +141,13 @@ impl Driver {
                     Err(error) => tracing::warn!(%error, "publishing gossip failed"),
                 }
             }
+            Command::TellPeers(gossip) => {
+                let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+                for peer in peers {
+                    let id = self.swarm.behaviour_mut().rpc.send_request(&peer, wire::Request::Tell(gossip.clone()));
+                    self.pending.insert(id, (peer.to_string(), Purpose::Tell));
+                }
+            }
             Command::Request { peer, request, purpose } => match peer.parse::<PeerId>() {
                 Ok(peer_id) => {
                     let id = self.swarm.behaviour_mut().rpc.send_request(&peer_id, request);
@@ -282,6 +289,7 @@ impl Driver {
                 host.core_event(Event::ForwardAnswered { flight, from: peer, answer: Ok(answer) })
             }
             (Purpose::Sync, Response::Sync(response)) => host.core_event(Event::SyncAnswered { from: peer, response }),
+            (Purpose::Tell, Response::Told) => {}
             (purpose, other) => {
                 let reason = match other {
                     Response::Refused(reason) => reason,
@@ -300,7 +308,7 @@ impl Driver {
             }
             Purpose::Result(flight) => Event::ResultFetched { flight, from: peer, found: None },
             Purpose::Forward(flight) => Event::ForwardAnswered { flight, from: peer, answer: Err(reason) },
-            Purpose::Sync => return,
+            Purpose::Sync | Purpose::Tell => return,
         };
         self.to_core(event);
     }

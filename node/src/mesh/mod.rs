@@ -61,11 +61,14 @@ pub enum Purpose {
     Result(FlightId),
     Forward(FlightId),
     Sync,
+    Tell,
 }
 
 #[derive(Debug)]
 pub enum Command {
     Publish(Gossip),
+    /// Send to every connected peer directly.
+    TellPeers(Gossip),
     Request {
         peer: String,
         request: Request,

@@ -42,6 +42,10 @@ impl MeshHost for Shared {
                 });
             }
             Request::Sync(request) => shared.core_event(Event::SyncRequested { from, token, request }),
+            Request::Tell(gossip) => {
+                shared.respond(token, Response::Told);
+                shared.core_event(Event::GossipReceived { from, gossip });
+            }
         }
     }
 

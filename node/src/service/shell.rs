@@ -51,6 +51,7 @@ impl Shared {
                     });
                 }
                 Action::Publish(gossip) => self.network_send(Command::Publish(gossip)),
+                Action::TellPeers(gossip) => self.network_send(Command::TellPeers(gossip)),
                 Action::FetchModule { module, from } => self.network_send(Command::Request {
                     peer: from,
                     request: Request::FetchModule { module },

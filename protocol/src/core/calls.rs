@@ -254,8 +254,15 @@ impl Core {
 
     pub(super) fn on_module_stored(&mut self, module: ModuleId, size: u64) -> Vec<Action> {
         self.modules.insert(module, super::ModuleInfo { size });
-        let waiting = self.module_fetches.remove(&module).map(|fetch| fetch.flights).unwrap_or_default();
-        let mut actions = vec![Action::Publish(Gossip::ModuleAvailable { module, size })];
+        let fetch = self.module_fetches.remove(&module);
+        let announcement = Gossip::ModuleAvailable { module, size };
+        // A deploy is news for the whole mesh; a replica only for its neighbours,
+        // who may fetch from it (and tell theirs in turn).
+        let mut actions = vec![match fetch {
+            None => Action::Publish(announcement),
+            Some(_) => Action::TellPeers(announcement),
+        }];
+        let waiting = fetch.map(|fetch| fetch.flights).unwrap_or_default();
         for flight in waiting {
             actions.extend(self.proceed(flight));
         }

@@ -206,7 +206,7 @@ impl Core {
         let heartbeat_due = since_last.is_some_and(|elapsed| elapsed >= self.config.sync_interval_ms);
         if (load_changed && load_due) || heartbeat_due {
             self.last_load_announced = Some((now, self.executing));
-            actions.push(Action::Publish(Gossip::Load { executing: self.executing, capacity: self.config.capacity }));
+            actions.push(Action::TellPeers(Gossip::Load { executing: self.executing, capacity: self.config.capacity }));
         }
         actions
     }

@@ -197,8 +197,11 @@ pub enum Action {
         request: RequestId,
         reply: Reply,
     },
-    /// Publish on the gossip topic of this kind of message.
+    /// Publish on the gossip topic of this kind of message (reaches every node).
     Publish(Gossip),
+    /// Send to each connected peer only: what only neighbours can use (that
+    /// this node holds a module, its load). Mesh-wide, it would cost O(N²).
+    TellPeers(Gossip),
     /// Fetch, verify, store and compile a module; answer with `ModuleStored` or `ModuleFetchFailed`.
     FetchModule {
         module: ModuleId,

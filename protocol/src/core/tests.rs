@@ -219,7 +219,12 @@ fn announced_modules_are_replicated_within_the_budget() {
     assert!(announce(&mut core, "b", big, 100).is_empty(), "over the budget: fetched on demand only");
     assert!(announce(&mut core, "b", small, 100).is_empty(), "already being fetched");
     let actions = core.handle(Event::ModuleStored { module: small, size: 100 });
-    assert!(matches!(actions.as_slice(), [Action::Publish(Gossip::ModuleAvailable { .. })]));
+    assert!(
+        matches!(actions.as_slice(), [Action::TellPeers(Gossip::ModuleAvailable { .. })]),
+        "a replica tells its neighbours only"
+    );
+    let deployed = core.handle(Event::ModuleStored { module: ModuleId::of_bytes(b"new"), size: 1 });
+    assert!(matches!(deployed.as_slice(), [Action::Publish(Gossip::ModuleAvailable { .. })]), "a deploy is news for all");
     assert_eq!(core.resolve(&big.to_hex()), Ok(big), "a module held only by peers still resolves");
 }
 
@@ -381,12 +386,12 @@ fn ticks_schedule_anti_entropy_and_load_announcements() {
     let mut core = Core::with_config("a", MeshConfig { sync_interval_ms: 1000, ..MeshConfig::default() });
     connect(&mut core, "b");
     let first = core.handle(Event::Tick { now_ms: 10 });
-    assert!(matches!(first.as_slice(), [Action::Publish(Gossip::Load { .. })]), "sync not yet due: {first:?}");
+    assert!(matches!(first.as_slice(), [Action::TellPeers(Gossip::Load { .. })]), "sync not yet due: {first:?}");
     assert!(core.handle(Event::Tick { now_ms: 500 }).is_empty(), "load unchanged");
     let due = core.handle(Event::Tick { now_ms: 1000 });
     assert!(matches!(due.as_slice(), [Action::SendSync { to, .. }] if to == "b"));
     core.handle(Event::PeerDisconnected { peer: "b".into() });
     let later = core.handle(Event::Tick { now_ms: 5000 });
     assert!(!later.iter().any(|a| matches!(a, Action::SendSync { .. })), "no sync with a disconnected peer");
-    assert!(matches!(later.as_slice(), [Action::Publish(Gossip::Load { .. })]), "a periodic load heartbeat");
+    assert!(matches!(later.as_slice(), [Action::TellPeers(Gossip::Load { .. })]), "a periodic load heartbeat");
 }
