@@ -47,9 +47,18 @@ pub enum Gossip {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
-    FetchModule { module: ModuleId },
-    FetchResult { key: CallKey },
-    Call { reference: String, input: Vec<u8>, limits: Limits, hops: u8 },
+    FetchModule {
+        module: ModuleId,
+    },
+    FetchResult {
+        key: CallKey,
+    },
+    Call {
+        reference: String,
+        input: Vec<u8>,
+        limits: Limits,
+        hops: u8,
+    },
     Sync(SyncRequest),
     /// Gossip meant for this peer only (see `Action::TellPeers`).
     Tell(Gossip),

@@ -224,7 +224,10 @@ fn announced_modules_are_replicated_within_the_budget() {
         "a replica tells its neighbours only"
     );
     let deployed = core.handle(Event::ModuleStored { module: ModuleId::of_bytes(b"new"), size: 1 });
-    assert!(matches!(deployed.as_slice(), [Action::Publish(Gossip::ModuleAvailable { .. })]), "a deploy is news for all");
+    assert!(
+        matches!(deployed.as_slice(), [Action::Publish(Gossip::ModuleAvailable { .. })]),
+        "a deploy is news for all"
+    );
     assert_eq!(core.resolve(&big.to_hex()), Ok(big), "a module held only by peers still resolves");
 }
 
