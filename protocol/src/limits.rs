@@ -49,14 +49,14 @@ impl Limits {
 
     /// Applies a caller's overrides, never exceeding `maximum` (the node's ceiling).
     pub fn with_overrides(&self, overrides: &LimitOverrides, maximum: &Limits) -> Limits {
-        let pick = |wanted: Option<u64>, default: u64, max: u64| wanted.unwrap_or(default).min(max);
-        Limits {
-            fuel: pick(overrides.fuel, self.fuel, maximum.fuel),
-            deadline_ms: pick(overrides.deadline_ms, self.deadline_ms, maximum.deadline_ms),
-            memory_bytes: pick(overrides.memory_bytes, self.memory_bytes, maximum.memory_bytes),
-            input_bytes: self.input_bytes.min(maximum.input_bytes),
-            output_bytes: pick(overrides.output_bytes, self.output_bytes, maximum.output_bytes),
-        }
+        let wanted = Limits {
+            fuel: overrides.fuel.unwrap_or(self.fuel),
+            deadline_ms: overrides.deadline_ms.unwrap_or(self.deadline_ms),
+            memory_bytes: overrides.memory_bytes.unwrap_or(self.memory_bytes),
+            input_bytes: self.input_bytes,
+            output_bytes: overrides.output_bytes.unwrap_or(self.output_bytes),
+        };
+        wanted.clamped_to(maximum)
     }
 }
 

@@ -66,9 +66,14 @@ impl Mesh {
 
 /// The node's TCP peer address (with /p2p/ id), once it listens.
 pub async fn tcp_address(node: &TestNode) -> String {
+    peer_address(node, "/tcp/").await
+}
+
+/// The node's peer address over the transport whose multiaddr holds `transport`.
+pub async fn peer_address(node: &TestNode, transport: &str) -> String {
     let mut found = None;
     eventually("the node listens", Duration::from_secs(10), || {
-        found = node.node.listen_addresses().into_iter().find(|address| address.contains("/tcp/"));
+        found = node.node.listen_addresses().into_iter().find(|address| address.contains(transport));
         let ok = found.is_some();
         async move { ok }
     })

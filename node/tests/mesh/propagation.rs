@@ -75,14 +75,7 @@ async fn nodes_mesh_over_quic_alone() {
         || MeshSettings { listen: vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap()], ..MeshSettings::loopback() };
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = TestNode::start_with(dir_a.path(), |config| config.mesh = Some(quic_only())).await;
-    let mut address = None;
-    eventually("a listens on QUIC", Duration::from_secs(10), || {
-        address = a.node.listen_addresses().into_iter().find(|address| address.contains("/quic-v1/"));
-        let found = address.is_some();
-        async move { found }
-    })
-    .await;
-    let bootstrap = vec![address.unwrap().parse().unwrap()];
+    let bootstrap = vec![crate::harness::peer_address(&a, "/quic-v1/").await.parse().unwrap()];
     let b = TestNode::start_with(dir_b.path(), |config| config.mesh = Some(MeshSettings { bootstrap, ..quic_only() }))
         .await;
     a.deploy(function("echo"), "echo").await;
