@@ -26,6 +26,12 @@ pub struct Cli {
 pub enum Command {
     /// Run a node.
     Node(NodeArgs),
+    /// Print the peer id of the node whose data directory this is (creating
+    /// its key if it has none yet), to hand to other nodes' `--peer`.
+    Id {
+        #[arg(long, default_value = "./nebula-data")]
+        data: PathBuf,
+    },
     /// Deploy a wasm module; prints its BLAKE3 hash.
     Deploy {
         file: PathBuf,
@@ -117,6 +123,10 @@ pub struct NodeArgs {
     /// Turn off mDNS discovery on the local network.
     #[arg(long)]
     pub no_mdns: bool,
+    /// Seconds between liveness pings to each peer; a peer silent for as
+    /// long is disconnected (how fast a partition is noticed).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub liveness_secs: u64,
     /// Run alone, without any peer-to-peer networking.
     #[arg(long)]
     pub standalone: bool,
@@ -151,6 +161,7 @@ impl NodeArgs {
                 listen: self.listen.clone(),
                 bootstrap: self.peers.clone(),
                 mdns: !self.no_mdns,
+                liveness_interval: std::time::Duration::from_secs(self.liveness_secs),
                 ..MeshSettings::default()
             });
         }
@@ -162,6 +173,12 @@ impl NodeArgs {
 pub async fn run_client(command: Command) -> anyhow::Result<i32> {
     match command {
         Command::Node(_) => unreachable!("`nebula node` is handled by main"),
+        Command::Id { data } => {
+            std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
+            let key = crate::mesh::load_or_create_key(&data.join("node-key"))?;
+            println!("{}", key.public().to_peer_id());
+            Ok(0)
+        }
         Command::Deploy { file, name, target } => {
             let wasm = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             let deployed = NodeClient::new(&target.url).deploy(wasm, name.as_deref()).await?;

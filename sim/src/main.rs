@@ -2,7 +2,9 @@
 //! with faults, and checks the claims (by-hash consistency, availability per
 //! side of a partition, name staleness, convergence after heal).
 
+mod executor;
 mod history;
+mod plot;
 mod scenario;
 mod world;
 
@@ -10,6 +12,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use executor::Executor;
+use history::HistoryFile;
 use scenario::{ALL, Name, Report};
 
 #[derive(Parser)]
@@ -31,9 +35,27 @@ enum Command {
         seed: u64,
         #[arg(long, default_value_t = 5_000)]
         calls: usize,
+        /// Run the real guest functions from this directory (e.g.
+        /// target/functions) instead of modelled ones; needs `--features wasm`.
+        #[arg(long)]
+        wasm: Option<PathBuf>,
+        #[command(flatten)]
+        outputs: Outputs,
+    },
+    /// Judge a recorded history (e.g. from scripts/partition-experiment on
+    /// real nodes) with the simulator's checkers.
+    Check {
+        /// The history file (JSON).
+        history: PathBuf,
+        /// Do not count by-hash violations as a failure (a lying node ran).
+        #[arg(long)]
+        liar: bool,
         /// Write the JSON report here.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Write an SVG plot here.
+        #[arg(long)]
+        svg: Option<PathBuf>,
     },
     /// Run seeds 1..=K of every scenario (or one) and list the failing seeds.
     Sweep {
@@ -50,6 +72,36 @@ enum Command {
     List,
 }
 
+#[derive(clap::Args)]
+struct Outputs {
+    /// Write the JSON report here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write the history of every call here (the format `check` reads).
+    #[arg(long)]
+    history: Option<PathBuf>,
+    /// Write an SVG plot (availability and latency over time) here.
+    #[arg(long)]
+    svg: Option<PathBuf>,
+}
+
+impl Outputs {
+    fn write(&self, report: &Report, history: &HistoryFile) -> anyhow::Result<()> {
+        let files = [
+            (&self.json, "report", serde_json::to_string_pretty(report)?),
+            (&self.history, "history", if self.history.is_some() { serde_json::to_string(history)? } else { String::new() }),
+            (&self.svg, "plot", if self.svg.is_some() { plot::svg(history) } else { String::new() }),
+        ];
+        for (path, what, text) in files {
+            if let Some(path) = path {
+                std::fs::write(path, text).map_err(|error| anyhow::anyhow!("writing {}: {error}", path.display()))?;
+                println!("{what} written to {}", path.display());
+            }
+        }
+        Ok(())
+    }
+}
+
 fn scenario(text: &str) -> anyhow::Result<Name> {
     Name::parse(text).ok_or_else(|| {
         let known: Vec<&str> = ALL.iter().map(|name| name.label()).collect();
@@ -59,7 +111,8 @@ fn scenario(text: &str) -> anyhow::Result<Name> {
 
 fn summary(report: &Report) {
     let checks = &report.checks;
-    println!("scenario {} · {} nodes · seed {}", report.scenario, report.nodes, report.seed);
+    let seed = report.seed.map(|seed| format!(" · seed {seed}")).unwrap_or_default();
+    println!("scenario {} · {} nodes · {}{seed}", report.scenario, report.nodes, report.source);
     println!(
         "  calls {}  answered {} ({:.1}%)  cache hits {:.1}%",
         checks.calls,
@@ -72,6 +125,7 @@ fn summary(report: &Report) {
         "  by-name: {} calls, {} stale answers, last stale at {:?} ms",
         checks.by_name_calls, checks.by_name_stale, checks.last_stale_at_ms
     );
+    println!("  latency p50 {} ms  p99 {} ms", checks.median_latency_ms, checks.p99_latency_ms);
     for (side, availability) in &checks.partitioned_sides {
         println!(
             "  during partition, side {side}: {}/{} answered ({:.1}%), failures {:?}",
@@ -81,23 +135,36 @@ fn summary(report: &Report) {
             availability.failures
         );
     }
-    println!("  convergence after heal/restart (virtual ms): {:?}", report.convergence_after_heal_ms);
-    println!(
-        "  messages/call {:.1}  bytes/call {:.0}  penalties {}",
-        report.messages_per_call, report.bytes_per_call, report.peer_penalties
-    );
+    println!("  convergence after heal/restart (ms): {:?}", report.convergence_after_heal_ms);
+    if let (Some(messages), Some(bytes), Some(penalties)) =
+        (report.messages_per_call, report.bytes_per_call, report.peer_penalties)
+    {
+        println!("  messages/call {messages:.1}  bytes/call {bytes:.0}  penalties {penalties}");
+    }
     println!("  wall time {} ms  → {}", report.wall_time_ms, if report.passed { "PASS" } else { "FAIL" });
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Run { scenario: name, nodes, seed, calls, json } => {
-            let report = scenario::run(scenario(&name)?, nodes, seed, calls);
-            summary(&report);
-            if let Some(path) = json {
-                std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
-                println!("report written to {}", path.display());
+        Command::Run { scenario: name, nodes, seed, calls, wasm, outputs } => {
+            let executor = match wasm {
+                Some(dir) => Executor::wasm(&dir)?,
+                None => Executor::Modelled,
+            };
+            let run = scenario::run(scenario(&name)?, nodes, seed, calls, executor);
+            summary(&run.report);
+            outputs.write(&run.report, &run.history)?;
+            if !run.report.passed {
+                std::process::exit(1);
             }
+        }
+        Command::Check { history, liar, json, svg } => {
+            let text = std::fs::read(&history).map_err(|error| anyhow::anyhow!("reading {}: {error}", history.display()))?;
+            let history: HistoryFile = serde_json::from_slice(&text)
+                .map_err(|error| anyhow::anyhow!("{} is not a history file: {error}", history.display()))?;
+            let report = Report::of_history(&history, !liar);
+            summary(&report);
+            Outputs { json, history: None, svg }.write(&report, &history)?;
             if !report.passed {
                 std::process::exit(1);
             }
@@ -111,14 +178,18 @@ fn main() -> anyhow::Result<()> {
             let runs = scenarios.len() as u64 * seeds;
             for name in scenarios {
                 for seed in 1..=seeds {
-                    if !scenario::run(name, nodes, seed, calls).passed {
-                        failing.push(format!("{} --seed {seed}", name.label()));
+                    if !scenario::run(name, nodes, seed, calls, Executor::Modelled).report.passed {
+                        failing.push(format!("{} {seed} {nodes} {calls}", name.label()));
                     }
                 }
             }
             println!("{runs} runs, {} failing", failing.len());
+            if !failing.is_empty() {
+                println!("replay one with `nebula-sim run --scenario S --seed N --nodes N --calls N`;");
+                println!("once fixed, add its line to sim/tests/regressions.txt:");
+            }
             for run in &failing {
-                println!("  nebula-sim run --scenario {run} --nodes {nodes} --calls {calls}");
+                println!("  {run}");
             }
             if !failing.is_empty() {
                 std::process::exit(1);

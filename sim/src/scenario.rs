@@ -8,13 +8,22 @@ use nebula_protocol::{MeshConfig, ModuleId, NameRecord};
 use rand::RngExt;
 use serde::Serialize;
 
-use crate::history::{CallRecord, Checks, check};
+use crate::history::{CallRecord, Checks, FaultEvent, HistoryFile, check};
+use crate::executor::Executor;
 use crate::world::{NetworkModel, Time, World};
 
 #[derive(Debug, Clone)]
 pub enum Fault {
     /// Splits the nodes into groups by fraction, e.g. [0.5, 0.5].
     Partition(Vec<f64>),
+    /// Halves, with one node (in a group of its own) still linked to both.
+    Bridge,
+    /// Every node joins one of this many groups at random.
+    RandomGroups(u32),
+    /// This fraction of the nodes becomes slow (see `NetworkModel`).
+    Slow(f64),
+    /// Every node is fast again.
+    Fast,
     Heal,
     /// Crashes this fraction of the nodes (memory lost, disk kept).
     Crash(f64),
@@ -32,10 +41,21 @@ pub enum Name {
     Flapping,
     CrashRestartStorm,
     LyingNode,
+    BridgeNode,
+    RandomGroups,
+    SlowNodes,
 }
 
-pub const ALL: [Name; 5] =
-    [Name::SplitBrain, Name::IsolatedMinority, Name::Flapping, Name::CrashRestartStorm, Name::LyingNode];
+pub const ALL: [Name; 8] = [
+    Name::SplitBrain,
+    Name::IsolatedMinority,
+    Name::Flapping,
+    Name::CrashRestartStorm,
+    Name::LyingNode,
+    Name::BridgeNode,
+    Name::RandomGroups,
+    Name::SlowNodes,
+];
 
 impl Name {
     pub fn parse(text: &str) -> Option<Name> {
@@ -49,6 +69,9 @@ impl Name {
             Name::Flapping => "flapping",
             Name::CrashRestartStorm => "crash-restart-storm",
             Name::LyingNode => "lying-node",
+            Name::BridgeNode => "bridge-node",
+            Name::RandomGroups => "random-groups",
+            Name::SlowNodes => "slow-nodes",
         }
     }
 
@@ -70,6 +93,14 @@ impl Name {
                 vec![(5_000, Crash(0.3)), (8_000, RestartAll), (10_000, Crash(0.3)), (13_000, RestartAll)]
             }
             Name::LyingNode => Vec::new(),
+            Name::BridgeNode => vec![(5_000, Bridge), (7_000, DeployAndRepoint { name: "f3" }), (15_000, Heal)],
+            Name::RandomGroups => vec![
+                (5_000, RandomGroups(3)),
+                (7_000, DeployAndRepoint { name: "f4" }),
+                (10_000, RandomGroups(3)),
+                (15_000, Heal),
+            ],
+            Name::SlowNodes => vec![(5_000, Slow(0.2)), (7_000, DeployAndRepoint { name: "f0" }), (15_000, Fast)],
         }
     }
 
@@ -80,29 +111,74 @@ impl Name {
     }
 }
 
+impl Fault {
+    /// Kind and detail as recorded in the history.
+    fn describe(&self) -> (&'static str, String) {
+        match self {
+            Fault::Partition(fractions) => ("partition", format!("groups {fractions:?}")),
+            Fault::Bridge => ("partition", "halves, node 0 bridging them".into()),
+            Fault::RandomGroups(count) => ("partition", format!("{count} random groups")),
+            Fault::Slow(fraction) => ("slow", format!("{fraction} of the nodes slow")),
+            Fault::Fast => ("fast", String::new()),
+            Fault::Heal => ("heal", String::new()),
+            Fault::Crash(fraction) => ("crash", format!("{fraction} of the nodes")),
+            Fault::RestartAll => ("restart", String::new()),
+            Fault::DeployAndRepoint { name } => ("deploy", format!("each side re-points {name}")),
+        }
+    }
+}
+
 pub const DURATION_MS: Time = 25_000;
 /// Links per node in the connection graph.
 const DEGREE: usize = 8;
 const MODULES: usize = 20;
 const NAMES: usize = 5;
-const INPUTS: u64 = 200;
 const BY_NAME_SHARE: f64 = 0.3;
 /// Popularity skew: module index = MODULES * u^SKEW, u uniform in [0, 1).
 const SKEW: i32 = 2;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    pub scenario: &'static str,
+    /// `simulator` or `real nodes`.
+    pub source: String,
+    pub scenario: String,
     pub nodes: usize,
-    pub seed: u64,
+    pub seed: Option<u64>,
     pub checks: Checks,
-    /// Virtual ms from each heal (or restart) until modules and names agreed everywhere.
+    /// Ms from each heal (or restart) until modules and names agreed everywhere.
     pub convergence_after_heal_ms: Vec<Option<Time>>,
-    pub messages_per_call: f64,
-    pub bytes_per_call: f64,
-    pub peer_penalties: u64,
+    /// Counted by the simulator only.
+    pub messages_per_call: Option<f64>,
+    pub bytes_per_call: Option<f64>,
+    pub peer_penalties: Option<u64>,
     pub wall_time_ms: u128,
     pub passed: bool,
+}
+
+impl Report {
+    /// Judges a recorded history, wherever it came from.
+    pub fn of_history(history: &HistoryFile, expects_consistency: bool) -> Report {
+        let checks = check(&history.calls);
+        Report {
+            source: history.source.clone(),
+            scenario: history.scenario.clone(),
+            nodes: history.nodes,
+            seed: history.seed,
+            passed: !expects_consistency || checks.by_hash_violations == 0,
+            checks,
+            convergence_after_heal_ms: history.convergence_after_heal_ms.clone(),
+            messages_per_call: None,
+            bytes_per_call: None,
+            peer_penalties: None,
+            wall_time_ms: 0,
+        }
+    }
+}
+
+/// A finished simulation: its report and its history.
+pub struct Outcome {
+    pub report: Report,
+    pub history: HistoryFile,
 }
 
 struct Run {
@@ -114,10 +190,10 @@ struct Run {
     next_module: u64,
 }
 
-pub fn run(scenario: Name, nodes: usize, seed: u64, calls: usize) -> Report {
+pub fn run(scenario: Name, nodes: usize, seed: u64, calls: usize, executor: Executor) -> Outcome {
     let wall = Instant::now();
     let config = MeshConfig::default();
-    let world = World::new(nodes, seed, NetworkModel::default(), config.clone(), DEGREE);
+    let world = World::new(nodes, seed, NetworkModel::default(), executor, config.clone(), DEGREE);
     let mut run = Run { world, config, modules: Vec::new(), names: BTreeMap::new(), next_module: 0 };
     run.world.connect_all();
     if scenario == Name::LyingNode {
@@ -145,11 +221,12 @@ pub fn run(scenario: Name, nodes: usize, seed: u64, calls: usize) -> Report {
         match run.world.run_until(until) {
             Some(hook) => {
                 let fault = schedule[hook].1.clone();
-                if matches!(fault, Fault::Heal | Fault::RestartAll) {
+                let kind = fault.describe().0;
+                if matches!(kind, "heal" | "restart") {
                     awaiting_convergence = Some(run.world.now);
                 }
                 // Cut again before converging: that heal never converged.
-                if matches!(fault, Fault::Partition(_) | Fault::Crash(_)) && awaiting_convergence.take().is_some() {
+                if matches!(kind, "partition" | "crash") && awaiting_convergence.take().is_some() {
                     convergence.push(None);
                 }
                 run.apply(&fault);
@@ -172,28 +249,30 @@ pub fn run(scenario: Name, nodes: usize, seed: u64, calls: usize) -> Report {
     if awaiting_convergence.is_some() {
         convergence.push(None);
     }
-    let checks = check(&run.world.history);
-    let answered_calls = checks.calls.max(1) as f64;
-    let passed = !scenario.expects_consistency() || checks.by_hash_violations == 0;
-    Report {
-        scenario: scenario.label(),
+    let history = HistoryFile {
+        source: "simulator".into(),
+        scenario: scenario.label().into(),
         nodes,
-        seed,
-        messages_per_call: run.world.messages as f64 / answered_calls,
-        bytes_per_call: run.world.bytes as f64 / answered_calls,
-        peer_penalties: run.world.history.penalties,
-        checks,
+        seed: Some(seed),
+        duration: DURATION_MS,
+        faults: std::mem::take(&mut run.world.history.faults),
         convergence_after_heal_ms: convergence,
-        wall_time_ms: wall.elapsed().as_millis(),
-        passed,
-    }
+        calls: std::mem::take(&mut run.world.history.calls),
+    };
+    let mut report = Report::of_history(&history, scenario.expects_consistency());
+    let calls = report.checks.calls.max(1) as f64;
+    report.messages_per_call = Some(run.world.messages as f64 / calls);
+    report.bytes_per_call = Some(run.world.bytes as f64 / calls);
+    report.peer_penalties = Some(run.world.history.penalties);
+    report.wall_time_ms = wall.elapsed().as_millis();
+    Outcome { report, history }
 }
 
 impl Run {
     fn new_module(&mut self, node: usize) -> ModuleId {
-        let module = ModuleId::of_bytes(format!("module-{}", self.next_module).as_bytes());
+        let modelled_size = self.world.rng.random_range(10_000..200_000);
+        let (module, size) = self.world.executor.new_module(self.next_module, modelled_size);
         self.next_module += 1;
-        let size = self.world.rng.random_range(10_000..200_000);
         self.world.deploy(node, module, size);
         module
     }
@@ -209,6 +288,8 @@ impl Run {
 
     fn apply(&mut self, fault: &Fault) {
         let n = self.world.len();
+        let (kind, detail) = fault.describe();
+        self.world.history.faults.push(FaultEvent { at: self.world.now, kind: kind.into(), detail });
         match fault {
             Fault::Partition(fractions) => {
                 let mut groups = Vec::with_capacity(n);
@@ -219,7 +300,28 @@ impl Run {
                 groups.resize(n, fractions.len() as u32 - 1);
                 self.world.set_groups(groups);
             }
-            Fault::Heal => self.world.set_groups(vec![0; n]),
+            Fault::Bridge => {
+                let half = n / 2;
+                let groups = (0..n).map(|node| if node == 0 { 2 } else { u32::from(node > half) }).collect();
+                self.world.set_groups(groups);
+                self.world.set_bridge(0, true);
+            }
+            Fault::RandomGroups(count) => {
+                let groups = (0..n).map(|_| self.world.rng.random_range(0..*count)).collect();
+                self.world.set_groups(groups);
+            }
+            Fault::Slow(fraction) => {
+                let count = ((fraction * n as f64) as usize).max(1);
+                for _ in 0..count {
+                    let node = self.world.rng.random_range(0..n);
+                    self.world.set_slow(node, true);
+                }
+            }
+            Fault::Fast => (0..n).for_each(|node| self.world.set_slow(node, false)),
+            Fault::Heal => {
+                self.world.set_bridge(0, false);
+                self.world.set_groups(vec![0; n]);
+            }
             Fault::Crash(fraction) => {
                 let count = ((fraction * n as f64) as usize).max(1);
                 for _ in 0..count {
@@ -255,7 +357,7 @@ impl Run {
         let n = self.world.len();
         let node = self.world.rng.random_range(0..n);
         let by_name = self.world.rng.random_bool(BY_NAME_SHARE);
-        let input = self.world.rng.random_range(0..INPUTS).to_string().into_bytes();
+        let input = self.world.rng.random_range(0..self.world.executor.input_range()).to_string();
         let (reference, expected_module) = if by_name {
             let name = format!("f{}", self.world.rng.random_range(0..NAMES));
             let expected = self.names[&name].module;
@@ -266,6 +368,8 @@ impl Run {
             (module.to_hex(), module)
         };
         let partitioned = (0..n).any(|other| self.world.group(other) != 0);
+        let expected_stdout =
+            (!by_name).then(|| hex::encode(self.world.executor.truth(&expected_module, input.as_bytes())));
         CallRecord {
             node,
             side: self.world.group(node),
@@ -274,6 +378,7 @@ impl Run {
             reference,
             expected_module,
             input,
+            expected_stdout,
             started: self.world.now,
             finished: None,
             result: None,

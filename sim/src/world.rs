@@ -27,9 +27,9 @@ use nebula_protocol::{
 use rand::{RngExt, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
+use crate::executor::Executor;
+pub use crate::history::Time;
 use crate::history::{CallRecord, History};
-
-pub type Time = u64; // virtual milliseconds
 
 #[derive(Debug, Clone)]
 pub struct NetworkModel {
@@ -38,6 +38,10 @@ pub struct NetworkModel {
     pub bandwidth_bytes_per_ms: u64,
     pub request_timeout_ms: u64,
     pub exec_ms: (u64, u64),
+    /// A slow node executes this many times slower…
+    pub slow_exec_factor: u64,
+    /// …and each message to or from it takes this much longer.
+    pub slow_link_ms: u64,
 }
 
 impl Default for NetworkModel {
@@ -48,13 +52,10 @@ impl Default for NetworkModel {
             bandwidth_bytes_per_ms: 100_000,
             request_timeout_ms: 2_000,
             exec_ms: (1, 20),
+            slow_exec_factor: 10,
+            slow_link_ms: 100,
         }
     }
-}
-
-/// The true output of a pure function: what every correct node must answer.
-pub fn truth(module: &ModuleId, input: &[u8]) -> Vec<u8> {
-    blake3::hash(CallKey::new(module, input).as_bytes()).as_bytes()[..8].to_vec()
 }
 
 pub fn node_name(index: usize) -> String {
@@ -78,6 +79,10 @@ struct SimNode {
     alive: bool,
     /// Answers wrong results and serves wrong module bytes.
     liar: bool,
+    /// Executes and talks slowly (an overloaded or throttled machine).
+    slow: bool,
+    /// Stays linked to every group during a partition.
+    bridge: bool,
     disk: Disk,
     /// Client calls waiting here, by request id: index into the history.
     clients: HashMap<RequestId, usize>,
@@ -136,6 +141,7 @@ pub struct World {
     pub now: Time,
     pub rng: Pcg64Mcg,
     pub network: NetworkModel,
+    pub executor: Executor,
     nodes: Vec<SimNode>,
     /// Partition group of each node; nodes talk only within a group.
     groups: Vec<u32>,
@@ -152,12 +158,21 @@ pub struct World {
 }
 
 impl World {
-    pub fn new(nodes: usize, seed: u64, network: NetworkModel, config: MeshConfig, degree: usize) -> World {
+    pub fn new(
+        nodes: usize,
+        seed: u64,
+        network: NetworkModel,
+        executor: Executor,
+        config: MeshConfig,
+        degree: usize,
+    ) -> World {
         let nodes = (0..nodes)
             .map(|i| SimNode {
                 core: Core::with_config(node_name(i), config.clone()),
                 alive: true,
                 liar: false,
+                slow: false,
+                bridge: false,
                 disk: Disk::default(),
                 clients: HashMap::new(),
                 forwarded: HashMap::new(),
@@ -169,6 +184,7 @@ impl World {
             now: 0,
             rng: Pcg64Mcg::seed_from_u64(seed),
             network,
+            executor,
             nodes,
             groups: vec![0; count],
             neighbours: vec![Vec::new(); count],
@@ -194,6 +210,17 @@ impl World {
 
     pub fn set_liar(&mut self, node: usize) {
         self.nodes[node].liar = true;
+    }
+
+    pub fn set_slow(&mut self, node: usize, slow: bool) {
+        self.nodes[node].slow = slow;
+    }
+
+    /// Makes `node` a bridge: linked across partition groups.
+    pub fn set_bridge(&mut self, node: usize, bridge: bool) {
+        let before = self.link_matrix();
+        self.nodes[node].bridge = bridge;
+        self.announce_link_changes(&before);
     }
 
     pub fn is_alive(&self, node: usize) -> bool {
@@ -239,7 +266,7 @@ impl World {
     fn linked(&self, a: usize, b: usize) -> bool {
         self.nodes[a].alive
             && self.nodes[b].alive
-            && self.groups[a] == self.groups[b]
+            && (self.groups[a] == self.groups[b] || self.nodes[a].bridge || self.nodes[b].bridge)
             && self.neighbours[a].contains(&b)
     }
 
@@ -373,7 +400,7 @@ impl World {
         let event = Event::CallRequested {
             request,
             reference: call.reference.clone(),
-            input: call.input.clone().into(),
+            input: call.input.clone().into_bytes().into(),
             limits: Limits::default(),
             hops: 0,
         };
@@ -391,6 +418,12 @@ impl World {
         self.rng.random_range(low..=high)
     }
 
+    /// Latency of one message between `a` and `b`, slower if either is slow.
+    fn link_latency(&mut self, a: usize, b: usize) -> Time {
+        let extra = if self.nodes[a].slow || self.nodes[b].slow { self.network.slow_link_ms } else { 0 };
+        self.latency() + extra
+    }
+
     /// One message from `from` to `to`: dropped if the link is down or lost.
     fn send(&mut self, from: usize, to: usize, bytes: u64, event: Event) -> bool {
         self.messages += 1;
@@ -398,7 +431,7 @@ impl World {
         if !self.linked(from, to) || self.rng.random_bool(self.network.loss) {
             return false;
         }
-        let delay = self.latency() + bytes / self.network.bandwidth_bytes_per_ms;
+        let delay = self.link_latency(from, to) + bytes / self.network.bandwidth_bytes_per_ms;
         self.schedule(delay, Pending::Deliver(to, event));
         true
     }
@@ -424,7 +457,7 @@ impl World {
                 self.deliver_now(n, Event::ResultLookedUp { flight, found });
             }
             Action::Execute { flight, module, input, .. } => {
-                let mut stdout = truth(&module, &input);
+                let mut stdout = self.executor.execute(&module, &input);
                 if self.nodes[n].liar {
                     stdout[0] ^= 0xff;
                 }
@@ -436,7 +469,8 @@ impl World {
                     executed_by: node_name(n),
                 };
                 let (low, high) = self.network.exec_ms;
-                let cost = self.rng.random_range(low..=high);
+                let factor = if self.nodes[n].slow { self.network.slow_exec_factor } else { 1 };
+                let cost = self.rng.random_range(low..=high) * factor;
                 self.schedule(cost, Pending::Deliver(n, Event::ExecutionFinished { flight, record: Arc::new(record) }));
             }
             Action::StoreResult { key, record } => {
@@ -465,14 +499,14 @@ impl World {
                 let size = held.unwrap_or(0);
                 self.messages += 2;
                 self.bytes += size;
-                let delay = 2 * self.latency() + size / self.network.bandwidth_bytes_per_ms;
+                let delay = 2 * self.link_latency(n, m) + size / self.network.bandwidth_bytes_per_ms;
                 let lie = self.nodes[m].liar;
                 self.schedule(delay, Pending::ModuleArrives { node: n, module, from, size: held, lie });
             }
             Action::FetchResult { flight, key, from } => {
                 let Some(m) = node_index(&from) else { return };
                 let (found, delay) = match self.linked(n, m) {
-                    true => (self.nodes[m].disk.results.get(&key).cloned(), 2 * self.latency()),
+                    true => (self.nodes[m].disk.results.get(&key).cloned(), 2 * self.link_latency(n, m)),
                     false => (None, self.network.request_timeout_ms),
                 };
                 self.messages += 2;
@@ -525,7 +559,7 @@ impl World {
                 if self.rng.random_bool(self.network.loss) {
                     continue;
                 }
-                let when = at + self.latency();
+                let when = at + self.link_latency(node, next);
                 arrival.insert(next, when);
                 frontier.push_back(next);
                 let event = Event::GossipReceived { from: node_name(origin), gossip: gossip.clone() };

@@ -66,3 +66,67 @@ fn a_sweep_over_many_seeds_finds_no_failure() {
     assert!(passed, "{output}");
     assert!(output.contains(", 0 failing"), "{output}");
 }
+
+#[test]
+fn every_recorded_regression_run_still_passes() {
+    let runs = include_str!("regressions.txt");
+    let mut count = 0;
+    for line in runs.lines().map(str::trim).filter(|line| !line.is_empty() && !line.starts_with('#')) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let [scenario, seed, nodes, calls] = fields[..] else { panic!("malformed regression line: {line}") };
+        let args = ["run", "--scenario", scenario, "--seed", seed, "--nodes", nodes, "--calls", calls];
+        let (passed, output) = sim(&args);
+        assert!(passed, "regression {line} fails again:\n{output}");
+        count += 1;
+    }
+    assert!(count >= 5, "the regression list was not read");
+}
+
+#[test]
+fn the_new_scenarios_keep_by_hash_answers_consistent() {
+    for scenario in ["bridge-node", "random-groups", "slow-nodes"] {
+        let run = report(&["--scenario", scenario, "--nodes", "20", "--seed", "11", "--calls", "1500"]);
+        assert_eq!(run["checks"]["by_hash_violations"], 0, "{scenario}");
+        assert!(run["checks"]["availability"].as_f64().unwrap() > 0.95, "{scenario}: {}", run["checks"]);
+    }
+    // The bridge node keeps both halves in touch: nothing goes unanswered there.
+    let bridge = report(&["--scenario", "bridge-node", "--nodes", "20", "--seed", "11", "--calls", "1500"]);
+    assert_eq!(bridge["checks"]["partitioned_sides"].as_object().unwrap().len(), 3);
+}
+
+#[test]
+fn a_recorded_history_is_judged_the_same_by_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let history = dir.path().join("history.json");
+    let direct = dir.path().join("direct.json");
+    let judged = dir.path().join("judged.json");
+    let svg = dir.path().join("plot.svg");
+    let args = ["--scenario", "split-brain", "--nodes", "10", "--seed", "2", "--calls", "500"];
+    let mut run = vec!["run"];
+    run.extend_from_slice(&args);
+    run.extend_from_slice(&["--history", history.to_str().unwrap(), "--json", direct.to_str().unwrap()]);
+    assert!(sim(&run).0);
+    let check = ["check", history.to_str().unwrap(), "--json", judged.to_str().unwrap(), "--svg", svg.to_str().unwrap()];
+    let (passed, output) = sim(&check);
+    assert!(passed, "{output}");
+    let read = |path: &std::path::Path| -> serde_json::Value { serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap() };
+    let (direct, judged) = (read(&direct), read(&judged));
+    assert_eq!(direct["checks"], judged["checks"]);
+    assert_eq!(direct["convergence_after_heal_ms"], judged["convergence_after_heal_ms"]);
+    let plot = std::fs::read_to_string(&svg).unwrap();
+    assert!(plot.starts_with("<svg") && plot.contains("<polyline"), "a plot with lines");
+
+    // A tampered answer is caught from the file alone.
+    let mut tampered: serde_json::Value = read(&history);
+    let call = tampered["calls"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|call| call["by_name"] == false && call["result"]["Ok"]["stdout"].is_string())
+        .unwrap();
+    call["result"]["Ok"]["stdout"] = serde_json::json!("00");
+    std::fs::write(&history, tampered.to_string()).unwrap();
+    let (passed, output) = sim(&["check", history.to_str().unwrap()]);
+    assert!(!passed, "{output}");
+    assert!(output.contains("by-hash consistency violations: 1"), "{output}");
+}

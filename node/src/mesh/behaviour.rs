@@ -54,7 +54,11 @@ pub fn build_swarm(key: Keypair, settings: &MeshSettings) -> anyhow::Result<Swar
                     identify::Config::new("/nebula/1".into(), key.public())
                         .with_agent_version(format!("nebula/{}", env!("CARGO_PKG_VERSION"))),
                 ),
-                ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(15))),
+                ping: ping::Behaviour::new(
+                    ping::Config::new()
+                        .with_interval(settings.liveness_interval)
+                        .with_timeout(settings.liveness_interval),
+                ),
                 gossipsub: gossipsub::Behaviour::new(
                     gossipsub::MessageAuthenticity::Signed(key.clone()),
                     gossipsub_config,

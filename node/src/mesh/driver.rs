@@ -245,6 +245,13 @@ impl Driver {
                 let mut links = self.links.lock().expect("links lock");
                 links.entry(peer.to_string()).or_default().rtt_ms = Some(rtt.as_secs_f64() * 1000.0);
             }
+            // libp2p no longer closes a connection whose pings fail; a silent
+            // peer (cut link, frozen process) must count as gone, so that
+            // requests to it fail now and the core stops choosing it.
+            BehaviourEvent::Ping(ping::Event { peer, connection, result: Err(error) }) => {
+                tracing::info!(%peer, %error, "peer stopped answering pings; closing the connection");
+                self.swarm.close_connection(connection);
+            }
             _ => {}
         }
     }

@@ -29,6 +29,10 @@ pub struct MeshSettings {
     pub mdns: bool,
     pub idle_timeout: Duration,
     pub request_timeout: Duration,
+    /// How often each connection is pinged; a ping unanswered for as long
+    /// closes the connection. TCP alone would keep a connection across a
+    /// partition for many minutes, holding requests until they time out.
+    pub liveness_interval: Duration,
 }
 
 impl Default for MeshSettings {
@@ -39,6 +43,7 @@ impl Default for MeshSettings {
             mdns: true,
             idle_timeout: Duration::from_secs(3600),
             request_timeout: Duration::from_secs(30),
+            liveness_interval: Duration::from_secs(10),
         }
     }
 }

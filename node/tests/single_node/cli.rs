@@ -98,3 +98,20 @@ fn the_readme_walkthrough_works_from_the_command_line() {
     assert_eq!(unreachable.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&unreachable.stderr).contains("cannot reach the node"));
 }
+
+#[test]
+fn nebula_id_prints_the_peer_id_the_node_will_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let id = |data: &std::path::Path| {
+        let output = Command::new(nebula_binary()).args(["id", "--data", data.to_str().unwrap()]).output().unwrap();
+        assert!(output.status.success(), "{output:?}");
+        stdout(&output).trim().to_owned()
+    };
+    let before = id(&data);
+    assert!(before.starts_with("12D3KooW"), "an ed25519 peer id: {before}");
+    assert_eq!(id(&data), before, "the key is created once and kept");
+    let node = NodeProcess::start(&data);
+    let status = stdout(&node.run(&["status"], None));
+    assert!(status.contains(&before), "the node runs as {before}: {status}");
+}
