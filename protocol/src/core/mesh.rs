@@ -41,10 +41,7 @@ impl Core {
         self.peers.entry(from.clone()).or_default();
         match gossip {
             Gossip::ModuleAvailable { module, size } => self.learn_module_holder(module, size, from),
-            Gossip::Name(record) => match self.merge_name(record.clone()) {
-                true => vec![Action::PersistName(record)],
-                false => Vec::new(),
-            },
+            Gossip::Name(record) => self.adopt_name(record),
             Gossip::ResultAvailable { key, module, inline, .. } => {
                 self.learn_result_holder(key, from);
                 match inline {
@@ -61,6 +58,18 @@ impl Core {
                 state.capacity = capacity;
                 Vec::new()
             }
+        }
+    }
+
+    /// Keeps a name record that is newer than ours, and passes it on to the
+    /// neighbours. A record learned by anti-entropy after a heal reached only
+    /// the nodes with a link across; without this, the rest would wait for
+    /// their next periodic sync (up to `sync_interval_ms`). Each node passes a
+    /// record on at most once, since only a newer record is passed on.
+    fn adopt_name(&mut self, record: crate::NameRecord) -> Vec<Action> {
+        match self.merge_name(record.clone()) {
+            true => vec![Action::PersistName(record.clone()), Action::TellPeers(Gossip::Name(record))],
+            false => Vec::new(),
         }
     }
 
@@ -164,9 +173,7 @@ impl Core {
             actions.extend(self.learn_module_holder(module, size, from.clone()));
         }
         for record in response.names.unwrap_or_default() {
-            if self.merge_name(record.clone()) {
-                actions.push(Action::PersistName(record));
-            }
+            actions.extend(self.adopt_name(record));
         }
         for reference in response.results {
             self.learn_result_holder(reference.key, from.clone());

@@ -205,7 +205,12 @@ fn merge_keeps_the_newest_name_record() {
     let gossip = |record| Event::GossipReceived { from: "b".into(), gossip: Gossip::Name(record) };
     assert!(core.handle(gossip(old)).is_empty());
     let newer = NameRecord { version: 5, ..new };
-    assert!(matches!(core.handle(gossip(newer)).as_slice(), [Action::PersistName(r)] if r.version == 5));
+    // It is also passed on to the neighbours, once.
+    assert!(matches!(
+        core.handle(gossip(newer.clone())).as_slice(),
+        [Action::PersistName(r), Action::TellPeers(Gossip::Name(told))] if r.version == 5 && told.version == 5
+    ));
+    assert!(core.handle(gossip(newer)).is_empty(), "a record already held is not passed on again");
 }
 
 #[test]
@@ -368,6 +373,10 @@ fn anti_entropy_sends_only_what_differs() {
     let actions = b.handle(Event::SyncAnswered { from: "node-a".into(), response });
     assert!(actions.iter().any(|a| matches!(a, Action::FetchModule { .. })));
     assert!(actions.iter().any(|a| matches!(a, Action::PersistName(_))));
+    // A name learned by anti-entropy goes on to b's other neighbours at once
+    // (after a heal, most nodes have no link across and would otherwise wait
+    // for their next periodic sync).
+    assert!(actions.iter().any(|a| matches!(a, Action::TellPeers(Gossip::Name(record)) if record.name == "f")));
     b.handle(Event::ModuleStored { module, size: 1 });
 
     // Now in step: the next round carries nothing.
