@@ -89,7 +89,11 @@ impl Outputs {
     fn write(&self, report: &Report, history: &HistoryFile) -> anyhow::Result<()> {
         let files = [
             (&self.json, "report", serde_json::to_string_pretty(report)?),
-            (&self.history, "history", if self.history.is_some() { serde_json::to_string(history)? } else { String::new() }),
+            (
+                &self.history,
+                "history",
+                if self.history.is_some() { serde_json::to_string(history)? } else { String::new() },
+            ),
             (&self.svg, "plot", if self.svg.is_some() { plot::svg(history) } else { String::new() }),
         ];
         for (path, what, text) in files {
@@ -140,8 +144,9 @@ fn summary(report: &Report) {
         (report.messages_per_call, report.bytes_per_call, report.peer_penalties)
     {
         println!("  messages/call {messages:.1}  bytes/call {bytes:.0}  penalties {penalties}");
+        println!("  wall time {} ms", report.wall_time_ms);
     }
-    println!("  wall time {} ms  → {}", report.wall_time_ms, if report.passed { "PASS" } else { "FAIL" });
+    println!("  → {}", if report.passed { "PASS" } else { "FAIL" });
 }
 
 fn main() -> anyhow::Result<()> {
@@ -159,7 +164,8 @@ fn main() -> anyhow::Result<()> {
             }
         }
         Command::Check { history, liar, json, svg } => {
-            let text = std::fs::read(&history).map_err(|error| anyhow::anyhow!("reading {}: {error}", history.display()))?;
+            let text =
+                std::fs::read(&history).map_err(|error| anyhow::anyhow!("reading {}: {error}", history.display()))?;
             let history: HistoryFile = serde_json::from_slice(&text)
                 .map_err(|error| anyhow::anyhow!("{} is not a history file: {error}", history.display()))?;
             let report = Report::of_history(&history, !liar);

@@ -8,8 +8,8 @@ use nebula_protocol::{MeshConfig, ModuleId, NameRecord};
 use rand::RngExt;
 use serde::Serialize;
 
-use crate::history::{CallRecord, Checks, FaultEvent, HistoryFile, check};
 use crate::executor::Executor;
+use crate::history::{CallRecord, Checks, FaultEvent, HistoryFile, check};
 use crate::world::{NetworkModel, Time, World};
 
 #[derive(Debug, Clone)]

@@ -106,10 +106,13 @@ fn a_recorded_history_is_judged_the_same_by_check() {
     run.extend_from_slice(&args);
     run.extend_from_slice(&["--history", history.to_str().unwrap(), "--json", direct.to_str().unwrap()]);
     assert!(sim(&run).0);
-    let check = ["check", history.to_str().unwrap(), "--json", judged.to_str().unwrap(), "--svg", svg.to_str().unwrap()];
+    let check =
+        ["check", history.to_str().unwrap(), "--json", judged.to_str().unwrap(), "--svg", svg.to_str().unwrap()];
     let (passed, output) = sim(&check);
     assert!(passed, "{output}");
-    let read = |path: &std::path::Path| -> serde_json::Value { serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap() };
+    let read = |path: &std::path::Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    };
     let (direct, judged) = (read(&direct), read(&judged));
     assert_eq!(direct["checks"], judged["checks"]);
     assert_eq!(direct["convergence_after_heal_ms"], judged["convergence_after_heal_ms"]);

@@ -16,8 +16,13 @@ struct Process {
 
 impl Process {
     fn start(data: &std::path::Path, bootstrap: &[String]) -> Process {
+        Process::start_with(data, bootstrap, &[])
+    }
+
+    fn start_with(data: &std::path::Path, bootstrap: &[String], extra: &[&str]) -> Process {
         let mut command = Command::new(nebula_binary());
         command.args(["node", "--data", data.to_str().unwrap(), "--http", "127.0.0.1:0", "--no-mdns"]);
+        command.args(extra);
         command.args(["--listen", "/ip4/127.0.0.1/tcp/0"]);
         for peer in bootstrap {
             command.args(["--peer", peer]);
@@ -104,4 +109,33 @@ async fn five_processes_deploy_call_kill_and_keep_calling() {
         let cached = client.get(format!("{}/api/fib/30", process.http)).send().await.unwrap();
         assert_eq!(cached.headers()["x-nebula-cache"], "hit");
     }
+}
+
+/// Whether `process` sees `peer` as connected, per its `/peers`.
+async fn sees(client: &reqwest::Client, process: &Process, peer: &str) -> bool {
+    let peers: Vec<serde_json::Value> =
+        client.get(format!("{}/peers", process.http)).send().await.unwrap().json().await.unwrap();
+    peers.iter().any(|p| p["peer"] == peer && p["connected"] == true)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_peer_is_dropped_and_rejoins_when_it_thaws() {
+    let dir = tempfile::tempdir().unwrap();
+    let liveness = ["--liveness-secs", "1"];
+    let a = Process::start_with(&dir.path().join("a"), &[], &liveness);
+    let b = Process::start_with(&dir.path().join("b"), std::slice::from_ref(&a.peer_address), &liveness);
+    let client = reqwest::Client::new();
+    let b_id = b.peer_address.rsplit('/').next().unwrap().to_owned();
+    wait_for("a sees b", async || sees(&client, &a, &b_id).await).await;
+
+    // A frozen process keeps its TCP connections open but answers nothing:
+    // only the liveness pings can tell.
+    let signal = |name: &str| {
+        let status = Command::new("kill").args([name, &b.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+    };
+    signal("-STOP");
+    wait_for("a drops the frozen b", async || !sees(&client, &a, &b_id).await).await;
+    signal("-CONT");
+    wait_for("b redials a and is back", async || sees(&client, &a, &b_id).await).await;
 }
