@@ -3,6 +3,7 @@
 #[path = "../single_node/common.rs"]
 #[allow(dead_code)]
 mod common;
+mod browser;
 mod harness;
 mod hostile;
 mod partition;
