@@ -65,6 +65,17 @@ pub struct ActivitySnapshot {
     pub total_hits: u64,
 }
 
+/// A call as the caller made it.
+pub struct CallSeen<'a> {
+    pub reference: &'a str,
+    /// The input or its start (only the first bytes are kept).
+    pub input: &'a [u8],
+    /// The whole input's size.
+    pub input_bytes: usize,
+    /// 0 for a local caller, more for a call forwarded by a peer.
+    pub hops: u8,
+}
+
 #[derive(Default)]
 pub struct Activity {
     seconds: VecDeque<SecondCounts>,
@@ -86,8 +97,8 @@ impl Activity {
         self.seconds.back_mut().expect("just pushed")
     }
 
-    /// `input` is the call's input or its start (only the first bytes are kept); `input_bytes` its whole size.
-    pub fn record_call(&mut self, now_ms: u64, reference: &str, input: &[u8], input_bytes: usize, reply: &Reply, micros: u64, hops: u8) {
+    pub fn record_call(&mut self, now_ms: u64, call: CallSeen, reply: &Reply, micros: u64) {
+        let CallSeen { reference, input, input_bytes, hops } = call;
         let (module, cache, outcome, executed_by) = match reply {
             Ok(answer) => {
                 let cache = match answer.cache {
@@ -164,7 +175,8 @@ mod tests {
         let mut activity = Activity::default();
         let failed: Reply = Err(CallError::NameNotFound { name: "x".into() });
         for i in 0..30u64 {
-            activity.record_call(1_000_000 + i * 100, "<b>x</b>", b"input", 5, &failed, 5, 0);
+            let call = CallSeen { reference: "<b>x</b>", input: b"input", input_bytes: 5, hops: 0 };
+            activity.record_call(1_000_000 + i * 100, call, &failed, 5);
         }
         activity.record_execution(1_005_000, ModuleId::of_bytes(b"m"), 7, 3);
         let snapshot = activity.snapshot(1_010_000);

@@ -18,8 +18,8 @@ use nebula_protocol::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, oneshot};
 
-pub use activity::{ActivitySnapshot, ModuleCounters, RecentCall, SecondCounts};
 use activity::Activity;
+pub use activity::{ActivitySnapshot, ModuleCounters, RecentCall, SecondCounts};
 
 use crate::config::NodeConfig;
 use crate::mesh::{self, Command, MeshHost, NetworkHandle};
@@ -410,7 +410,8 @@ impl Shared {
         let elapsed = started.elapsed();
         self.record_reply(&reply, elapsed);
         let micros = elapsed.as_micros() as u64;
-        self.activity().record_call(unix_ms(), reference, &preview, input_bytes, &reply, micros, hops);
+        let call = activity::CallSeen { reference, input: &preview, input_bytes, hops };
+        self.activity().record_call(unix_ms(), call, &reply, micros);
         CallResponse { reply, elapsed, node_id: self.node_id.clone() }
     }
 }

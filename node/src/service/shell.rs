@@ -200,7 +200,8 @@ impl Shared {
     /// Compiles (rejecting invalid modules), then stores blob and index entry.
     pub(super) fn store_module(&self, module: ModuleId, wasm: &[u8]) -> Result<(), CallError> {
         self.runtime.load(&module, wasm)?;
-        let content_type = crate::runtime::declared_content_type(wasm).map_err(|reason| CallError::InvalidModule { reason })?;
+        let content_type =
+            crate::runtime::declared_content_type(wasm).map_err(|reason| CallError::InvalidModule { reason })?;
         self.content_types.lock().expect("content types lock").insert(module, content_type);
         let storage_error = |error: anyhow::Error| internal(&format!("storing the module: {error:#}"));
         self.blobs.put(wasm).map_err(storage_error)?;

@@ -86,8 +86,13 @@ async fn chromium_renders_academemes_and_the_dashboard_from_a_node_that_never_ra
     let Some(binary) = chromium() else {
         let banner = "!".repeat(78);
         eprintln!("\n{banner}\n!! BROWSER TEST SKIPPED: Chromium is not installed.");
-        eprintln!("!! scripts/test installs it (apt-get install chromium); run that, or install it by hand.\n{banner}\n");
-        assert!(std::env::var_os("NEBULA_REQUIRE_BROWSER").is_none(), "NEBULA_REQUIRE_BROWSER is set but Chromium is missing");
+        eprintln!(
+            "!! scripts/test installs it (apt-get install chromium); run that, or install it by hand.\n{banner}\n"
+        );
+        assert!(
+            std::env::var_os("NEBULA_REQUIRE_BROWSER").is_none(),
+            "NEBULA_REQUIRE_BROWSER is set but Chromium is missing"
+        );
         return;
     };
     let browser = Browser { binary, profile: tempfile::tempdir().unwrap() };
@@ -106,10 +111,15 @@ async fn chromium_renders_academemes_and_the_dashboard_from_a_node_that_never_ra
         let answer = a.get(&format!("/api/academemes/{page}")).await;
         assert_eq!((answer.status.as_u16(), answer.header("x-nebula-cache")), (200, "miss"), "{page}");
     }
-    eventually("B has A's answers in its cache", Duration::from_secs(20), || async {
-        ["42", "99", "index"].iter().all(|page| b.node.is_cached("academemes", page.as_bytes()))
+    // Answers up to 16 KiB ride in A's announcement; the larger index is
+    // fetched from A when B is asked for it.
+    eventually("B has A's meme pages in its cache", Duration::from_secs(20), || async {
+        ["42", "99"].iter().all(|page| b.node.is_cached("academemes", page.as_bytes()))
     })
     .await;
+    let index = b.get("/api/academemes/index").await;
+    assert_eq!((index.status.as_u16(), index.header("x-nebula-executed-by")), (200, a.node.id()));
+    assert!(index.body.len() > 16 << 10, "the index travels by request, not in the announcement");
     let on_b = b.get("/api/academemes/42").await;
     assert_eq!(on_b.header("x-nebula-node"), b.node.id());
     assert_eq!(on_b.header("x-nebula-executed-by"), a.node.id(), "B did not run it");
@@ -141,7 +151,8 @@ async fn chromium_renders_academemes_and_the_dashboard_from_a_node_that_never_ra
     assert!(counters.hits >= 3, "{counters:?}");
 
     // Callers try to inject markup into B's dashboard: a reference and an input.
-    let missing = b.get("/api/%3Cscript%3Ealert(1)%3C%2Fscript%3E/%22%3E%3Cimg%20src%3Dx%20onerror%3Dalert(2)%3E").await;
+    let missing =
+        b.get("/api/%3Cscript%3Ealert(1)%3C%2Fscript%3E/%22%3E%3Cimg%20src%3Dx%20onerror%3Dalert(2)%3E").await;
     assert_eq!(missing.status, 404);
     assert_eq!(b.call("echo", HOSTILE_CAPTION.as_bytes(), "").await.status, 200);
     tokio::time::sleep(Duration::from_millis(1500)).await; // let a ping measure the round trip

@@ -1,9 +1,9 @@
 //! Several real nodes in one process, talking libp2p over loopback.
 
+mod browser;
 #[path = "../single_node/common.rs"]
 #[allow(dead_code)]
 mod common;
-mod browser;
 mod harness;
 mod hostile;
 mod partition;

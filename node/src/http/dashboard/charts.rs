@@ -7,6 +7,8 @@ pub struct Series<'a> {
     pub label: &'a str,
     pub color: &'a str,
     pub values: Vec<f64>,
+    /// Drawn as a filled area under the line (for the total, behind the parts).
+    pub area: bool,
 }
 
 /// A "nice" upper bound for an axis: 1, 2 or 5 times a power of ten.
@@ -55,7 +57,12 @@ pub fn line_chart(id: &str, title: &str, span: &str, series: &[Series]) -> Marku
             text x=(left) y=(height - 6.0) font-size="11" fill="#555" { (span) }
             text x=(width - 8.0) y=(height - 6.0) font-size="11" fill="#555" text-anchor="end" { "now" }
             @for (i, s) in series.iter().enumerate() {
-                polyline points=(points(&s.values)) fill="none" stroke=(s.color) stroke-width="2" {}
+                @if s.area {
+                    polygon points={ (left) "," (top + plot_h) " " (points(&s.values)) " " (left + plot_w) "," (top + plot_h) }
+                        fill=(s.color) fill-opacity="0.25" stroke="none" {}
+                }
+                polyline points=(points(&s.values)) fill="none" stroke=(s.color) stroke-width="1.5"
+                    stroke-linejoin="round" {}
                 rect x=(left + 10.0 + 130.0 * i as f64) y=(top + 2.0) width="12" height="12" fill=(s.color) {}
                 text x=(left + 26.0 + 130.0 * i as f64) y=(top + 12.0) font-size="12" fill="#222" { (s.label) }
             }

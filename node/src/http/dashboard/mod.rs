@@ -20,8 +20,7 @@ pub use data::{DashboardData, ModuleRow, gather};
 use crate::service::Node;
 
 /// No script may run, nothing may be loaded from elsewhere, the page may not be framed.
-pub const DASHBOARD_CSP: &str =
-    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+pub const DASHBOARD_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 const DEFAULT_REFRESH_SECONDS: u32 = 5;
 
@@ -138,9 +137,9 @@ pub fn render(data: &DashboardData, refresh_seconds: u32) -> Markup {
                     section #activity {
                         h2 { "Calls per second" }
                         (line_chart("calls-chart", "Calls per second, last 120 seconds", "120 s ago", &[
-                            Series { label: "calls", color: "#4a7bd0", values: calls_series(|s| s.calls) },
-                            Series { label: "cache hits", color: "#3b9b5a", values: calls_series(|s| s.hits) },
-                            Series { label: "executions", color: "#e39b3b", values: calls_series(|s| s.executions) },
+                            Series { label: "calls", color: "#4a7bd0", values: calls_series(|s| s.calls), area: true },
+                            Series { label: "cache hits", color: "#3b9b5a", values: calls_series(|s| s.hits), area: false },
+                            Series { label: "executions", color: "#e39b3b", values: calls_series(|s| s.executions), area: false },
                         ]))
                         h2 { "Cache" }
                         (ratio_bar("cache-chart", "Cache hits since start", activity.total_hits, activity.total_calls,
