@@ -10,6 +10,7 @@
 //!   `` or `index`   the index page, linking every meme
 //!   `42`            the meme with id 42
 //!   `pick-SEED`     a meme picked from the catalogue by SEED (same seed, same meme)
+//!   `catalogue`     the packed catalogue itself, as text
 //! Every caption, title and id from the catalogue is HTML-escaped.
 
 use std::fmt::Write as _;
@@ -44,6 +45,10 @@ fn main() {
     let input = input_text();
     let page = if input.is_empty() || input == "index" {
         index_page(&catalogue)
+    } else if input == "catalogue" {
+        let json = String::from_utf8_lossy(&data_slot::read(&CATALOGUE)).into_owned();
+        let body = format!("<h1>The catalogue packed into this module</h1><pre id=\"catalogue\">{}</pre>", esc(&json));
+        shell(&catalogue, "Catalogue", &body)
     } else if let Some(seed) = input.strip_prefix("pick-") {
         if catalogue.memes.is_empty() {
             fail("the catalogue is empty");
@@ -131,7 +136,7 @@ fn index_page(catalogue: &Catalogue) -> String {
     for seed in 1..=5 {
         let _ = write!(body, "<a href=\"{base}pick-{seed}\">seed {seed}</a> ");
     }
-    body.push_str("</p>");
+    let _ = write!(body, "</p><p><a href=\"{base}catalogue\">The catalogue</a> (data packed into this module)</p>");
     shell(catalogue, "Index", &body)
 }
 

@@ -41,6 +41,9 @@ async fn academemes_pages_are_html_declared_by_the_module_and_escape_the_catalog
     assert!(index.contains("href=\"/api/academemes/42\"") && index.contains("href=\"/api/academemes/pick-3\""));
     assert_no_markup_from(&index);
     assert_eq!(node.get("/api/academemes").await.text(), index, "no input is the index too");
+    let packed = node.get("/api/academemes/catalogue").await.text();
+    assert!(packed.contains("Reproducibility") && packed.contains("&lt;script&gt;alert(&#39;title&#39;)"), "{packed}");
+    assert_no_markup_from(&packed);
     let pick = node.get("/api/academemes/pick-7").await;
     assert!(pick.text().contains("Picked for seed"));
     let again = node.get("/api/academemes/pick-7").await;

@@ -191,7 +191,7 @@ pub fn render(data: &DashboardData, refresh_seconds: u32) -> Markup {
                                     td { code title=(row.module.to_hex()) { (row.module.short()) } }
                                     td { @for name in &row.names {
                                         @if row.content_type == Some("text/html; charset=utf-8") {
-                                            a href={ "/api/" (utf8_percent_encode(name, NON_ALPHANUMERIC)) "/" } { (name) } " "
+                                            a href={ "/api/" (utf8_percent_encode(name, NON_ALPHANUMERIC)) } { (name) } " "
                                         } @else { (name) " " }
                                     } }
                                     td.num { (bytes(row.size)) }
