@@ -155,7 +155,10 @@ async fn chromium_renders_academemes_and_the_dashboard_from_a_node_that_never_ra
         b.get("/api/%3Cscript%3Ealert(1)%3C%2Fscript%3E/%22%3E%3Cimg%20src%3Dx%20onerror%3Dalert(2)%3E").await;
     assert_eq!(missing.status, 404);
     assert_eq!(b.call("echo", HOSTILE_CAPTION.as_bytes(), "").await.status, 200);
-    tokio::time::sleep(Duration::from_millis(1500)).await; // let a ping measure the round trip
+    eventually("B has pinged A", Duration::from_secs(30), || async {
+        b.node.peers().iter().any(|peer| peer.connected && peer.rtt_ms.is_some())
+    })
+    .await;
 
     let dashboard_url = format!("{}/", b.url);
     let dom = browser.dom(&dashboard_url).await;
