@@ -99,9 +99,10 @@ fn respond(node: &Node, reference: &str, request: &HeaderMap, response: CallResp
     match &record.outcome {
         Outcome::Success { stdout } => {
             // The module's declared type (part of its hash, the same on every
-            // node); without one, or if this node lacks the module's bytes,
-            // plain text or bytes: never what the output itself looks like.
-            let content_type = node.content_type(&record.module).unwrap_or(match std::str::from_utf8(stdout) {
+            // node); without one, plain text or bytes: never what the output
+            // itself looks like.
+            let declared = node.content_type(&record.module);
+            let content_type = declared.flatten().unwrap_or(match std::str::from_utf8(stdout) {
                 Ok(_) => "text/plain; charset=utf-8",
                 Err(_) => "application/octet-stream",
             });
@@ -109,7 +110,14 @@ fn respond(node: &Node, reference: &str, request: &HeaderMap, response: CallResp
             // The call key names this exact answer: module, profile and input.
             let etag = format!("\"{}\"", answer.key.to_hex());
             let by_hash = reference.eq_ignore_ascii_case(&record.module.to_hex());
-            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(if by_hash { IMMUTABLE } else { BY_NAME }));
+            let cache_control = match declared {
+                // This node does not hold the module yet, so the type may be
+                // wrong for now: let no one keep this answer.
+                None => "no-store",
+                Some(_) if by_hash => IMMUTABLE,
+                Some(_) => BY_NAME,
+            };
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache_control));
             if let Ok(value) = HeaderValue::from_str(&etag) {
                 headers.insert(header::ETAG, value);
             }

@@ -368,18 +368,18 @@ impl Node {
     }
 
     /// The content type `module` declares for its answers (its
-    /// `nebula:content-type` section), None if it declares none or this node
-    /// does not hold its bytes.
-    pub fn content_type(&self, module: &ModuleId) -> Option<&'static str> {
+    /// `nebula:content-type` section): `Some(None)` if it declares none, and
+    /// `None` if this node cannot tell yet because it does not hold the
+    /// module's bytes (an answer that came from a peer before the module).
+    pub fn content_type(&self, module: &ModuleId) -> Option<Option<&'static str>> {
         let shared = &self.shared;
         if let Some(known) = shared.content_types.lock().expect("content types lock").get(module) {
-            return *known;
+            return Some(*known);
         }
-        // Not stored here yet (a result from a peer): say nothing, and look again next time.
         let wasm = shared.blobs.get(module).ok()?;
         let declared = crate::runtime::declared_content_type(&wasm).ok().flatten();
         shared.content_types.lock().expect("content types lock").insert(*module, declared);
-        declared
+        Some(declared)
     }
 
     pub fn metrics_text(&self) -> String {

@@ -176,3 +176,29 @@ async fn chromium_renders_academemes_and_the_dashboard_from_a_node_that_never_ra
     eprintln!("browser artefacts in {}", artifacts_dir().display());
     mesh.stop().await;
 }
+
+/// The content type lives in the module's bytes. A node holding an answer
+/// but not (yet) the module cannot know it: it serves the answer as plain
+/// text, which is safe, and forbids caching it, so nothing keeps the wrong type.
+#[tokio::test]
+async fn an_answer_served_before_its_module_arrives_is_plain_text_and_not_cached() {
+    let mesh = Mesh::start(2, |i, config| {
+        if i == 1 {
+            config.replicate_budget_bytes = 0; // B fetches modules only when a call needs them
+        }
+    })
+    .await;
+    let (a, b) = (&mesh.nodes[0], &mesh.nodes[1]);
+    let module: nebula_protocol::ModuleId =
+        a.deploy(academemes(&catalogue_with_hostile_meme()), "academemes").await.parse().unwrap();
+    eventually("B knows the name", Duration::from_secs(20), || async { b.node.resolve("academemes").is_ok() }).await;
+    assert_eq!(a.get("/api/academemes/42").await.header("content-type"), "text/html; charset=utf-8");
+    eventually("the answer reaches B", Duration::from_secs(20), || async { b.node.is_cached("academemes", b"42") })
+        .await;
+    assert_eq!(b.node.content_type(&module), None, "B does not hold the module");
+    let answer = b.get("/api/academemes/42").await;
+    assert_eq!((answer.status.as_u16(), answer.header("x-nebula-cache")), (200, "hit"));
+    assert_eq!(answer.header("content-type"), "text/plain; charset=utf-8");
+    assert_eq!(answer.header("cache-control"), "no-store");
+    mesh.stop().await;
+}

@@ -34,7 +34,7 @@ pub fn gather(node: &Node) -> DashboardData {
             let mut names = summary.names;
             names.sort();
             ModuleRow {
-                content_type: node.content_type(&summary.module),
+                content_type: node.content_type(&summary.module).flatten(),
                 counters: activity.modules.get(&summary.module).copied().unwrap_or_default(),
                 module: summary.module,
                 size: summary.size,
