@@ -76,3 +76,80 @@ pub fn samples_and_rng(text: &str, max_samples: u64) -> (u64, SplitMix64) {
     }
     (samples, SplitMix64::from_input(text.as_bytes()))
 }
+
+/// Data packed into a module after it was compiled (`nebula deploy --data FILE`
+/// or `nebula pack`): a function built once can carry different data, and
+/// each packing is its own content-addressed module.
+///
+/// The slot is a static array in the module's data segment: a marker the
+/// packer searches for, the capacity and the length (both u32 little-endian),
+/// then the bytes. The packer overwrites length and bytes in place; nothing
+/// else in the module changes.
+pub mod data_slot {
+    /// Found exactly once in a module that has a slot (never used at run time,
+    /// so the compiler does not emit a second copy of it).
+    pub const MARKER: &[u8; 24] = b"NEBULA-DATA-SLOT-v1:\x7f\x7e\x7d\x7c";
+    pub const HEADER: usize = MARKER.len() + 8;
+
+    /// The initial slot: marker, capacity, length 0, and a non-zero filler so
+    /// the linker keeps the whole array as literal bytes in the data segment.
+    pub const fn empty<const N: usize>() -> [u8; N] {
+        let mut slot = [0xA5u8; N];
+        let mut i = 0;
+        while i < MARKER.len() {
+            slot[i] = MARKER[i];
+            i += 1;
+        }
+        let capacity = ((N - HEADER) as u32).to_le_bytes();
+        let mut j = 0;
+        while j < 4 {
+            slot[MARKER.len() + j] = capacity[j];
+            slot[MARKER.len() + 4 + j] = 0;
+            j += 1;
+        }
+        slot
+    }
+
+    /// The packed bytes. Reads are volatile: the compiler saw the slot's
+    /// initial value and would otherwise fold "length 0" into the code.
+    pub fn read<const N: usize>(slot: &'static [u8; N]) -> Vec<u8> {
+        let byte = |i: usize| unsafe { core::ptr::read_volatile(&slot[i]) };
+        let at = MARKER.len() + 4;
+        let len = u32::from_le_bytes([byte(at), byte(at + 1), byte(at + 2), byte(at + 3)]) as usize;
+        let len = len.min(N - HEADER);
+        (HEADER..HEADER + len).map(byte).collect()
+    }
+}
+
+/// Escapes text for HTML element content and quoted attribute values.
+pub fn html_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup() {
+        assert_eq!(html_escape(r#"<a href="x">'&'</a>"#), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+    }
+
+    #[test]
+    fn empty_slot_reads_nothing() {
+        static SLOT: [u8; 64] = data_slot::empty::<64>();
+        assert_eq!(&SLOT[..24], data_slot::MARKER);
+        assert!(data_slot::read(&SLOT).is_empty());
+    }
+}

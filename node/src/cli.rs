@@ -38,8 +38,23 @@ pub enum Command {
         /// Also point this name at the module.
         #[arg(long)]
         name: Option<String>,
+        /// Pack this file into the module's data slot first (a new module;
+        /// the file on disk is unchanged). See `nebula pack`.
+        #[arg(long)]
+        data: Option<PathBuf>,
         #[command(flatten)]
         target: Target,
+    },
+    /// Write data into a module's data slot, giving a new module: a function
+    /// compiled once carries different data (Academemes' meme catalogue).
+    Pack {
+        file: PathBuf,
+        /// The data to pack.
+        #[arg(long)]
+        data: PathBuf,
+        /// Where to write the packed module.
+        #[arg(long, short)]
+        out: PathBuf,
     },
     /// Call a function: by name, hash or hash prefix. Input words are joined
     /// by spaces; "-" reads the input from stdin.
@@ -179,10 +194,20 @@ pub async fn run_client(command: Command) -> anyhow::Result<i32> {
             println!("{}", key.public().to_peer_id());
             Ok(0)
         }
-        Command::Deploy { file, name, target } => {
-            let wasm = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+        Command::Deploy { file, name, data, target } => {
+            let mut wasm = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            if let Some(data) = data {
+                wasm = pack_file(&wasm, &data)?;
+            }
             let deployed = NodeClient::new(&target.url).deploy(wasm, name.as_deref()).await?;
             println!("{}", deployed["module"].as_str().unwrap_or_default());
+            Ok(0)
+        }
+        Command::Pack { file, data, out } => {
+            let wasm = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let packed = pack_file(&wasm, &data)?;
+            std::fs::write(&out, &packed).with_context(|| format!("writing {}", out.display()))?;
+            println!("{}", nebula_protocol::ModuleId::of_bytes(&packed));
             Ok(0)
         }
         Command::Call { module, input, verbose, fuel, deadline_ms, memory_bytes, output_bytes, target } => {
@@ -256,6 +281,11 @@ pub async fn run_client(command: Command) -> anyhow::Result<i32> {
             Ok(0)
         }
     }
+}
+
+fn pack_file(wasm: &[u8], data: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    let bytes = std::fs::read(data).with_context(|| format!("reading {}", data.display()))?;
+    crate::data_slot::pack(wasm, &bytes).map_err(|reason| anyhow::anyhow!("packing {}: {reason}", data.display()))
 }
 
 fn read_input(words: &[String]) -> anyhow::Result<Vec<u8>> {

@@ -2,6 +2,7 @@
 //! [`Node`]; every decision is made below them.
 
 mod calls;
+pub mod dashboard;
 mod errors;
 
 use axum::Json;
@@ -20,7 +21,8 @@ pub fn router(node: Node) -> Router {
     // Bodies are call inputs or modules: allow the larger of the two, no more.
     let body_limit = node.config().max_module_bytes.max(node.config().max_limits.input_bytes) as usize;
     Router::new()
-        .route("/", get(index))
+        .route("/", get(dashboard::dashboard))
+        .route("/help", get(index))
         .route("/api/{module}", get(calls::call_without_input).post(calls::call_with_body))
         .route("/api/{module}/{input}", get(calls::call_with_path_input))
         .route("/modules", get(list_modules).post(deploy))

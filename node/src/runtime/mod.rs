@@ -19,6 +19,7 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 
 use engine::{EpochTicker, build_engine, deadline_ticks};
 pub use profile::CallRandom;
+pub use validate::{ALLOWED_CONTENT_TYPES, CONTENT_TYPE_SECTION, declared_content_type};
 
 const WASM_MAGIC: &[u8] = b"\0asm";
 
@@ -83,6 +84,7 @@ impl Runtime {
         if !wasm.starts_with(WASM_MAGIC) {
             return Err(invalid("not a WebAssembly binary (it does not start with \\0asm)".into()));
         }
+        validate::declared_content_type(wasm).map_err(invalid)?;
         let compiled = match self.read_compiled(module) {
             Some(compiled) => compiled,
             None => {

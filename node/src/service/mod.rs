@@ -2,12 +2,13 @@
 //! out the actions it returns (look up and store results, execute on the
 //! runtime, persist names, talk to peers, reply to callers).
 
+mod activity;
 mod mesh_host;
 mod shell;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nebula_protocol::core::FlightId;
@@ -16,6 +17,9 @@ use nebula_protocol::{
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, oneshot};
+
+use activity::Activity;
+pub use activity::{ActivitySnapshot, ModuleCounters, RecentCall, SecondCounts};
 
 use crate::config::NodeConfig;
 use crate::mesh::{self, Command, MeshHost, NetworkHandle};
@@ -50,6 +54,10 @@ struct Shared {
     execution_slots: Arc<Semaphore>,
     /// Set once the swarm runs; absent when the node runs without a mesh.
     network: OnceLock<NetworkHandle>,
+    /// Recent calls and per-second counts, for the dashboard.
+    activity: Mutex<Activity>,
+    /// The content type each module declares (read from its bytes once).
+    content_types: Mutex<HashMap<ModuleId, Option<&'static str>>>,
 }
 
 /// An execution the core asked for, waiting for a slot.
@@ -168,6 +176,8 @@ impl Node {
             index,
             metrics,
             network: OnceLock::new(),
+            activity: Mutex::new(Activity::default()),
+            content_types: Mutex::new(HashMap::new()),
         });
         if let Some(settings) = shared.config.mesh.clone() {
             let host: Weak<dyn MeshHost> = Arc::downgrade(&shared) as Weak<dyn MeshHost>;
@@ -352,6 +362,26 @@ impl Node {
         }
     }
 
+    /// Recent calls, calls per second and per-module counters (for the dashboard).
+    pub fn activity(&self) -> ActivitySnapshot {
+        self.shared.activity().snapshot(unix_ms())
+    }
+
+    /// The content type `module` declares for its answers (its
+    /// `nebula:content-type` section): `Some(None)` if it declares none, and
+    /// `None` if this node cannot tell yet because it does not hold the
+    /// module's bytes (an answer that came from a peer before the module).
+    pub fn content_type(&self, module: &ModuleId) -> Option<Option<&'static str>> {
+        let shared = &self.shared;
+        if let Some(known) = shared.content_types.lock().expect("content types lock").get(module) {
+            return Some(*known);
+        }
+        let wasm = shared.blobs.get(module).ok()?;
+        let declared = crate::runtime::declared_content_type(&wasm).ok().flatten();
+        shared.content_types.lock().expect("content types lock").insert(*module, declared);
+        Some(declared)
+    }
+
     pub fn metrics_text(&self) -> String {
         self.shared.metrics.memory_cache_bytes.set(self.shared.memory.bytes() as i64);
         self.shared.metrics.encode()
@@ -368,6 +398,8 @@ impl Shared {
     async fn call(self: &Arc<Self>, reference: &str, input: Vec<u8>, limits: Limits, hops: u8) -> CallResponse {
         let started = Instant::now();
         let request = self.next_request.fetch_add(1, Ordering::Relaxed);
+        let input_bytes = input.len();
+        let preview = input[..input_bytes.min(activity::INPUT_PREVIEW_BYTES)].to_vec();
         let (sender, receiver) = oneshot::channel();
         self.waiters.lock().expect("waiters lock").insert(request, sender);
         let event =
@@ -377,7 +409,16 @@ impl Shared {
         let reply = receiver.await.unwrap_or_else(|_| Err(internal("the call was dropped before it was answered")));
         let elapsed = started.elapsed();
         self.record_reply(&reply, elapsed);
+        let micros = elapsed.as_micros() as u64;
+        let call = activity::CallSeen { reference, input: &preview, input_bytes, hops };
+        self.activity().record_call(unix_ms(), call, &reply, micros);
         CallResponse { reply, elapsed, node_id: self.node_id.clone() }
+    }
+}
+
+impl Shared {
+    fn activity(&self) -> MutexGuard<'_, Activity> {
+        self.activity.lock().expect("activity lock")
     }
 }
 

@@ -150,6 +150,7 @@ impl Shared {
     fn finish_execution(self: &Arc<Self>, flight: FlightId, record: ExecutionRecord) {
         self.metrics.executions.inc();
         self.metrics.fuel_used.inc_by(record.fuel_used);
+        self.activity().record_execution(unix_ms(), record.module, record.fuel_used, record.timings.run_us);
         let actions = self.core().handle(Event::ExecutionFinished { flight, record: Arc::new(record) });
         self.perform(actions);
     }
@@ -199,6 +200,9 @@ impl Shared {
     /// Compiles (rejecting invalid modules), then stores blob and index entry.
     pub(super) fn store_module(&self, module: ModuleId, wasm: &[u8]) -> Result<(), CallError> {
         self.runtime.load(&module, wasm)?;
+        let content_type =
+            crate::runtime::declared_content_type(wasm).map_err(|reason| CallError::InvalidModule { reason })?;
+        self.content_types.lock().expect("content types lock").insert(module, content_type);
         let storage_error = |error: anyhow::Error| internal(&format!("storing the module: {error:#}"));
         self.blobs.put(wasm).map_err(storage_error)?;
         let meta = ModuleMeta { size: wasm.len() as u64, deployed_unix_ms: unix_ms() };

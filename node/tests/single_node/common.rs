@@ -135,3 +135,23 @@ pub fn fixture(name: &str) -> Vec<u8> {
 pub fn nebula_binary() -> &'static str {
     env!("CARGO_BIN_EXE_nebula")
 }
+
+// ---- Academemes, with a catalogue that tries to inject markup ----
+
+pub const HOSTILE_TITLE: &str = "<script>alert('title')</script>";
+pub const HOSTILE_CAPTION: &str = "\"><img src=x onerror=alert(1)>";
+
+/// The shipped catalogue plus a meme whose title and captions try to inject markup.
+pub fn catalogue_with_hostile_meme() -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions/academemes/memes.json");
+    let mut catalogue: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    catalogue["memes"].as_array_mut().unwrap().push(serde_json::json!({
+        "id": 99, "template": "sign", "title": HOSTILE_TITLE,
+        "captions": [HOSTILE_CAPTION, "</text></svg><script>alert(3)</script>"]
+    }));
+    serde_json::to_vec(&catalogue).unwrap()
+}
+
+pub fn academemes(catalogue: &[u8]) -> Vec<u8> {
+    nebula_node::data_slot::pack(&function("academemes"), catalogue).unwrap()
+}

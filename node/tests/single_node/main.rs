@@ -7,3 +7,4 @@ mod concurrency;
 mod determinism;
 mod outcomes;
 mod persistence;
+mod web;

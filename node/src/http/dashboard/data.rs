@@ -1,0 +1,51 @@
+//! Everything the dashboard shows, gathered from the node in one place, so
+//! new figures (such as a module's measured footprint) are added here only.
+
+use nebula_protocol::{ModuleId, NameRecord};
+
+use crate::service::{ActivitySnapshot, ModuleCounters, Node, NodeStatus, PeerSummary};
+
+pub struct DashboardData {
+    pub status: NodeStatus,
+    pub peers: Vec<PeerSummary>,
+    /// Most called first.
+    pub modules: Vec<ModuleRow>,
+    /// Sorted by name.
+    pub names: Vec<NameRecord>,
+    pub activity: ActivitySnapshot,
+}
+
+pub struct ModuleRow {
+    pub module: ModuleId,
+    pub size: u64,
+    pub names: Vec<String>,
+    pub content_type: Option<&'static str>,
+    /// Calls, hits, executions, fuel and run time on this node since it started.
+    pub counters: ModuleCounters,
+}
+
+/// Reads the node's state once per page.
+pub fn gather(node: &Node) -> DashboardData {
+    let activity = node.activity();
+    let mut modules: Vec<ModuleRow> = node
+        .modules()
+        .into_iter()
+        .map(|summary| {
+            let mut names = summary.names;
+            names.sort();
+            ModuleRow {
+                content_type: node.content_type(&summary.module).flatten(),
+                counters: activity.modules.get(&summary.module).copied().unwrap_or_default(),
+                module: summary.module,
+                size: summary.size,
+                names,
+            }
+        })
+        .collect();
+    modules.sort_by(|a, b| b.counters.calls.cmp(&a.counters.calls).then_with(|| a.names.cmp(&b.names)));
+    let mut names = node.names();
+    names.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut peers = node.peers();
+    peers.sort_by(|a, b| b.connected.cmp(&a.connected).then_with(|| a.peer.cmp(&b.peer)));
+    DashboardData { status: node.status(), peers, modules, names, activity }
+}

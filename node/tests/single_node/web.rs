@@ -1,0 +1,152 @@
+//! Functions as web pages (Academemes), the content type a module declares,
+//! the headers that keep function output from attacking the node's origin,
+//! and the dashboard, all checked over HTTP (the browser tests are in the
+//! mesh tests).
+
+use crate::common::{HOSTILE_CAPTION, TestNode, academemes, catalogue_with_hostile_meme, function};
+
+fn assert_no_markup_from(text: &str) {
+    for markup in ["<script", "<img", "onerror=alert(1)>"] {
+        assert!(!text.contains(markup), "'{markup}' reached the page unescaped:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn academemes_pages_are_html_declared_by_the_module_and_escape_the_catalogue() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(dir.path()).await;
+    let module = node.deploy(academemes(&catalogue_with_hostile_meme()), "academemes").await;
+
+    let page = node.get("/api/academemes/42").await;
+    assert_eq!(page.status, 200, "{}", page.text());
+    assert_eq!(page.header("content-type"), "text/html; charset=utf-8");
+    assert_eq!(page.header("x-content-type-options"), "nosniff");
+    let csp = page.header("content-security-policy");
+    assert!(csp.contains("default-src 'none'") && csp.contains("sandbox"), "{csp}");
+    assert!(page.header("cache-control").starts_with("public"));
+    let html = page.text();
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert!(html.contains("<svg") && html.contains("#42 The answer"), "{html}");
+
+    // The hostile meme renders, as text.
+    let hostile = node.get("/api/academemes/99").await;
+    assert_eq!(hostile.status, 200);
+    let html = hostile.text();
+    assert_no_markup_from(&html);
+    assert!(html.contains("&lt;script&gt;alert(&#39;title&#39;)&lt;/script&gt;"), "{html}");
+    assert!(html.contains("&quot;&gt;&lt;img src=x onerror=alert(1)&gt;"), "{html}");
+
+    // The index links every meme; a seeded pick is the same for the same seed.
+    let index = node.get("/api/academemes/index").await.text();
+    assert!(index.contains("href=\"/api/academemes/42\"") && index.contains("href=\"/api/academemes/pick-3\""));
+    assert_no_markup_from(&index);
+    assert_eq!(node.get("/api/academemes").await.text(), index, "no input is the index too");
+    let packed = node.get("/api/academemes/catalogue").await.text();
+    assert!(packed.contains("Reproducibility") && packed.contains("&lt;script&gt;alert(&#39;title&#39;)"), "{packed}");
+    assert_no_markup_from(&packed);
+    let pick = node.get("/api/academemes/pick-7").await;
+    assert!(pick.text().contains("Picked for seed"));
+    let again = node.get("/api/academemes/pick-7").await;
+    assert_eq!((again.text(), again.header("x-nebula-cache")), (pick.text(), "hit"));
+    assert_eq!(node.get("/api/academemes/12345").await.status, 422, "an unknown id is the function's error");
+
+    // By hash, the answer never changes; the call key is its ETag.
+    let by_hash = node.get(&format!("/api/{module}/42")).await;
+    assert!(by_hash.header("cache-control").contains("immutable"));
+    let etag = by_hash.header("etag").to_owned();
+    assert_eq!(etag, format!("\"{}\"", by_hash.header("x-nebula-call-key")));
+    let revalidated = reqwest::Client::new()
+        .get(format!("{}/api/{module}/42", node.url))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revalidated.status(), 304);
+
+    // Adding a meme is a deploy: the same code, other data, a new module.
+    let mut catalogue: serde_json::Value = serde_json::from_slice(&catalogue_with_hostile_meme()).unwrap();
+    catalogue["memes"].as_array_mut().unwrap().push(serde_json::json!({
+        "id": 100, "template": "drake", "title": "New meme", "captions": ["Recompiling", "Deploying data"]
+    }));
+    let newer = node.deploy(academemes(&serde_json::to_vec(&catalogue).unwrap()), "academemes").await;
+    assert_ne!(newer, module);
+    assert!(node.get("/api/academemes/100").await.text().contains("Deploying data"));
+    assert_eq!(node.get(&format!("/api/{module}/100")).await.status, 422, "the old module is unchanged");
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn output_never_chooses_its_content_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(dir.path()).await;
+    node.deploy(function("echo"), "echo").await;
+    let answer = node.call("echo", b"<!DOCTYPE html><script>alert(1)</script>", "").await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.header("content-type"), "text/plain; charset=utf-8");
+    assert_eq!(answer.header("x-content-type-options"), "nosniff");
+    assert!(answer.header("content-security-policy").contains("sandbox"));
+    // Academemes with no catalogue packed says so, as an error.
+    node.deploy(function("academemes"), "unpacked").await;
+    let unpacked = node.get("/api/unpacked/1").await;
+    assert_eq!(unpacked.status, 422);
+    assert!(unpacked.text().contains("no catalogue packed"), "{}", unpacked.text());
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn a_module_may_declare_only_a_listed_content_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(dir.path()).await;
+    let module = |content_type: &str| {
+        wat::parse_str(format!(
+            "(module (@custom \"nebula:content-type\" \"{content_type}\") (memory (export \"memory\") 1) \
+             (func (export \"_start\")))"
+        ))
+        .unwrap()
+    };
+    let (status, body) = node.deploy_raw(module("application/javascript"), Some("js")).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"], "invalid_module");
+    assert!(body["message"].as_str().unwrap().contains("application/javascript"), "{body}");
+    let id = node.deploy(module("application/json"), "json").await;
+    let answer = node.get("/api/json/x").await;
+    assert_eq!(answer.header("content-type"), "application/json");
+    let listed = node.get(&format!("/modules/{id}")).await;
+    assert_eq!(listed.status, 200);
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn the_dashboard_shows_the_node_and_escapes_what_callers_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(dir.path()).await;
+    node.deploy(function("echo"), "echo").await;
+    node.deploy(function("fibonacci"), "fibonacci").await;
+    for _ in 0..3 {
+        node.get("/api/fibonacci/20").await;
+    }
+    node.call("echo", HOSTILE_CAPTION.as_bytes(), "").await;
+    let missing = node.get("/api/%3Cscript%3Ealert(1)%3C%2Fscript%3E/x").await;
+    assert_eq!(missing.status, 404);
+
+    let page = node.get("/").await;
+    assert_eq!(page.status, 200);
+    assert_eq!(page.header("content-type"), "text/html; charset=utf-8");
+    let csp = page.header("content-security-policy");
+    assert!(csp.contains("default-src 'none'") && !csp.contains("script-src"), "{csp}");
+    let html = page.text();
+    assert_no_markup_from(&html);
+    assert!(html.contains("http-equiv=\"refresh\""));
+    assert!(html.contains(node.node.id()));
+    for section in ["id=\"calls-chart\"", "id=\"cache-chart\"", "id=\"peers\"", "id=\"modules\"", "id=\"recent\""] {
+        assert!(html.contains(section), "no {section}");
+    }
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "the hostile reference is shown, escaped");
+    assert!(html.contains("&quot;&gt;&lt;img src=x onerror=alert(1)&gt;"), "the hostile input is shown, escaped");
+    assert!(html.contains("fibonacci") && html.contains("echo"));
+    // 4 calls of fibonacci-20 and echo reached a module; 2 of them were hits.
+    assert!(html.contains("2 hits"), "{html}");
+    assert!(node.get("/?refresh=0").await.text().contains("not refreshing"));
+    assert!(node.get("/help").await.text().contains("/api/{module}"));
+    node.stop().await;
+}
