@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod footprint;
 pub mod http;
 pub mod mesh;
 pub mod metrics;

@@ -18,7 +18,6 @@ use tokio::sync::mpsc;
 use super::behaviour::{Behaviour, BehaviourEvent, build_swarm};
 use super::{Command, MeshHost, MeshSettings, NetworkHandle, PeerLink, Purpose};
 
-const TICK: Duration = Duration::from_millis(250);
 const REDIAL: Duration = Duration::from_secs(5);
 
 /// Gossip topics, one per kind of announcement.
@@ -53,6 +52,7 @@ pub fn spawn(key: Keypair, settings: MeshSettings, host: Weak<dyn MeshHost>) -> 
         swarm,
         host,
         bootstrap: settings.bootstrap,
+        tick: settings.tick,
         links: handle.links.clone(),
         listening: handle.listening.clone(),
         pending: HashMap::new(),
@@ -68,6 +68,7 @@ struct Driver {
     swarm: Swarm<Behaviour>,
     host: Weak<dyn MeshHost>,
     bootstrap: Vec<Multiaddr>,
+    tick: Duration,
     links: Arc<Mutex<std::collections::BTreeMap<String, PeerLink>>>,
     listening: Arc<Mutex<Vec<Multiaddr>>>,
     /// Outbound requests awaiting their answer.
@@ -80,7 +81,7 @@ struct Driver {
 
 impl Driver {
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
-        let mut tick = tokio::time::interval(TICK);
+        let mut tick = tokio::time::interval(self.tick);
         let mut redial = tokio::time::interval(REDIAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, oneshot};
 
 use crate::config::NodeConfig;
+use crate::footprint::{CallFootprint, EnergyMeter, EnergyModel, FunctionFootprint, Ledger};
 use crate::mesh::{self, Command, MeshHost, NetworkHandle};
 use crate::metrics::Metrics;
 use crate::result_cache::MemoryResults;
@@ -45,6 +46,9 @@ struct Shared {
     results: ResultWriter,
     memory: MemoryResults,
     metrics: Metrics,
+    /// What executions cost, per function.
+    ledger: Ledger,
+    energy: EnergyMeter,
     /// Bounds executions in flight so a flood of slow calls cannot starve the
     /// HTTP server (they wait here instead of occupying blocking threads).
     execution_slots: Arc<Semaphore>,
@@ -69,6 +73,8 @@ pub struct CallResponse {
     /// Time spent in this node, from request to reply.
     pub elapsed: Duration,
     pub node_id: String,
+    /// What producing the answer cost this node.
+    pub footprint: CallFootprint,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -132,6 +138,7 @@ impl Node {
             capacity: config.concurrency,
             replicate_budget_bytes: config.replicate_budget_bytes,
             fetch_for_call_max_bytes: config.fetch_for_call_max_bytes,
+            sync_interval_ms: config.mesh.as_ref().map_or(10_000, |mesh| mesh.sync_interval.as_millis() as u64),
             ..MeshConfig::default()
         };
         let mut core = Core::with_config(node_id.clone(), mesh_config);
@@ -156,6 +163,7 @@ impl Node {
             this: this.clone(),
             memory: MemoryResults::new(config.memory_cache_bytes),
             execution_slots: Arc::new(Semaphore::new(config.concurrency as usize)),
+            energy: EnergyMeter::new(config.watts_per_core),
             config,
             node_id,
             started: Instant::now(),
@@ -167,6 +175,7 @@ impl Node {
             results: ResultWriter::start(index.clone()),
             index,
             metrics,
+            ledger: Ledger::default(),
             network: OnceLock::new(),
         });
         if let Some(settings) = shared.config.mesh.clone() {
@@ -352,9 +361,22 @@ impl Node {
         }
     }
 
+    /// What each function called on this node cost, most called first.
+    pub fn footprint(&self) -> Vec<FunctionFootprint> {
+        let names = self.names();
+        self.shared.ledger.rows(|module| {
+            names.iter().filter(|record| record.module == *module).map(|record| record.name.clone()).collect()
+        })
+    }
+
+    /// How this node obtains energy figures (measured or estimated, and the rate).
+    pub fn energy_model(&self) -> EnergyModel {
+        self.shared.energy.model()
+    }
+
     pub fn metrics_text(&self) -> String {
         self.shared.metrics.memory_cache_bytes.set(self.shared.memory.bytes() as i64);
-        self.shared.metrics.encode()
+        self.shared.metrics.encode(&self.footprint())
     }
 
     /// Makes every cached result durable (call before a clean shutdown).
@@ -377,7 +399,8 @@ impl Shared {
         let reply = receiver.await.unwrap_or_else(|_| Err(internal("the call was dropped before it was answered")));
         let elapsed = started.elapsed();
         self.record_reply(&reply, elapsed);
-        CallResponse { reply, elapsed, node_id: self.node_id.clone() }
+        let footprint = self.account(&reply);
+        CallResponse { reply, elapsed, node_id: self.node_id.clone(), footprint }
     }
 }
 

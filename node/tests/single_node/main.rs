@@ -5,5 +5,6 @@ mod cli;
 mod common;
 mod concurrency;
 mod determinism;
+mod footprint;
 mod outcomes;
 mod persistence;
