@@ -302,7 +302,7 @@ pub fn footprint_table(report: &FootprintReport) -> String {
             false => row.names.join(","),
         };
         out += &format!(
-            "{function:<20} {:>7} {:>7} {:>7} {:>10} {:>10} {:>11.0} {:>9} {:>10.3e} {:>10.3e}  {}\n",
+            "{function:<20} {:>7} {:>7} {:>7} {:>10} {:>10} {:>11.0} {:>9} {:>10} {:>10}  {}\n",
             row.calls,
             row.executions,
             row.cache_hits,
@@ -310,8 +310,8 @@ pub fn footprint_table(report: &FootprintReport) -> String {
             micros(row.mean_wall_us),
             row.mean_fuel,
             bytes(row.peak_memory_bytes),
-            row.energy_uwh_per_execution,
-            row.energy_uwh_per_call,
+            energy(row.energy_uwh_per_execution),
+            energy(row.energy_uwh_per_call),
             row.energy_source.as_str(),
         );
     }
@@ -324,6 +324,15 @@ fn micros(us: f64) -> String {
     match us {
         us if us >= 10_000.0 => format!("{:.1} ms", us / 1e3),
         us => format!("{us:.1} µs"),
+    }
+}
+
+/// Microwatt-hours, readable from 1e-6 to thousands.
+fn energy(uwh: f64) -> String {
+    match uwh {
+        0.0 => "0".to_owned(),
+        uwh if uwh >= 0.01 => format!("{uwh:.3}"),
+        uwh => format!("{uwh:.2e}"),
     }
 }
 
