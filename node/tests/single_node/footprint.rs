@@ -19,7 +19,9 @@ async fn each_answer_and_each_function_reports_what_it_cost() {
     assert!(peak >= 65_536, "a wasm page at least: {peak}");
     let energy: f64 = miss.header("x-nebula-energy-uwh").parse().unwrap();
     assert!(energy > 0.0);
-    assert_eq!(miss.header("x-nebula-energy-source"), "estimated", "this test machine has no readable RAPL");
+    // Measured only where RAPL counters are readable, and not before the meter's second sample.
+    let source = miss.header("x-nebula-energy-source").to_owned();
+    assert!(source == "estimated" || source == "measured", "{source}");
 
     let hit = node.get("/api/fibonacci/90").await;
     assert_eq!((hit.header("x-nebula-cache"), hit.header("x-nebula-footprint")), ("hit", "cached"));
@@ -28,7 +30,7 @@ async fn each_answer_and_each_function_reports_what_it_cost() {
     node.get("/api/prime-number/1000").await;
 
     let report = node.get("/footprint").await.json();
-    assert_eq!(report["energy"]["source"], "estimated");
+    assert!(report["energy"]["watts_per_core"].as_f64().unwrap() > 0.0);
     let functions = report["functions"].as_array().unwrap();
     assert_eq!(functions.len(), 2);
     let fib = &functions[0];
@@ -61,6 +63,6 @@ async fn each_answer_and_each_function_reports_what_it_cost() {
     let fib_row = table.lines().find(|line| line.starts_with("fibonacci ")).unwrap_or_else(|| panic!("{table}"));
     let columns: Vec<&str> = fib_row.split_whitespace().collect();
     assert_eq!(&columns[1..4], ["4", "2", "2"], "calls, executions, hits: {table}");
-    assert!(table.contains("prime-number") && table.contains("energy: estimated"), "{table}");
+    assert!(table.contains("prime-number") && table.contains("energy: "), "{table}");
     node.stop().await;
 }
