@@ -4,12 +4,14 @@
 use std::io::{IsTerminal, Read, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
 use crate::client::{NodeClient, error_message};
 use crate::config::NodeConfig;
+use crate::http::FootprintReport;
 use crate::mesh::MeshSettings;
 use crate::service::{ModuleSummary, NodeStatus, PeerSummary};
 
@@ -97,6 +99,12 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// What each function costs on a node: calls, executions, cache hits,
+    /// CPU and wall time, fuel, peak memory and energy.
+    Footprint {
+        #[command(flatten)]
+        target: Target,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -138,16 +146,31 @@ pub struct NodeArgs {
     /// Turn off mDNS discovery on the local network.
     #[arg(long)]
     pub no_mdns: bool,
-    /// Seconds between liveness pings to each peer; a peer silent for as
-    /// long is disconnected (how fast a partition is noticed).
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub liveness_secs: u64,
     /// Run alone, without any peer-to-peer networking.
     #[arg(long)]
     pub standalone: bool,
     /// Bytes of announced modules fetched ahead of need (beyond: on demand).
     #[arg(long)]
     pub replicate_bytes: Option<u64>,
+    /// Watts one busy core draws, for energy estimates where RAPL counters
+    /// cannot be read (default 10; a Raspberry Pi 4 core is nearer 1.5).
+    #[arg(long)]
+    pub watts_per_core: Option<f64>,
+    /// Timers an idle node runs; longer ones cost less idle CPU (README:
+    /// "Idle footprint"). The core's tick, in milliseconds (default 250).
+    #[arg(long)]
+    pub tick_ms: Option<u64>,
+    /// Gossipsub heartbeat, in milliseconds (default 1000).
+    #[arg(long)]
+    pub gossip_heartbeat_ms: Option<u64>,
+    /// Liveness ping of each connection, in seconds (default 15); a peer
+    /// that leaves a ping unanswered for as long is disconnected, so this is
+    /// also how fast a partition or a frozen peer is noticed.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub ping_interval_s: Option<u64>,
+    /// Anti-entropy with each peer, in milliseconds (default 10000).
+    #[arg(long)]
+    pub sync_interval_ms: Option<u64>,
 }
 
 impl NodeArgs {
@@ -171,13 +194,21 @@ impl NodeArgs {
         if let Some(bytes) = self.replicate_bytes {
             config.replicate_budget_bytes = bytes;
         }
+        if let Some(watts) = self.watts_per_core {
+            config.watts_per_core = watts;
+        }
         if !self.standalone {
+            let defaults = MeshSettings::default();
+            let millis = |value: Option<u64>, default: Duration| value.map_or(default, Duration::from_millis);
             config.mesh = Some(MeshSettings {
                 listen: self.listen.clone(),
                 bootstrap: self.peers.clone(),
                 mdns: !self.no_mdns,
-                liveness_interval: std::time::Duration::from_secs(self.liveness_secs),
-                ..MeshSettings::default()
+                tick: millis(self.tick_ms, defaults.tick),
+                gossip_heartbeat: millis(self.gossip_heartbeat_ms, defaults.gossip_heartbeat),
+                ping_interval: self.ping_interval_s.map_or(defaults.ping_interval, Duration::from_secs),
+                sync_interval: millis(self.sync_interval_ms, defaults.sync_interval),
+                ..defaults
             });
         }
         config
@@ -280,6 +311,74 @@ pub async fn run_client(command: Command) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
+        Command::Footprint { target } => {
+            let report: FootprintReport = NodeClient::new(&target.url).get_json("/footprint").await?;
+            print!("{}", footprint_table(&report));
+            Ok(0)
+        }
+    }
+}
+
+/// `nebula footprint`: one row per function; means are per execution here.
+pub fn footprint_table(report: &FootprintReport) -> String {
+    let mut out = format!(
+        "{:<20} {:>7} {:>7} {:>7} {:>10} {:>10} {:>11} {:>9} {:>10} {:>10}  {}\n",
+        "FUNCTION",
+        "CALLS",
+        "EXECS",
+        "HITS",
+        "CPU/EXEC",
+        "WALL/EXEC",
+        "FUEL/EXEC",
+        "PEAK MEM",
+        "µWh/EXEC",
+        "µWh/CALL",
+        "ENERGY"
+    );
+    for row in &report.functions {
+        let function = match row.names.is_empty() {
+            true => row.module.short(),
+            false => row.names.join(","),
+        };
+        out += &format!(
+            "{function:<20} {:>7} {:>7} {:>7} {:>10} {:>10} {:>11.0} {:>9} {:>10} {:>10}  {}\n",
+            row.calls,
+            row.executions,
+            row.cache_hits,
+            micros(row.mean_cpu_us),
+            micros(row.mean_wall_us),
+            row.mean_fuel,
+            bytes(row.peak_memory_bytes),
+            energy(row.energy_uwh_per_execution),
+            energy(row.energy_uwh_per_call),
+            row.energy_source.as_str(),
+        );
+    }
+    out +=
+        &format!("energy: {} at {:.2} W per busy core\n", report.energy.source.as_str(), report.energy.watts_per_core);
+    out
+}
+
+fn micros(us: f64) -> String {
+    match us {
+        us if us >= 10_000.0 => format!("{:.1} ms", us / 1e3),
+        us => format!("{us:.1} µs"),
+    }
+}
+
+/// Microwatt-hours, readable from 1e-6 to thousands.
+fn energy(uwh: f64) -> String {
+    match uwh {
+        0.0 => "0".to_owned(),
+        uwh if uwh >= 0.01 => format!("{uwh:.3}"),
+        uwh => format!("{uwh:.2e}"),
+    }
+}
+
+fn bytes(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1 << 20) as f64),
+        b => format!("{} KiB", b.div_ceil(1024)),
     }
 }
 

@@ -5,6 +5,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod data_slot;
+pub mod footprint;
 pub mod http;
 pub mod mesh;
 pub mod metrics;

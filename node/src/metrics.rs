@@ -7,6 +7,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::footprint::FunctionFootprint;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabel {
     pub outcome: String,
@@ -77,9 +79,70 @@ impl Metrics {
         self.cache.get_or_create(&CacheLabel { result: result.to_owned() }).inc();
     }
 
-    pub fn encode(&self) -> String {
+    /// The node's metrics followed by the per-function footprint.
+    pub fn encode(&self, functions: &[FunctionFootprint]) -> String {
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
         let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String cannot fail");
+        encode_registry(&mut text, &self.registry).expect("writing to a String cannot fail");
+        encode_registry(&mut text, &function_registry(functions)).expect("writing to a String cannot fail");
+        encode_eof(&mut text).expect("writing to a String cannot fail");
         text
     }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FunctionLabel {
+    module: String,
+    /// The module's names, comma-separated (empty if none).
+    function: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EnergyLabel {
+    module: String,
+    function: String,
+    source: String,
+}
+
+type FloatCounter = Counter<f64, std::sync::atomic::AtomicU64>;
+
+/// Built afresh at each scrape from the ledger's totals: names can change
+/// between scrapes, and the ledger is the one place the numbers live.
+fn function_registry(functions: &[FunctionFootprint]) -> Registry {
+    let mut registry = Registry::with_prefix("nebula_function");
+    let calls = Family::<FunctionLabel, Counter>::default();
+    let executions = Family::<FunctionLabel, Counter>::default();
+    let cache_hits = Family::<FunctionLabel, Counter>::default();
+    let fuel = Family::<FunctionLabel, Counter>::default();
+    let cpu = Family::<FunctionLabel, FloatCounter>::default();
+    let wall = Family::<FunctionLabel, FloatCounter>::default();
+    let peak_memory = Family::<FunctionLabel, Gauge>::default();
+    let energy = Family::<EnergyLabel, FloatCounter>::default();
+    for row in functions {
+        let label = FunctionLabel { module: row.module.to_hex(), function: row.names.join(",") };
+        calls.get_or_create(&label).inc_by(row.calls);
+        executions.get_or_create(&label).inc_by(row.executions);
+        cache_hits.get_or_create(&label).inc_by(row.cache_hits);
+        fuel.get_or_create(&label).inc_by(row.fuel_total);
+        cpu.get_or_create(&label).inc_by(row.cpu_us_total / 1e6);
+        wall.get_or_create(&label).inc_by(row.wall_us_total / 1e6);
+        peak_memory.get_or_create(&label).set(row.peak_memory_bytes as i64);
+        let source = row.energy_source.as_str().to_owned();
+        energy
+            .get_or_create(&EnergyLabel { module: label.module, function: label.function, source })
+            .inc_by(row.energy_uwh_total);
+    }
+    registry.register("calls", "Calls answered, per function", calls);
+    registry.register("executions", "Executions on this node, per function", executions);
+    registry.register("cache_hits", "Calls answered from a stored result, per function", cache_hits);
+    registry.register("fuel", "Fuel consumed by executions, per function", fuel);
+    registry.register("cpu_seconds", "Thread CPU time of executions, per function", cpu);
+    registry.register("wall_seconds", "Wall time of executions, per function", wall);
+    registry.register("peak_memory_bytes", "Largest linear memory of an execution, per function", peak_memory);
+    registry.register(
+        "energy_microwatt_hours",
+        "Energy of executions, per function; source=measured (RAPL) or estimated (CPU time x watts per core)",
+        energy,
+    );
+    registry
 }

@@ -10,6 +10,7 @@ use nebula_protocol::{CacheStatus, LimitOverrides, Outcome};
 use serde::Deserialize;
 
 use super::errors::{error_body, status_for};
+use crate::footprint::CallFootprint;
 use crate::service::{CallResponse, Node};
 
 /// Served with every call answer. A function's HTML may style itself and
@@ -96,6 +97,7 @@ fn respond(node: &Node, reference: &str, request: &HeaderMap, response: CallResp
     let timings = &record.timings;
     let timing = format!("queue={} instantiate={} run={}", timings.queue_us, timings.instantiate_us, timings.run_us);
     set(&mut headers, "x-nebula-timings-us", &timing);
+    set_footprint(&mut headers, &response.footprint);
     match &record.outcome {
         Outcome::Success { stdout } => {
             // The module's declared type (part of its hash, the same on every
@@ -132,6 +134,24 @@ fn respond(node: &Node, reference: &str, request: &HeaderMap, response: CallResp
         }
         Outcome::Failed(error) => (status_for(error), headers, error_body(error)).into_response(),
     }
+}
+
+/// `x-nebula-footprint: here` with the execution's cost when it ran on this
+/// node (a joined call shares it); `cached` (nothing ran) or `elsewhere`
+/// (another node paid, see `x-nebula-executed-by`) otherwise.
+fn set_footprint(headers: &mut HeaderMap, footprint: &CallFootprint) {
+    let footprint = match footprint {
+        CallFootprint::Executed(footprint) => footprint,
+        CallFootprint::Cached => return set(headers, "x-nebula-footprint", "cached"),
+        CallFootprint::Elsewhere => return set(headers, "x-nebula-footprint", "elsewhere"),
+        CallFootprint::None => return,
+    };
+    set(headers, "x-nebula-footprint", "here");
+    set(headers, "x-nebula-cpu-us", &format!("{:.1}", footprint.cpu_ns as f64 / 1e3));
+    set(headers, "x-nebula-wall-us", &format!("{:.1}", footprint.wall_ns as f64 / 1e3));
+    set(headers, "x-nebula-peak-memory-bytes", &footprint.peak_memory_bytes.to_string());
+    set(headers, "x-nebula-energy-uwh", &format!("{:.3e}", footprint.energy_uwh));
+    set(headers, "x-nebula-energy-source", footprint.energy_source.as_str());
 }
 
 fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {

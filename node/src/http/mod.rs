@@ -12,10 +12,19 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+
+use crate::footprint::{EnergyModel, FunctionFootprint};
 
 use crate::service::Node;
 pub use errors::status_for;
+
+/// The body of `GET /footprint`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FootprintReport {
+    pub energy: EnergyModel,
+    pub functions: Vec<FunctionFootprint>,
+}
 
 pub fn router(node: Node) -> Router {
     // Bodies are call inputs or modules: allow the larger of the two, no more.
@@ -33,6 +42,7 @@ pub fn router(node: Node) -> Router {
         .route("/health", get(health))
         .route("/status", get(status))
         .route("/metrics", get(metrics))
+        .route("/footprint", get(footprint))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(node)
 }
@@ -42,7 +52,7 @@ async fn index(State(node): State<Node>) -> impl IntoResponse {
         "Nebula node {}\n\nGET  /api/{{module}}/{{input}}   call (module = name, hash or hash prefix)\n\
          POST /api/{{module}}           call with the body on stdin\n\
          POST /modules?name=NAME       deploy a wasm module (body = bytes)\n\
-         GET  /modules, /names, /peers, /status, /health, /metrics\n",
+         GET  /modules, /names, /peers, /status, /health, /metrics, /footprint\n",
         node.id()
     );
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text)
@@ -104,6 +114,11 @@ async fn health(State(node): State<Node>) -> impl IntoResponse {
 
 async fn status(State(node): State<Node>) -> impl IntoResponse {
     Json(node.status())
+}
+
+/// Per-function footprint (`nebula footprint`, the dashboard), with the energy model.
+async fn footprint(State(node): State<Node>) -> impl IntoResponse {
+    Json(FootprintReport { energy: node.energy_model(), functions: node.footprint() })
 }
 
 async fn metrics(State(node): State<Node>) -> impl IntoResponse {

@@ -1,7 +1,5 @@
 //! The libp2p behaviours a node runs, and how the swarm is built.
 
-use std::time::Duration;
-
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{
@@ -32,7 +30,7 @@ pub fn build_swarm(key: Keypair, settings: &MeshSettings) -> anyhow::Result<Swar
         .with_behaviour(|key| {
             let peer_id = key.public().to_peer_id();
             let gossipsub_config = gossipsub::ConfigBuilder::default()
-                .heartbeat_interval(Duration::from_secs(1))
+                .heartbeat_interval(settings.gossip_heartbeat)
                 .validation_mode(gossipsub::ValidationMode::Strict)
                 .max_transmit_size(MAX_GOSSIP_BYTES + 4096)
                 // Message ids stay the default (author + sequence number): with
@@ -56,8 +54,8 @@ pub fn build_swarm(key: Keypair, settings: &MeshSettings) -> anyhow::Result<Swar
                 ),
                 ping: ping::Behaviour::new(
                     ping::Config::new()
-                        .with_interval(settings.liveness_interval)
-                        .with_timeout(settings.liveness_interval),
+                        .with_interval(settings.ping_interval)
+                        .with_timeout(settings.ping_interval),
                 ),
                 gossipsub: gossipsub::Behaviour::new(
                     gossipsub::MessageAuthenticity::Signed(key.clone()),

@@ -20,7 +20,6 @@ use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use super::behaviour::{Behaviour, BehaviourEvent, build_swarm};
 use super::{Command, MeshHost, MeshSettings, NetworkHandle, PeerLink, Purpose};
 
-const TICK: Duration = Duration::from_millis(250);
 /// How soon a lost bootstrap peer is dialled again: after a partition heals,
 /// this bounds how long the two sides stay apart (5 s made heals take 2.5 s
 /// on average). Cheap: a peer being dialled or connected is skipped.
@@ -58,6 +57,7 @@ pub fn spawn(key: Keypair, settings: MeshSettings, host: Weak<dyn MeshHost>) -> 
         swarm,
         host,
         bootstrap: settings.bootstrap,
+        tick: settings.tick,
         links: handle.links.clone(),
         listening: handle.listening.clone(),
         pending: HashMap::new(),
@@ -73,6 +73,7 @@ struct Driver {
     swarm: Swarm<Behaviour>,
     host: Weak<dyn MeshHost>,
     bootstrap: Vec<Multiaddr>,
+    tick: Duration,
     links: Arc<Mutex<std::collections::BTreeMap<String, PeerLink>>>,
     listening: Arc<Mutex<Vec<Multiaddr>>>,
     /// Outbound requests awaiting their answer.
@@ -85,7 +86,7 @@ struct Driver {
 
 impl Driver {
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
-        let mut tick = tokio::time::interval(TICK);
+        let mut tick = tokio::time::interval(self.tick);
         let mut redial = tokio::time::interval(REDIAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -29,10 +29,17 @@ pub struct MeshSettings {
     pub mdns: bool,
     pub idle_timeout: Duration,
     pub request_timeout: Duration,
+    /// The timers an idle node still runs (see README, "Idle footprint"):
+    /// how often the core is ticked (anti-entropy and load announcements fall
+    /// due on ticks), gossipsub's mesh maintenance, the liveness ping of each
+    /// connection, and anti-entropy with each peer.
+    pub tick: Duration,
+    pub gossip_heartbeat: Duration,
     /// How often each connection is pinged; a ping unanswered for as long
     /// closes the connection. TCP alone would keep a connection across a
     /// partition for many minutes, holding requests until they time out.
-    pub liveness_interval: Duration,
+    pub ping_interval: Duration,
+    pub sync_interval: Duration,
 }
 
 impl Default for MeshSettings {
@@ -43,7 +50,10 @@ impl Default for MeshSettings {
             mdns: true,
             idle_timeout: Duration::from_secs(3600),
             request_timeout: Duration::from_secs(30),
-            liveness_interval: Duration::from_secs(10),
+            tick: Duration::from_millis(250),
+            gossip_heartbeat: Duration::from_secs(1),
+            ping_interval: Duration::from_secs(15),
+            sync_interval: Duration::from_secs(10),
         }
     }
 }

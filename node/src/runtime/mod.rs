@@ -35,6 +35,8 @@ pub type Prepared = InstancePre<CallState>;
 pub struct RunReport {
     pub outcome: Outcome,
     pub fuel_used: u64,
+    /// The largest linear memory the guest had.
+    pub peak_memory_bytes: u64,
     pub instantiate_us: u64,
     pub run_us: u64,
 }
@@ -121,6 +123,7 @@ impl Runtime {
         RunReport {
             outcome: outcome::classify(result, memory_limit_hit, &pipes, limits),
             fuel_used,
+            peak_memory_bytes: store.data().limiter.peak_bytes(),
             instantiate_us: (instantiated - started).as_micros() as u64,
             run_us: (finished - instantiated).as_micros() as u64,
         }

@@ -14,15 +14,21 @@ const STDERR_TAIL_BYTES: usize = 2048;
 pub struct MemoryLimiter {
     limit: usize,
     exceeded: bool,
+    /// The largest memory granted (the initial size counts: wasmtime asks for it too).
+    peak: usize,
 }
 
 impl MemoryLimiter {
     pub fn new(limit_bytes: u64) -> Self {
-        Self { limit: usize::try_from(limit_bytes).unwrap_or(usize::MAX), exceeded: false }
+        Self { limit: usize::try_from(limit_bytes).unwrap_or(usize::MAX), exceeded: false, peak: 0 }
     }
 
     pub fn exceeded(&self) -> bool {
         self.exceeded
+    }
+
+    pub fn peak_bytes(&self) -> u64 {
+        self.peak as u64
     }
 }
 
@@ -33,6 +39,7 @@ impl ResourceLimiter for MemoryLimiter {
             // An error (not `Ok(false)`) traps: a guest cannot carry on past the limit.
             return Err(wasmtime::format_err!("memory limit of {} bytes exceeded", self.limit));
         }
+        self.peak = self.peak.max(desired);
         Ok(true)
     }
 

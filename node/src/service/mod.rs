@@ -22,6 +22,7 @@ use activity::Activity;
 pub use activity::{ActivitySnapshot, ModuleCounters, RecentCall, SecondCounts};
 
 use crate::config::NodeConfig;
+use crate::footprint::{CallFootprint, EnergyMeter, EnergyModel, FunctionFootprint, Ledger};
 use crate::mesh::{self, Command, MeshHost, NetworkHandle};
 use crate::metrics::Metrics;
 use crate::result_cache::MemoryResults;
@@ -49,6 +50,9 @@ struct Shared {
     results: ResultWriter,
     memory: MemoryResults,
     metrics: Metrics,
+    /// What executions cost, per function.
+    ledger: Ledger,
+    energy: EnergyMeter,
     /// Bounds executions in flight so a flood of slow calls cannot starve the
     /// HTTP server (they wait here instead of occupying blocking threads).
     execution_slots: Arc<Semaphore>,
@@ -77,6 +81,8 @@ pub struct CallResponse {
     /// Time spent in this node, from request to reply.
     pub elapsed: Duration,
     pub node_id: String,
+    /// What producing the answer cost this node.
+    pub footprint: CallFootprint,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -140,6 +146,7 @@ impl Node {
             capacity: config.concurrency,
             replicate_budget_bytes: config.replicate_budget_bytes,
             fetch_for_call_max_bytes: config.fetch_for_call_max_bytes,
+            sync_interval_ms: config.mesh.as_ref().map_or(10_000, |mesh| mesh.sync_interval.as_millis() as u64),
             ..MeshConfig::default()
         };
         let mut core = Core::with_config(node_id.clone(), mesh_config);
@@ -164,6 +171,7 @@ impl Node {
             this: this.clone(),
             memory: MemoryResults::new(config.memory_cache_bytes),
             execution_slots: Arc::new(Semaphore::new(config.concurrency as usize)),
+            energy: EnergyMeter::new(config.watts_per_core),
             config,
             node_id,
             started: Instant::now(),
@@ -175,6 +183,7 @@ impl Node {
             results: ResultWriter::start(index.clone()),
             index,
             metrics,
+            ledger: Ledger::default(),
             network: OnceLock::new(),
             activity: Mutex::new(Activity::default()),
             content_types: Mutex::new(HashMap::new()),
@@ -382,9 +391,22 @@ impl Node {
         Some(declared)
     }
 
+    /// What each function called on this node cost, most called first.
+    pub fn footprint(&self) -> Vec<FunctionFootprint> {
+        let names = self.names();
+        self.shared.ledger.rows(|module| {
+            names.iter().filter(|record| record.module == *module).map(|record| record.name.clone()).collect()
+        })
+    }
+
+    /// How this node obtains energy figures (measured or estimated, and the rate).
+    pub fn energy_model(&self) -> EnergyModel {
+        self.shared.energy.model()
+    }
+
     pub fn metrics_text(&self) -> String {
         self.shared.metrics.memory_cache_bytes.set(self.shared.memory.bytes() as i64);
-        self.shared.metrics.encode()
+        self.shared.metrics.encode(&self.footprint())
     }
 
     /// Makes every cached result durable (call before a clean shutdown).
@@ -412,7 +434,8 @@ impl Shared {
         let micros = elapsed.as_micros() as u64;
         let call = activity::CallSeen { reference, input: &preview, input_bytes, hops };
         self.activity().record_call(unix_ms(), call, &reply, micros);
-        CallResponse { reply, elapsed, node_id: self.node_id.clone() }
+        let footprint = self.account(&reply);
+        CallResponse { reply, elapsed, node_id: self.node_id.clone(), footprint }
     }
 }
 

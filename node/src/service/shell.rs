@@ -11,6 +11,7 @@ use nebula_protocol::{Action, CallError, CallKey, Core, Event, ExecutionRecord, 
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::{ExecutionJob, Shared, internal, unix_ms};
+use crate::footprint::{AnswerKind, CallFootprint, Footprint, thread_cpu_time};
 use crate::mesh::{Command, Purpose};
 use crate::runtime::Prepared;
 use crate::store::{BlobError, ModuleMeta};
@@ -170,7 +171,21 @@ impl Shared {
             Err(error) => return ExecutionRecord::rejected(module, error),
         };
         let load_us = loading.elapsed().as_micros() as u64;
+        // Module loading is left out: it is paid once per module and process
+        // (and compiling runs on threads of its own).
+        let (cpu_before, wall_before) = (thread_cpu_time(), Instant::now());
         let report = self.runtime.execute(&prepared, key, input, limits);
+        let (cpu, wall) = (thread_cpu_time().saturating_sub(cpu_before), wall_before.elapsed());
+        let (energy_uwh, energy_source) = self.energy.energy_uwh(cpu);
+        let footprint = Footprint {
+            cpu_ns: cpu.as_nanos() as u64,
+            wall_ns: wall.as_nanos() as u64,
+            fuel: report.fuel_used,
+            peak_memory_bytes: report.peak_memory_bytes,
+            energy_uwh,
+            energy_source,
+        };
+        self.ledger.record_execution(module, *key, footprint);
         ExecutionRecord {
             module,
             outcome: report.outcome,
@@ -207,6 +222,25 @@ impl Shared {
         self.blobs.put(wasm).map_err(storage_error)?;
         let meta = ModuleMeta { size: wasm.len() as u64, deployed_unix_ms: unix_ms() };
         self.index.put_module(&module, &meta).map_err(storage_error)
+    }
+
+    /// Counts the answer against its function and finds what it cost here.
+    pub(super) fn account(&self, reply: &Reply) -> CallFootprint {
+        let Ok(answer) = reply else { return CallFootprint::None };
+        let module = answer.record.module;
+        let (kind, footprint) = match answer.cache {
+            nebula_protocol::CacheStatus::Hit => (AnswerKind::CacheHit, CallFootprint::Cached),
+            // Refused before anything ran (e.g. a corrupt module).
+            _ if answer.record.executed_by.is_empty() => (AnswerKind::Elsewhere, CallFootprint::None),
+            _ if answer.record.executed_by != self.node_id => (AnswerKind::Elsewhere, CallFootprint::Elsewhere),
+            // Only forgotten under a flood of thousands of executions at once.
+            _ => match self.ledger.execution(&answer.key) {
+                Some(footprint) => (AnswerKind::Executed, CallFootprint::Executed(footprint)),
+                None => (AnswerKind::Executed, CallFootprint::None),
+            },
+        };
+        self.ledger.record_answer(module, kind);
+        footprint
     }
 
     pub(super) fn record_reply(&self, reply: &Reply, elapsed: Duration) {

@@ -121,7 +121,7 @@ async fn sees(client: &reqwest::Client, process: &Process, peer: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_peer_is_dropped_and_rejoins_when_it_thaws() {
     let dir = tempfile::tempdir().unwrap();
-    let liveness = ["--liveness-secs", "1"];
+    let liveness = ["--ping-interval-s", "1"];
     let a = Process::start_with(&dir.path().join("a"), &[], &liveness);
     let b = Process::start_with(&dir.path().join("b"), std::slice::from_ref(&a.peer_address), &liveness);
     let client = reqwest::Client::new();

@@ -5,6 +5,7 @@ mod cli;
 mod common;
 mod concurrency;
 mod determinism;
+mod footprint;
 mod outcomes;
 mod persistence;
 mod web;

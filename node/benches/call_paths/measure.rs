@@ -1,0 +1,74 @@
+//! Timing loops and their statistics.
+
+use std::time::{Duration, Instant};
+
+pub struct Measured {
+    pub samples: Vec<Duration>,
+}
+
+impl Measured {
+    pub fn median(&self) -> Duration {
+        percentile(&self.samples, 0.5)
+    }
+
+    pub fn p99(&self) -> Duration {
+        percentile(&self.samples, 0.99)
+    }
+}
+
+fn percentile(samples: &[Duration], q: f64) -> Duration {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+/// How long and how often to time one path.
+#[derive(Clone, Copy)]
+pub struct Plan {
+    pub warmup: usize,
+    pub iterations: usize,
+    /// Stop early once this much time has passed (after at least 3 samples).
+    pub budget: Duration,
+}
+
+impl Plan {
+    pub const fn new(warmup: usize, iterations: usize, budget: Duration) -> Self {
+        Self { warmup, iterations, budget }
+    }
+}
+
+/// Runs `f` `plan.warmup` times, then times up to `plan.iterations` runs of it.
+/// `f` gets the run's index (warm-up runs included), e.g. to vary the input.
+pub fn measure(plan: Plan, mut f: impl FnMut(usize)) -> Measured {
+    for i in 0..plan.warmup {
+        f(i);
+    }
+    let mut samples = Vec::with_capacity(plan.iterations);
+    let started = Instant::now();
+    for i in 0..plan.iterations {
+        let t = Instant::now();
+        f(plan.warmup + i);
+        samples.push(t.elapsed());
+        if started.elapsed() > plan.budget && samples.len() >= 3 {
+            break;
+        }
+    }
+    Measured { samples }
+}
+
+/// Like [`measure`], for paths whose setup must not be timed: `f` does its
+/// setup and returns the duration of the part that counts.
+pub fn measure_part(plan: Plan, mut f: impl FnMut(usize) -> Duration) -> Measured {
+    for i in 0..plan.warmup {
+        f(i);
+    }
+    let mut samples = Vec::with_capacity(plan.iterations);
+    let started = Instant::now();
+    for i in 0..plan.iterations {
+        samples.push(f(plan.warmup + i));
+        if started.elapsed() > plan.budget && samples.len() >= 3 {
+            break;
+        }
+    }
+    Measured { samples }
+}
