@@ -10,8 +10,11 @@
 //! costing one link latency, and its route is fixed when it is published
 //! (gossipsub forwards along a mesh of degree ~6 and would re-route around a
 //! link that breaks mid-flight); like gossipsub, nothing is backfilled after a
-//! heal. Executions are modelled: the output is derived from module and
-//! input, the cost drawn from a range. Module bytes are not moved, only their
+//! heal. A link breaks and comes back the instant a fault says so, where a
+//! real node needs a missed ping to notice a cut and a redial to heal it (see
+//! the README's comparison with scripts/partition-experiment). Executions are
+//! modelled (the output derived from module and input, the cost drawn from a
+//! range) unless the run uses `--wasm`. Module bytes are not moved, only their
 //! size is charged against bandwidth.
 
 use std::cmp::Reverse;
