@@ -138,9 +138,20 @@ async fn the_dashboard_shows_the_node_and_escapes_what_callers_sent() {
     assert_no_markup_from(&html);
     assert!(html.contains("http-equiv=\"refresh\""));
     assert!(html.contains(node.node.id()));
-    for section in ["id=\"calls-chart\"", "id=\"cache-chart\"", "id=\"peers\"", "id=\"modules\"", "id=\"recent\""] {
+    for section in [
+        "id=\"calls-chart\"",
+        "id=\"cache-chart\"",
+        "id=\"peers\"",
+        "id=\"modules\"",
+        "id=\"footprint\"",
+        "id=\"recent\"",
+    ] {
         assert!(html.contains(section), "no {section}");
     }
+    // The footprint of what ran here: fibonacci executed once, its energy labelled.
+    let footprint = &html[html.find("id=\"footprint\"").unwrap()..html.find("id=\"recent\"").unwrap()];
+    assert!(footprint.contains("fibonacci") && footprint.contains("µWh"), "{footprint}");
+    assert!(footprint.contains("estimated") || footprint.contains("measured"), "{footprint}");
     assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "the hostile reference is shown, escaped");
     assert!(html.contains("&quot;&gt;&lt;img src=x onerror=alert(1)&gt;"), "the hostile input is shown, escaped");
     assert!(html.contains("fibonacci") && html.contains("echo"));

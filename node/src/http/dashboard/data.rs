@@ -3,6 +3,7 @@
 
 use nebula_protocol::{ModuleId, NameRecord};
 
+use crate::footprint::FunctionFootprint;
 use crate::service::{ActivitySnapshot, ModuleCounters, Node, NodeStatus, PeerSummary};
 
 pub struct DashboardData {
@@ -13,6 +14,8 @@ pub struct DashboardData {
     /// Sorted by name.
     pub names: Vec<NameRecord>,
     pub activity: ActivitySnapshot,
+    /// What each function's executions here cost (CPU, memory, energy), most called first.
+    pub footprint: Vec<FunctionFootprint>,
 }
 
 pub struct ModuleRow {
@@ -47,5 +50,5 @@ pub fn gather(node: &Node) -> DashboardData {
     names.sort_by(|a, b| a.name.cmp(&b.name));
     let mut peers = node.peers();
     peers.sort_by(|a, b| b.connected.cmp(&a.connected).then_with(|| a.peer.cmp(&b.peer)));
-    DashboardData { status: node.status(), peers, modules, names, activity }
+    DashboardData { status: node.status(), peers, modules, names, activity, footprint: node.footprint() }
 }

@@ -221,6 +221,28 @@ pub fn render(data: &DashboardData, refresh_seconds: u32) -> Markup {
                             }
                         }
                     }
+                    section #footprint {
+                        h2 { "Footprint per function" }
+                        table {
+                            tr {
+                                th { "function" } th { "executions here" } th { "mean CPU" } th { "mean wall" }
+                                th { "mean fuel" } th { "peak memory" } th { "energy / execution" } th { "energy" }
+                            }
+                            @for row in &data.footprint {
+                                tr.footprint {
+                                    td { @if row.names.is_empty() { code { (row.module.short()) } } @else { (row.names.join(", ")) } }
+                                    td.num { (row.executions) }
+                                    td.num { (format!("{:.0} µs", row.mean_cpu_us)) }
+                                    td.num { (format!("{:.0} µs", row.mean_wall_us)) }
+                                    td.num { (format!("{:.0}", row.mean_fuel)) }
+                                    td.num { (bytes(row.peak_memory_bytes)) }
+                                    td.num { (format!("{:.4} µWh", row.energy_uwh_per_execution)) }
+                                    td { (row.energy_source.as_str()) }
+                                }
+                            }
+                        }
+                        @if data.footprint.is_empty() { p.muted { "nothing executed here yet" } }
+                    }
                     section #recent {
                         h2 { "Recent calls" }
                         table {
@@ -306,6 +328,24 @@ mod tests {
                 }],
                 ..ActivitySnapshot::default()
             },
+            footprint: vec![crate::footprint::FunctionFootprint {
+                module,
+                names: vec![HOSTILE.into()],
+                calls: 1,
+                executions: 1,
+                cache_hits: 0,
+                mean_cpu_us: 12.0,
+                mean_wall_us: 15.0,
+                mean_fuel: 100.0,
+                peak_memory_bytes: 65_536,
+                energy_uwh_per_execution: 0.03,
+                energy_uwh_per_call: 0.03,
+                cpu_us_total: 12.0,
+                wall_us_total: 15.0,
+                fuel_total: 100,
+                energy_uwh_total: 0.03,
+                energy_source: crate::footprint::EnergySource::Estimated,
+            }],
         };
         let page = render(&data, 5).into_string();
         for markup in ["<img", "<script", "\"><img", "onerror=alert(1)>"] {
