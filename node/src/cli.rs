@@ -112,6 +112,15 @@ pub struct Target {
     /// Base URL of the node to talk to.
     #[arg(long = "node", env = "NEBULA_NODE", default_value = DEFAULT_NODE_URL)]
     pub url: String,
+    /// The node's admin token, for deploys and name changes on a node that has one.
+    #[arg(long, env = "NEBULA_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+impl Target {
+    fn client(&self) -> NodeClient {
+        NodeClient::new(&self.url).with_token(self.token.clone())
+    }
 }
 
 #[derive(Args, Debug)]
@@ -146,6 +155,11 @@ pub struct NodeArgs {
     /// Turn off mDNS discovery on the local network.
     #[arg(long)]
     pub no_mdns: bool,
+    /// File holding the admin token: deploys and name changes over HTTP must
+    /// then carry it (`Authorization: Bearer TOKEN`). Without this flag the
+    /// node reads NEBULA_TOKEN; with neither, anyone who reaches it may deploy.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
     /// Run alone, without any peer-to-peer networking.
     #[arg(long)]
     pub standalone: bool,
@@ -174,6 +188,26 @@ pub struct NodeArgs {
 }
 
 impl NodeArgs {
+    /// The admin token from `--token-file` or NEBULA_TOKEN, if any; refuses
+    /// one short enough to guess.
+    pub fn admin_token(&self) -> anyhow::Result<Option<String>> {
+        let token = match &self.token_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("reading the token file {}", path.display()))?
+                    .trim()
+                    .to_owned(),
+            ),
+            None => std::env::var("NEBULA_TOKEN").ok().map(|token| token.trim().to_owned()),
+        };
+        if let Some(token) = &token
+            && token.len() < crate::http::MIN_TOKEN_LEN
+        {
+            anyhow::bail!("the admin token must be at least {} characters long", crate::http::MIN_TOKEN_LEN);
+        }
+        Ok(token)
+    }
+
     pub fn config(&self) -> NodeConfig {
         let mut config = NodeConfig::new(&self.data, self.http);
         if let Some(concurrency) = self.concurrency {
@@ -230,7 +264,7 @@ pub async fn run_client(command: Command) -> anyhow::Result<i32> {
             if let Some(data) = data {
                 wasm = pack_file(&wasm, &data)?;
             }
-            let deployed = NodeClient::new(&target.url).deploy(wasm, name.as_deref()).await?;
+            let deployed = target.client().deploy(wasm, name.as_deref()).await?;
             println!("{}", deployed["module"].as_str().unwrap_or_default());
             Ok(0)
         }
@@ -252,7 +286,7 @@ pub async fn run_client(command: Command) -> anyhow::Result<i32> {
             .into_iter()
             .filter_map(|(key, value)| value.map(|value| (key, value)))
             .collect();
-            let answer = NodeClient::new(&target.url).call(&module, input, &limits).await?;
+            let answer = target.client().call(&module, input, &limits).await?;
             if verbose {
                 for (name, value) in answer.headers.iter().filter(|(name, _)| name.as_str().starts_with("x-nebula-")) {
                     eprintln!("{}: {}", &name.as_str()["x-nebula-".len()..], value.to_str().unwrap_or("?"));
@@ -270,12 +304,12 @@ pub async fn run_client(command: Command) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Name { name, module, target } => {
-            let record = NodeClient::new(&target.url).set_name(&name, &module).await?;
+            let record = target.client().set_name(&name, &module).await?;
             println!("{name} -> {} (version {})", record["module"].as_str().unwrap_or("?"), record["version"]);
             Ok(0)
         }
         Command::Ls { target } => {
-            let modules: Vec<ModuleSummary> = NodeClient::new(&target.url).get_json("/modules").await?;
+            let modules: Vec<ModuleSummary> = target.client().get_json("/modules").await?;
             println!("{:<64}  {:>10}  NAMES", "MODULE", "BYTES");
             for module in modules {
                 println!("{}  {:>10}  {}", module.module, module.size, module.names.join(", "));
@@ -283,7 +317,7 @@ pub async fn run_client(command: Command) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Peers { target } => {
-            let peers: Vec<PeerSummary> = NodeClient::new(&target.url).get_json("/peers").await?;
+            let peers: Vec<PeerSummary> = target.client().get_json("/peers").await?;
             println!("{:<54} {:>9} {:>9} {:>6}  ADDRESSES", "PEER", "STATE", "RTT", "LOAD");
             for peer in peers {
                 let rtt = peer.rtt_ms.map_or_else(|| "-".to_owned(), |ms| format!("{ms:.2}ms"));
@@ -294,7 +328,7 @@ pub async fn run_client(command: Command) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Status { target } => {
-            let client = NodeClient::new(&target.url);
+            let client = target.client();
             let status: NodeStatus = client.get_json("/status").await?;
             println!("node        {} ({})", status.node_id, client.base());
             println!("version     {}", status.version);
@@ -312,7 +346,7 @@ pub async fn run_client(command: Command) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Footprint { target } => {
-            let report: FootprintReport = NodeClient::new(&target.url).get_json("/footprint").await?;
+            let report: FootprintReport = target.client().get_json("/footprint").await?;
             print!("{}", footprint_table(&report));
             Ok(0)
         }

@@ -7,6 +7,8 @@ use serde::de::DeserializeOwned;
 pub struct NodeClient {
     base: String,
     http: Client,
+    /// Sent with deploys and name changes.
+    token: Option<String>,
 }
 
 /// A call's answer as a client sees it.
@@ -18,7 +20,19 @@ pub struct CallAnswer {
 
 impl NodeClient {
     pub fn new(base: &str) -> Self {
-        Self { base: base.trim_end_matches('/').to_owned(), http: Client::new() }
+        Self { base: base.trim_end_matches('/').to_owned(), http: Client::new(), token: None }
+    }
+
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token;
+        self
+    }
+
+    fn authorised(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
     }
 
     pub fn base(&self) -> &str {
@@ -26,7 +40,7 @@ impl NodeClient {
     }
 
     pub async fn deploy(&self, wasm: Vec<u8>, name: Option<&str>) -> anyhow::Result<serde_json::Value> {
-        let mut request = self.http.post(self.url("/modules")).body(wasm);
+        let mut request = self.authorised(self.http.post(self.url("/modules")).body(wasm));
         if let Some(name) = name {
             request = request.query(&[("name", name)]);
         }
@@ -43,10 +57,11 @@ impl NodeClient {
     }
 
     pub async fn set_name(&self, name: &str, reference: &str) -> anyhow::Result<serde_json::Value> {
-        let request = self
-            .http
-            .put(self.url(&format!("/names/{}", urlencode(name))))
-            .json(&serde_json::json!({ "module": reference }));
+        let request = self.authorised(
+            self.http
+                .put(self.url(&format!("/names/{}", urlencode(name))))
+                .json(&serde_json::json!({ "module": reference })),
+        );
         json_or_error(self.send(request).await?).await
     }
 

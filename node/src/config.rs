@@ -28,6 +28,8 @@ pub struct NodeConfig {
     pub watts_per_core: f64,
     /// Peer-to-peer networking; `None` runs a node on its own.
     pub mesh: Option<MeshSettings>,
+    /// When set, deploys and name changes over HTTP need `Authorization: Bearer TOKEN`.
+    pub admin_token: Option<String>,
 }
 
 impl NodeConfig {
@@ -51,6 +53,7 @@ impl NodeConfig {
             fetch_for_call_max_bytes: 16 << 20,
             watts_per_core: crate::footprint::DEFAULT_WATTS_PER_CORE,
             mesh: None,
+            admin_token: None,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The HTTP API of a node (axum). Handlers only translate between HTTP and
 //! [`Node`]; every decision is made below them.
 
+mod auth;
 mod calls;
 pub mod dashboard;
 mod errors;
@@ -9,7 +10,7 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use serde::{Deserialize, Serialize};
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::footprint::{EnergyModel, FunctionFootprint};
 
 use crate::service::Node;
+pub use auth::MIN_TOKEN_LEN;
 pub use errors::status_for;
 
 /// The body of `GET /footprint`.
@@ -63,7 +65,15 @@ struct DeployQuery {
     name: Option<String>,
 }
 
-async fn deploy(State(node): State<Node>, Query(query): Query<DeployQuery>, body: Bytes) -> Response {
+async fn deploy(
+    State(node): State<Node>,
+    Query(query): Query<DeployQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(refused) = auth::require(node.config().admin_token.as_deref(), &headers) {
+        return refused;
+    }
     match node.deploy(body.to_vec(), query.name.as_deref()).await {
         Ok(deployed) => {
             let status = if deployed.new { StatusCode::CREATED } else { StatusCode::OK };
@@ -97,7 +107,15 @@ struct SetNameBody {
     module: String,
 }
 
-async fn set_name(State(node): State<Node>, Path(name): Path<String>, Json(body): Json<SetNameBody>) -> Response {
+async fn set_name(
+    State(node): State<Node>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<SetNameBody>,
+) -> Response {
+    if let Err(refused) = auth::require(node.config().admin_token.as_deref(), &headers) {
+        return refused;
+    }
     match node.set_name(&name, &body.module).await {
         Ok(record) => Json(record).into_response(),
         Err(error) => errors::error_response(&error),

@@ -1,6 +1,7 @@
 //! Integration tests of one node: real wasm functions (built by
 //! scripts/build-functions), a real HTTP server on loopback, a real data dir.
 
+mod auth;
 mod cli;
 mod common;
 mod concurrency;
