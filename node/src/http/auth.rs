@@ -10,10 +10,9 @@ use subtle::ConstantTimeEq;
 /// Shortest token a node accepts: guessing one must be hopeless.
 pub const MIN_TOKEN_LEN: usize = 16;
 
-/// `Ok` when no token is configured or the request carries it; otherwise the
-/// 401 to send.
-pub fn require(token: Option<&str>, headers: &HeaderMap) -> Result<(), Response> {
-    let Some(token) = token else { return Ok(()) };
+/// The 401 to send, unless no token is configured or the request carries it.
+pub fn refusal(token: Option<&str>, headers: &HeaderMap) -> Option<Response> {
+    let token = token?;
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
@@ -21,7 +20,7 @@ pub fn require(token: Option<&str>, headers: &HeaderMap) -> Result<(), Response>
         .unwrap_or_default();
     // Constant time, so the comparison leaks nothing about how much matched.
     if bool::from(presented.as_bytes().ct_eq(token.as_bytes())) {
-        return Ok(());
+        return None;
     }
     let body = Json(serde_json::json!({
         "error": "unauthorized",
@@ -30,7 +29,7 @@ pub fn require(token: Option<&str>, headers: &HeaderMap) -> Result<(), Response>
     }));
     let mut response = (StatusCode::UNAUTHORIZED, body).into_response();
     response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    Err(response)
+    Some(response)
 }
 
 #[cfg(test)]
@@ -46,13 +45,13 @@ mod tests {
     #[test]
     fn only_the_exact_bearer_token_passes_when_one_is_set() {
         let token = Some("0123456789abcdef");
-        assert!(require(None, &HeaderMap::new()).is_ok(), "no token configured: open");
-        assert!(require(token, &with("Bearer 0123456789abcdef")).is_ok());
+        assert!(refusal(None, &HeaderMap::new()).is_none(), "no token configured: open");
+        assert!(refusal(token, &with("Bearer 0123456789abcdef")).is_none());
         for wrong in ["", "Bearer ", "Bearer 0123456789abcde", "Bearer 0123456789abcdefX", "0123456789abcdef"] {
-            let refused = require(token, &with(wrong)).unwrap_err();
+            let refused = refusal(token, &with(wrong)).unwrap();
             assert_eq!(refused.status(), StatusCode::UNAUTHORIZED, "{wrong:?}");
             assert_eq!(refused.headers()[header::WWW_AUTHENTICATE], "Bearer");
         }
-        assert!(require(token, &HeaderMap::new()).is_err(), "no header at all");
+        assert!(refusal(token, &HeaderMap::new()).is_some(), "no header at all");
     }
 }

@@ -71,7 +71,7 @@ async fn deploy(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(refused) = auth::require(node.config().admin_token.as_deref(), &headers) {
+    if let Some(refused) = auth::refusal(node.config().admin_token.as_deref(), &headers) {
         return refused;
     }
     match node.deploy(body.to_vec(), query.name.as_deref()).await {
@@ -113,7 +113,7 @@ async fn set_name(
     headers: HeaderMap,
     Json(body): Json<SetNameBody>,
 ) -> Response {
-    if let Err(refused) = auth::require(node.config().admin_token.as_deref(), &headers) {
+    if let Some(refused) = auth::refusal(node.config().admin_token.as_deref(), &headers) {
         return refused;
     }
     match node.set_name(&name, &body.module).await {
