@@ -53,9 +53,7 @@ pub fn build_swarm(key: Keypair, settings: &MeshSettings) -> anyhow::Result<Swar
                         .with_agent_version(format!("nebula/{}", env!("CARGO_PKG_VERSION"))),
                 ),
                 ping: ping::Behaviour::new(
-                    ping::Config::new()
-                        .with_interval(settings.ping_interval)
-                        .with_timeout(settings.ping_interval),
+                    ping::Config::new().with_interval(settings.ping_interval).with_timeout(settings.ping_interval),
                 ),
                 gossipsub: gossipsub::Behaviour::new(
                     gossipsub::MessageAuthenticity::Signed(key.clone()),
