@@ -2,7 +2,7 @@
 //! `POST /api/{module}` (body on stdin). The response body is the function's
 //! stdout; headers tell where the answer came from and what it cost.
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use std::io::Write;
 use std::sync::Arc;
 
@@ -194,8 +194,11 @@ fn respond(node: &Node, reference: &str, request: &IfNoneMatch, response: CallRe
             if unchanged {
                 return (StatusCode::NOT_MODIFIED, headers).into_response();
             }
-            let body = Bytes::from_owner(Stdout(answer.record.clone()));
-            (headers, body).into_response()
+            // Built directly: `(headers, body).into_response()` would merge
+            // the headers into a second map, hashing each one again.
+            let mut response = Response::new(Body::from(Bytes::from_owner(Stdout(answer.record.clone()))));
+            *response.headers_mut() = headers;
+            response
         }
         Outcome::Failed(error) => (status_for(error), headers, error_body(error)).into_response(),
     }
