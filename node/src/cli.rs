@@ -171,7 +171,7 @@ pub struct NodeArgs {
     #[arg(long)]
     pub watts_per_core: Option<f64>,
     /// Timers an idle node runs; longer ones cost less idle CPU (README:
-    /// "Idle footprint"). The core's tick, in milliseconds (default 250).
+    /// "Idle footprint"). The core's tick, in milliseconds (default 1000).
     #[arg(long)]
     pub tick_ms: Option<u64>,
     /// Gossipsub heartbeat, in milliseconds (default 1000).

@@ -29,6 +29,11 @@ pub struct Metrics {
     pub modules: Gauge,
     pub memory_cache_bytes: Gauge,
     pub peer_penalties: Counter,
+    /// The common series, looked up once: no label allocated per call.
+    calls_success: Counter,
+    cache_hit: Counter,
+    cache_miss: Counter,
+    cache_joined: Counter,
 }
 
 impl Default for Metrics {
@@ -55,7 +60,14 @@ impl Default for Metrics {
         registry.register("memory_cache_bytes", "Bytes of results held in memory", memory_cache_bytes.clone());
         let peer_penalties = Counter::default();
         registry.register("peer_penalties", "Misbehaviours of peers detected", peer_penalties.clone());
+        let calls_success = calls.get_or_create(&OutcomeLabel { outcome: "success".to_owned() }).clone();
+        let cache_series = |result: &str| cache.get_or_create(&CacheLabel { result: result.to_owned() }).clone();
+        let (cache_hit, cache_miss, cache_joined) = (cache_series("hit"), cache_series("miss"), cache_series("joined"));
         Self {
+            calls_success,
+            cache_hit,
+            cache_miss,
+            cache_joined,
             registry,
             calls,
             cache,
@@ -71,12 +83,20 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn record_call(&self, outcome: &str, seconds: f64) {
-        self.calls.get_or_create(&OutcomeLabel { outcome: outcome.to_owned() }).inc();
+        match outcome {
+            "success" => self.calls_success.inc(),
+            _ => self.calls.get_or_create(&OutcomeLabel { outcome: outcome.to_owned() }).inc(),
+        };
         self.call_seconds.observe(seconds);
     }
 
     pub fn record_cache(&self, result: &str) {
-        self.cache.get_or_create(&CacheLabel { result: result.to_owned() }).inc();
+        match result {
+            "hit" => self.cache_hit.inc(),
+            "miss" => self.cache_miss.inc(),
+            "joined" => self.cache_joined.inc(),
+            _ => self.cache.get_or_create(&CacheLabel { result: result.to_owned() }).inc(),
+        };
     }
 
     /// The node's metrics followed by the per-function footprint.

@@ -2,11 +2,15 @@
 //! `POST /api/{module}` (body on stdin). The response body is the function's
 //! stdout; headers tell where the answer came from and what it cost.
 
-use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::body::{Body, Bytes};
+use std::io::Write;
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use nebula_protocol::{CacheStatus, LimitOverrides, Outcome};
+use nebula_protocol::{CacheStatus, ExecutionRecord, LimitOverrides, Outcome};
 use serde::Deserialize;
 
 use super::errors::{error_body, status_for};
@@ -43,11 +47,23 @@ impl From<LimitQuery> for LimitOverrides {
     }
 }
 
+/// The request's `If-None-Match`, the one request header a call reads
+/// (extracting the whole `HeaderMap` would copy every header per call).
+pub struct IfNoneMatch(Option<HeaderValue>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfNoneMatch {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(IfNoneMatch(parts.headers.get(header::IF_NONE_MATCH).cloned()))
+    }
+}
+
 pub async fn call_with_path_input(
     State(node): State<Node>,
     Path((module, input)): Path<(String, String)>,
     Query(limits): Query<LimitQuery>,
-    request: HeaderMap,
+    request: IfNoneMatch,
 ) -> Response {
     let response = node.call(&module, input.into_bytes(), &limits.into()).await;
     respond(&node, &module, &request, response)
@@ -57,7 +73,7 @@ pub async fn call_without_input(
     State(node): State<Node>,
     Path(module): Path<String>,
     Query(limits): Query<LimitQuery>,
-    request: HeaderMap,
+    request: IfNoneMatch,
 ) -> Response {
     let response = node.call(&module, Vec::new(), &limits.into()).await;
     respond(&node, &module, &request, response)
@@ -67,36 +83,86 @@ pub async fn call_with_body(
     State(node): State<Node>,
     Path(module): Path<String>,
     Query(limits): Query<LimitQuery>,
-    request: HeaderMap,
+    request: IfNoneMatch,
     body: Bytes,
 ) -> Response {
     let response = node.call(&module, body.to_vec(), &limits.into()).await;
     respond(&node, &module, &request, response)
 }
 
-fn respond(node: &Node, reference: &str, request: &HeaderMap, response: CallResponse) -> Response {
-    let mut headers = HeaderMap::new();
+// Header names built once (`from_static` checks the name at each call otherwise).
+const X_NEBULA_NODE: HeaderName = HeaderName::from_static("x-nebula-node");
+const X_NEBULA_MICROS: HeaderName = HeaderName::from_static("x-nebula-micros");
+const X_NEBULA_MODULE: HeaderName = HeaderName::from_static("x-nebula-module");
+const X_NEBULA_CALL_KEY: HeaderName = HeaderName::from_static("x-nebula-call-key");
+const X_NEBULA_CACHE: HeaderName = HeaderName::from_static("x-nebula-cache");
+const X_NEBULA_JOINED: HeaderName = HeaderName::from_static("x-nebula-joined");
+const X_NEBULA_FUEL: HeaderName = HeaderName::from_static("x-nebula-fuel");
+const X_NEBULA_EXECUTED_BY: HeaderName = HeaderName::from_static("x-nebula-executed-by");
+const X_NEBULA_TIMINGS_US: HeaderName = HeaderName::from_static("x-nebula-timings-us");
+const X_NEBULA_FOOTPRINT: HeaderName = HeaderName::from_static("x-nebula-footprint");
+const X_NEBULA_CPU_US: HeaderName = HeaderName::from_static("x-nebula-cpu-us");
+const X_NEBULA_WALL_US: HeaderName = HeaderName::from_static("x-nebula-wall-us");
+const X_NEBULA_PEAK_MEMORY_BYTES: HeaderName = HeaderName::from_static("x-nebula-peak-memory-bytes");
+const X_NEBULA_ENERGY_UWH: HeaderName = HeaderName::from_static("x-nebula-energy-uwh");
+const X_NEBULA_ENERGY_SOURCE: HeaderName = HeaderName::from_static("x-nebula-energy-source");
+
+/// Lower-case hex of 32 bytes, on the stack.
+fn hex32(bytes: &[u8; 32]) -> [u8; 64] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 64];
+    for (i, byte) in bytes.iter().enumerate() {
+        out[2 * i] = DIGITS[usize::from(byte >> 4)];
+        out[2 * i + 1] = DIGITS[usize::from(byte & 0xf)];
+    }
+    out
+}
+
+/// A response body that shares the stored result instead of copying it.
+struct Stdout(Arc<ExecutionRecord>);
+
+impl AsRef<[u8]> for Stdout {
+    fn as_ref(&self) -> &[u8] {
+        match &self.0.outcome {
+            Outcome::Success { stdout } => stdout,
+            Outcome::Failed(_) => &[],
+        }
+    }
+}
+
+fn respond(node: &Node, reference: &str, request: &IfNoneMatch, response: CallResponse) -> Response {
+    let mut headers = HeaderMap::with_capacity(24);
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(FUNCTION_CSP));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    set(&mut headers, "x-nebula-node", &response.node_id);
-    set(&mut headers, "x-nebula-micros", &response.elapsed.as_micros().to_string());
+    headers.insert(X_NEBULA_NODE, node.id_header());
+    headers.insert(X_NEBULA_MICROS, HeaderValue::from(response.elapsed.as_micros() as u64));
     let answer = match response.reply {
         Ok(answer) => answer,
         Err(error) => return (status_for(&error), headers, error_body(&error)).into_response(),
     };
     let record = &answer.record;
-    set(&mut headers, "x-nebula-module", &record.module.to_hex());
-    set(&mut headers, "x-nebula-call-key", &answer.key.to_hex());
-    set(&mut headers, "x-nebula-cache", if answer.cache == CacheStatus::Hit { "hit" } else { "miss" });
+    let module_hex = hex32(record.module.as_bytes());
+    let key_hex = hex32(answer.key.as_bytes());
+    set(&mut headers, X_NEBULA_MODULE, &module_hex);
+    set(&mut headers, X_NEBULA_CALL_KEY, &key_hex);
+    let cache = if answer.cache == CacheStatus::Hit { "hit" } else { "miss" };
+    headers.insert(X_NEBULA_CACHE, HeaderValue::from_static(cache));
     if answer.cache == CacheStatus::Joined {
-        set(&mut headers, "x-nebula-joined", "true");
+        headers.insert(X_NEBULA_JOINED, HeaderValue::from_static("true"));
     }
-    set(&mut headers, "x-nebula-fuel", &record.fuel_used.to_string());
-    set(&mut headers, "x-nebula-executed-by", &record.executed_by);
+    headers.insert(X_NEBULA_FUEL, HeaderValue::from(record.fuel_used));
+    if record.executed_by == node.id() {
+        headers.insert(X_NEBULA_EXECUTED_BY, node.id_header());
+    } else {
+        set(&mut headers, X_NEBULA_EXECUTED_BY, record.executed_by.as_bytes());
+    }
     let timings = &record.timings;
-    let timing = format!("queue={} instantiate={} run={}", timings.queue_us, timings.instantiate_us, timings.run_us);
-    set(&mut headers, "x-nebula-timings-us", &timing);
+    let mut timing = Vec::with_capacity(64);
+    let _ = write!(timing, "queue={} instantiate={} run={}", timings.queue_us, timings.instantiate_us, timings.run_us);
+    if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(timing)) {
+        headers.insert(X_NEBULA_TIMINGS_US, value);
+    }
     set_footprint(&mut headers, &response.footprint);
     match &record.outcome {
         Outcome::Success { stdout } => {
@@ -110,8 +176,9 @@ fn respond(node: &Node, reference: &str, request: &HeaderMap, response: CallResp
             });
             headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
             // The call key names this exact answer: module, profile and input.
-            let etag = format!("\"{}\"", answer.key.to_hex());
-            let by_hash = reference.eq_ignore_ascii_case(&record.module.to_hex());
+            let mut etag = [b'"'; 66];
+            etag[1..65].copy_from_slice(&key_hex);
+            let by_hash = reference.as_bytes().eq_ignore_ascii_case(&module_hex);
             let cache_control = match declared {
                 // This node does not hold the module yet, so the type may be
                 // wrong for now: let no one keep this answer.
@@ -120,17 +187,18 @@ fn respond(node: &Node, reference: &str, request: &HeaderMap, response: CallResp
                 Some(_) => BY_NAME,
             };
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache_control));
-            if let Ok(value) = HeaderValue::from_str(&etag) {
-                headers.insert(header::ETAG, value);
-            }
-            let unchanged = request
-                .get(header::IF_NONE_MATCH)
-                .and_then(|value| value.to_str().ok())
-                .is_some_and(|tags| tags.split(',').any(|tag| tag.trim() == etag || tag.trim() == "*"));
+            set(&mut headers, header::ETAG, &etag);
+            let unchanged = request.0.as_ref().and_then(|value| value.to_str().ok()).is_some_and(|tags| {
+                tags.split(',').any(|tag| tag.trim().as_bytes() == etag.as_slice() || tag.trim() == "*")
+            });
             if unchanged {
                 return (StatusCode::NOT_MODIFIED, headers).into_response();
             }
-            (headers, stdout.clone()).into_response()
+            // Built directly: `(headers, body).into_response()` would merge
+            // the headers into a second map, hashing each one again.
+            let mut response = Response::new(Body::from(Bytes::from_owner(Stdout(answer.record.clone()))));
+            *response.headers_mut() = headers;
+            response
         }
         Outcome::Failed(error) => (status_for(error), headers, error_body(error)).into_response(),
     }
@@ -142,20 +210,26 @@ fn respond(node: &Node, reference: &str, request: &HeaderMap, response: CallResp
 fn set_footprint(headers: &mut HeaderMap, footprint: &CallFootprint) {
     let footprint = match footprint {
         CallFootprint::Executed(footprint) => footprint,
-        CallFootprint::Cached => return set(headers, "x-nebula-footprint", "cached"),
-        CallFootprint::Elsewhere => return set(headers, "x-nebula-footprint", "elsewhere"),
+        CallFootprint::Cached => {
+            headers.insert(X_NEBULA_FOOTPRINT, HeaderValue::from_static("cached"));
+            return;
+        }
+        CallFootprint::Elsewhere => {
+            headers.insert(X_NEBULA_FOOTPRINT, HeaderValue::from_static("elsewhere"));
+            return;
+        }
         CallFootprint::None => return,
     };
-    set(headers, "x-nebula-footprint", "here");
-    set(headers, "x-nebula-cpu-us", &format!("{:.1}", footprint.cpu_ns as f64 / 1e3));
-    set(headers, "x-nebula-wall-us", &format!("{:.1}", footprint.wall_ns as f64 / 1e3));
-    set(headers, "x-nebula-peak-memory-bytes", &footprint.peak_memory_bytes.to_string());
-    set(headers, "x-nebula-energy-uwh", &format!("{:.3e}", footprint.energy_uwh));
-    set(headers, "x-nebula-energy-source", footprint.energy_source.as_str());
+    headers.insert(X_NEBULA_FOOTPRINT, HeaderValue::from_static("here"));
+    set(headers, X_NEBULA_CPU_US, format!("{:.1}", footprint.cpu_ns as f64 / 1e3).as_bytes());
+    set(headers, X_NEBULA_WALL_US, format!("{:.1}", footprint.wall_ns as f64 / 1e3).as_bytes());
+    headers.insert(X_NEBULA_PEAK_MEMORY_BYTES, HeaderValue::from(footprint.peak_memory_bytes));
+    set(headers, X_NEBULA_ENERGY_UWH, format!("{:.3e}", footprint.energy_uwh).as_bytes());
+    headers.insert(X_NEBULA_ENERGY_SOURCE, HeaderValue::from_static(footprint.energy_source.as_str()));
 }
 
-fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {
-    if let Ok(value) = HeaderValue::from_str(value) {
-        headers.insert(HeaderName::from_static(name), value);
+fn set(headers: &mut HeaderMap, name: HeaderName, value: &[u8]) {
+    if let Ok(value) = HeaderValue::from_bytes(value) {
+        headers.insert(name, value);
     }
 }

@@ -86,10 +86,15 @@ struct Driver {
 
 impl Driver {
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
-        let mut tick = tokio::time::interval(self.tick);
-        let mut redial = tokio::time::interval(REDIAL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // One timer for the core's tick and the re-dial check: every wake-up
+        // of this task also polls the whole swarm, so with the default 1 s
+        // tick both share a single wake-up per second.
+        let period = self.tick.min(REDIAL);
+        let mut timer = tokio::time::interval(period);
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A wake-up counts as due when at most half a period early.
+        let due = |last: Option<Instant>, every: Duration| last.is_none_or(|at| at.elapsed() + period / 2 >= every);
+        let (mut last_tick, mut last_redial) = (None, None);
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
@@ -97,11 +102,17 @@ impl Driver {
                     Some(Command::Shutdown) | None => break,
                     Some(command) => self.on_command(command),
                 },
-                _ = tick.tick() => {
-                    let now_ms = self.started.elapsed().as_millis() as u64;
-                    self.to_core(Event::Tick { now_ms });
+                _ = timer.tick() => {
+                    if due(last_tick, self.tick) {
+                        last_tick = Some(Instant::now());
+                        let now_ms = self.started.elapsed().as_millis() as u64;
+                        self.to_core(Event::Tick { now_ms });
+                    }
+                    if due(last_redial, REDIAL) {
+                        last_redial = Some(Instant::now());
+                        self.dial_bootstrap_peers();
+                    }
                 }
-                _ = redial.tick() => self.dial_bootstrap_peers(),
             }
             if self.host.strong_count() == 0 {
                 break;

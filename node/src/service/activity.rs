@@ -106,9 +106,9 @@ impl Activity {
                     CacheStatus::Miss => "miss",
                     CacheStatus::Joined => "joined",
                 };
-                (Some(answer.record.module), cache, answer.record.outcome.kind(), answer.record.executed_by.clone())
+                (Some(answer.record.module), cache, answer.record.outcome.kind(), answer.record.executed_by.as_str())
             }
-            Err(error) => (None, "", error.kind(), String::new()),
+            Err(error) => (None, "", error.kind(), ""),
         };
         let hit = cache == "hit";
         let second = self.second(now_ms / 1000);
@@ -122,18 +122,38 @@ impl Activity {
             counters.hits += u64::from(hit);
         }
         let preview = &input[..input.len().min(INPUT_PREVIEW_BYTES)];
-        self.recent.push_front(RecentCall {
-            unix_ms: now_ms,
-            reference: reference.chars().take(100).collect(),
-            input_preview: String::from_utf8_lossy(preview).into_owned(),
-            input_bytes,
-            module,
-            cache,
-            outcome,
-            micros,
-            executed_by,
-            forwarded: hops > 0,
-        });
+        // The oldest entry's strings are reused once the list is full: no
+        // allocation per call in the steady state.
+        let mut entry = match self.recent.len() >= RECENT_CALLS {
+            true => self.recent.pop_back().expect("the list is full"),
+            false => RecentCall {
+                unix_ms: 0,
+                reference: String::new(),
+                input_preview: String::new(),
+                input_bytes: 0,
+                module: None,
+                cache: "",
+                outcome: "",
+                micros: 0,
+                executed_by: String::new(),
+                forwarded: false,
+            },
+        };
+        entry.reference.clear();
+        let kept = reference.char_indices().nth(100).map_or(reference.len(), |(end, _)| end);
+        entry.reference.push_str(&reference[..kept]);
+        entry.input_preview.clear();
+        entry.input_preview.push_str(&String::from_utf8_lossy(preview));
+        entry.executed_by.clear();
+        entry.executed_by.push_str(executed_by);
+        entry.unix_ms = now_ms;
+        entry.input_bytes = input_bytes;
+        entry.module = module;
+        entry.cache = cache;
+        entry.outcome = outcome;
+        entry.micros = micros;
+        entry.forwarded = hops > 0;
+        self.recent.push_front(entry);
         self.recent.truncate(RECENT_CALLS);
     }
 

@@ -40,6 +40,10 @@ struct Shared {
     this: Weak<Shared>,
     config: NodeConfig,
     node_id: String,
+    /// The node id again, shared by every answer (no copy per call).
+    node_id_shared: Arc<str>,
+    /// And as a response header value.
+    node_id_header: axum::http::HeaderValue,
     started: Instant,
     core: Mutex<Core>,
     waiters: Mutex<HashMap<RequestId, oneshot::Sender<Reply>>>,
@@ -80,7 +84,7 @@ pub struct CallResponse {
     pub reply: Reply,
     /// Time spent in this node, from request to reply.
     pub elapsed: Duration,
-    pub node_id: String,
+    pub node_id: Arc<str>,
     /// What producing the answer cost this node.
     pub footprint: CallFootprint,
 }
@@ -173,6 +177,8 @@ impl Node {
             execution_slots: Arc::new(Semaphore::new(config.concurrency as usize)),
             energy: EnergyMeter::new(config.watts_per_core),
             config,
+            node_id_shared: Arc::from(node_id.as_str()),
+            node_id_header: axum::http::HeaderValue::from_str(&node_id).expect("a peer id is a valid header value"),
             node_id,
             started: Instant::now(),
             core: Mutex::new(core),
@@ -199,6 +205,11 @@ impl Node {
 
     pub fn id(&self) -> &str {
         &self.shared.node_id
+    }
+
+    /// The node id as a response header value (`x-nebula-node`).
+    pub fn id_header(&self) -> axum::http::HeaderValue {
+        self.shared.node_id_header.clone()
     }
 
     pub fn config(&self) -> &NodeConfig {
@@ -421,21 +432,23 @@ impl Shared {
         let started = Instant::now();
         let request = self.next_request.fetch_add(1, Ordering::Relaxed);
         let input_bytes = input.len();
-        let preview = input[..input_bytes.min(activity::INPUT_PREVIEW_BYTES)].to_vec();
+        let input: Arc<[u8]> = input.into();
+        // Shares the input with the call (the activity log copies only its start).
+        let preview = input.clone();
         let (sender, receiver) = oneshot::channel();
         self.waiters.lock().expect("waiters lock").insert(request, sender);
-        let event =
-            Event::CallRequested { request, reference: reference.to_owned(), input: input.into(), limits, hops };
+        let event = Event::CallRequested { request, reference: reference.to_owned(), input, limits, hops };
         let actions = self.core().handle(event);
         self.perform(actions);
         let reply = receiver.await.unwrap_or_else(|_| Err(internal("the call was dropped before it was answered")));
         let elapsed = started.elapsed();
         self.record_reply(&reply, elapsed);
         let micros = elapsed.as_micros() as u64;
-        let call = activity::CallSeen { reference, input: &preview, input_bytes, hops };
+        let preview = &preview[..input_bytes.min(activity::INPUT_PREVIEW_BYTES)];
+        let call = activity::CallSeen { reference, input: preview, input_bytes, hops };
         self.activity().record_call(unix_ms(), call, &reply, micros);
         let footprint = self.account(&reply);
-        CallResponse { reply, elapsed, node_id: self.node_id.clone(), footprint }
+        CallResponse { reply, elapsed, node_id: self.node_id_shared.clone(), footprint }
     }
 }
 
