@@ -35,6 +35,8 @@ enum Command {
         seed: u64,
         #[arg(long, default_value_t = 5_000)]
         calls: usize,
+        #[command(flatten)]
+        network: Faults,
         /// Run the real guest functions from this directory (e.g.
         /// target/functions) instead of modelled ones; needs `--features wasm`.
         #[arg(long)]
@@ -67,9 +69,35 @@ enum Command {
         calls: usize,
         #[arg(long)]
         scenario: Option<String>,
+        #[command(flatten)]
+        network: Faults,
     },
     /// List the scenarios.
     List,
+}
+
+/// Message faults on every link, on top of the scenario's.
+#[derive(clap::Args, Clone, Copy)]
+struct Faults {
+    /// Chance that a message is lost.
+    #[arg(long, default_value_t = 0.0, value_parser = probability)]
+    loss: f64,
+    /// Chance that a message arrives twice.
+    #[arg(long, default_value_t = 0.0, value_parser = probability)]
+    duplicate: f64,
+}
+
+impl Faults {
+    fn model(self) -> scenario::NetworkModel {
+        scenario::NetworkModel { loss: self.loss, duplicate: self.duplicate, ..Default::default() }
+    }
+}
+
+fn probability(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
+        _ => Err(format!("'{text}' is not a probability between 0 and 1")),
+    }
 }
 
 #[derive(clap::Args)]
@@ -151,12 +179,12 @@ fn summary(report: &Report) {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Run { scenario: name, nodes, seed, calls, wasm, outputs } => {
+        Command::Run { scenario: name, nodes, seed, calls, network, wasm, outputs } => {
             let executor = match wasm {
                 Some(dir) => Executor::wasm(&dir)?,
                 None => Executor::Modelled,
             };
-            let run = scenario::run(scenario(&name)?, nodes, seed, calls, executor);
+            let run = scenario::run(scenario(&name)?, nodes, seed, calls, network.model(), executor);
             summary(&run.report);
             outputs.write(&run.report, &run.history)?;
             if !run.report.passed {
@@ -175,7 +203,7 @@ fn main() -> anyhow::Result<()> {
                 std::process::exit(1);
             }
         }
-        Command::Sweep { seeds, nodes, calls, scenario: only } => {
+        Command::Sweep { seeds, nodes, calls, scenario: only, network } => {
             let scenarios = match only {
                 Some(name) => vec![scenario(&name)?],
                 None => ALL.to_vec(),
@@ -184,7 +212,8 @@ fn main() -> anyhow::Result<()> {
             let runs = scenarios.len() as u64 * seeds;
             for name in scenarios {
                 for seed in 1..=seeds {
-                    if !scenario::run(name, nodes, seed, calls, Executor::Modelled).report.passed {
+                    let run = scenario::run(name, nodes, seed, calls, network.model(), Executor::Modelled);
+                    if !run.report.passed {
                         failing.push(format!("{} {seed} {nodes} {calls}", name.label()));
                     }
                 }

@@ -10,7 +10,8 @@ use serde::Serialize;
 
 use crate::executor::Executor;
 use crate::history::{CallRecord, Checks, FaultEvent, HistoryFile, check};
-use crate::world::{NetworkModel, Time, World};
+pub use crate::world::NetworkModel;
+use crate::world::{Time, World};
 
 #[derive(Debug, Clone)]
 pub enum Fault {
@@ -190,10 +191,17 @@ struct Run {
     next_module: u64,
 }
 
-pub fn run(scenario: Name, nodes: usize, seed: u64, calls: usize, executor: Executor) -> Outcome {
+pub fn run(
+    scenario: Name,
+    nodes: usize,
+    seed: u64,
+    calls: usize,
+    network: NetworkModel,
+    executor: Executor,
+) -> Outcome {
     let wall = Instant::now();
     let config = MeshConfig::default();
-    let world = World::new(nodes, seed, NetworkModel::default(), executor, config.clone(), DEGREE);
+    let world = World::new(nodes, seed, network, executor, config.clone(), DEGREE);
     let mut run = Run { world, config, modules: Vec::new(), names: BTreeMap::new(), next_module: 0 };
     run.world.connect_all();
     if scenario == Name::LyingNode {

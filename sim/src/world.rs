@@ -38,6 +38,9 @@ use crate::history::{CallRecord, History};
 pub struct NetworkModel {
     pub latency_ms: (u64, u64),
     pub loss: f64,
+    /// Chance that a message arrives twice (each copy with its own latency,
+    /// so copies and later messages can also arrive out of order).
+    pub duplicate: f64,
     pub bandwidth_bytes_per_ms: u64,
     pub request_timeout_ms: u64,
     pub exec_ms: (u64, u64),
@@ -52,6 +55,7 @@ impl Default for NetworkModel {
         Self {
             latency_ms: (1, 5),
             loss: 0.0,
+            duplicate: 0.0,
             bandwidth_bytes_per_ms: 100_000,
             request_timeout_ms: 2_000,
             exec_ms: (1, 20),
@@ -435,6 +439,10 @@ impl World {
             return false;
         }
         let delay = self.link_latency(from, to) + bytes / self.network.bandwidth_bytes_per_ms;
+        if self.rng.random_bool(self.network.duplicate) {
+            let again = self.link_latency(from, to) + bytes / self.network.bandwidth_bytes_per_ms;
+            self.schedule(again, Pending::Deliver(to, event.clone()));
+        }
         self.schedule(delay, Pending::Deliver(to, event));
         true
     }
@@ -566,6 +574,10 @@ impl World {
                 arrival.insert(next, when);
                 frontier.push_back(next);
                 let event = Event::GossipReceived { from: node_name(origin), gossip: gossip.clone() };
+                if self.rng.random_bool(self.network.duplicate) {
+                    let again = at + self.link_latency(node, next);
+                    self.schedule(again, Pending::Deliver(next, event.clone()));
+                }
                 self.schedule(when, Pending::Deliver(next, event));
             }
         }

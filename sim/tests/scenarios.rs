@@ -133,3 +133,12 @@ fn a_recorded_history_is_judged_the_same_by_check() {
     assert!(!passed, "{output}");
     assert!(output.contains("by-hash consistency violations: 1"), "{output}");
 }
+
+#[test]
+fn lost_duplicated_and_reordered_messages_break_no_by_hash_answer() {
+    let args = ["sweep", "--seeds", "100", "--nodes", "8", "--calls", "200", "--loss", "0.05", "--duplicate", "0.05"];
+    let (passed, output) = sim(&args);
+    assert!(passed && output.contains(", 0 failing"), "{output}");
+    let (refused, _) = sim(&["run", "--loss", "1.5"]);
+    assert!(!refused, "a probability above 1 is refused");
+}

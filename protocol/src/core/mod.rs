@@ -103,7 +103,7 @@ pub enum FetchFailure {
     Invalid(String),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Event {
     /// A caller (local, or a peer forwarding with `hops` > 0) asks for a call.
     CallRequested {
