@@ -39,10 +39,9 @@ struct Shared {
     /// Lets callbacks that only get `&self` (the mesh host) reach the `Arc`.
     this: Weak<Shared>,
     config: NodeConfig,
-    node_id: String,
-    /// The node id again, shared by every answer (no copy per call).
-    node_id_shared: Arc<str>,
-    /// And as a response header value.
+    /// Shared by every answer (no copy per call).
+    node_id: Arc<str>,
+    /// The node id as a response header value.
     node_id_header: axum::http::HeaderValue,
     started: Instant,
     core: Mutex<Core>,
@@ -177,9 +176,8 @@ impl Node {
             execution_slots: Arc::new(Semaphore::new(config.concurrency as usize)),
             energy: EnergyMeter::new(config.watts_per_core),
             config,
-            node_id_shared: Arc::from(node_id.as_str()),
             node_id_header: axum::http::HeaderValue::from_str(&node_id).expect("a peer id is a valid header value"),
-            node_id,
+            node_id: Arc::from(node_id),
             started: Instant::now(),
             core: Mutex::new(core),
             waiters: Mutex::new(HashMap::new()),
@@ -306,7 +304,7 @@ impl Node {
             (core.modules().count(), core.names().count(), core.flights_in_progress())
         };
         NodeStatus {
-            node_id: shared.node_id.clone(),
+            node_id: shared.node_id.to_string(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             uptime_seconds: shared.started.elapsed().as_secs(),
             modules,
@@ -431,7 +429,6 @@ impl Shared {
     async fn call(self: &Arc<Self>, reference: &str, input: Vec<u8>, limits: Limits, hops: u8) -> CallResponse {
         let started = Instant::now();
         let request = self.next_request.fetch_add(1, Ordering::Relaxed);
-        let input_bytes = input.len();
         let input: Arc<[u8]> = input.into();
         // Shares the input with the call (the activity log copies only its start).
         let preview = input.clone();
@@ -444,11 +441,12 @@ impl Shared {
         let elapsed = started.elapsed();
         self.record_reply(&reply, elapsed);
         let micros = elapsed.as_micros() as u64;
+        let input_bytes = preview.len();
         let preview = &preview[..input_bytes.min(activity::INPUT_PREVIEW_BYTES)];
         let call = activity::CallSeen { reference, input: preview, input_bytes, hops };
         self.activity().record_call(unix_ms(), call, &reply, micros);
         let footprint = self.account(&reply);
-        CallResponse { reply, elapsed, node_id: self.node_id_shared.clone(), footprint }
+        CallResponse { reply, elapsed, node_id: self.node_id.clone(), footprint }
     }
 }
 

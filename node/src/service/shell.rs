@@ -191,7 +191,7 @@ impl Shared {
             outcome: report.outcome,
             fuel_used: report.fuel_used,
             timings: Timings { queue_us, instantiate_us: load_us + report.instantiate_us, run_us: report.run_us },
-            executed_by: self.node_id.clone(),
+            executed_by: self.node_id.to_string(),
         }
     }
 
@@ -232,7 +232,7 @@ impl Shared {
             nebula_protocol::CacheStatus::Hit => (AnswerKind::CacheHit, CallFootprint::Cached),
             // Refused before anything ran (e.g. a corrupt module).
             _ if answer.record.executed_by.is_empty() => (AnswerKind::Elsewhere, CallFootprint::None),
-            _ if answer.record.executed_by != self.node_id => (AnswerKind::Elsewhere, CallFootprint::Elsewhere),
+            _ if answer.record.executed_by != *self.node_id => (AnswerKind::Elsewhere, CallFootprint::Elsewhere),
             // Only forgotten under a flood of thousands of executions at once.
             _ => match self.ledger.execution(&answer.key) {
                 Some(footprint) => (AnswerKind::Executed, CallFootprint::Executed(footprint)),
