@@ -74,6 +74,11 @@ enum Command {
     },
     /// List the scenarios.
     List,
+    /// Print a scenario's fault schedule as JSON (what scripts/partition-experiment plays).
+    Schedule {
+        #[arg(long)]
+        scenario: String,
+    },
 }
 
 /// Message faults on every link, on top of the scenario's.
@@ -229,6 +234,15 @@ fn main() -> anyhow::Result<()> {
             if !failing.is_empty() {
                 std::process::exit(1);
             }
+        }
+        Command::Schedule { scenario: name } => {
+            let faults: Vec<serde_json::Value> = scenario(&name)?
+                .schedule()
+                .into_iter()
+                .map(|(at, fault)| serde_json::json!({ "at": at, "fault": fault }))
+                .collect();
+            let schedule = serde_json::json!({ "duration_ms": scenario::DURATION_MS, "faults": faults });
+            println!("{schedule}");
         }
         Command::List => {
             for name in ALL {

@@ -13,7 +13,10 @@ use crate::history::{CallRecord, Checks, FaultEvent, HistoryFile, check};
 pub use crate::world::NetworkModel;
 use crate::world::{Time, World};
 
-#[derive(Debug, Clone)]
+/// Serialised for scripts/partition-experiment, which plays the same
+/// schedule on real nodes (`nebula-sim schedule`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind", content = "argument")]
 pub enum Fault {
     /// Splits the nodes into groups by fraction, e.g. [0.5, 0.5].
     Partition(Vec<f64>),
@@ -77,7 +80,7 @@ impl Name {
     }
 
     /// Faults at virtual times (ms); the run lasts `DURATION_MS`.
-    fn schedule(self) -> Vec<(Time, Fault)> {
+    pub fn schedule(self) -> Vec<(Time, Fault)> {
         use Fault::*;
         match self {
             Name::SplitBrain => {

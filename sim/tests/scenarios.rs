@@ -142,3 +142,15 @@ fn lost_duplicated_and_reordered_messages_break_no_by_hash_answer() {
     let (refused, _) = sim(&["run", "--loss", "1.5"]);
     assert!(!refused, "a probability above 1 is refused");
 }
+
+#[test]
+fn schedules_are_printed_for_the_real_node_experiment() {
+    let (passed, output) = sim(&["schedule", "--scenario", "split-brain"]);
+    assert!(passed, "{output}");
+    let schedule: serde_json::Value = serde_json::from_str(&output).unwrap();
+    assert_eq!(schedule["duration_ms"], 25_000);
+    let kinds: Vec<&str> =
+        schedule["faults"].as_array().unwrap().iter().map(|f| f["fault"]["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["partition", "deploy-and-repoint", "heal"]);
+    assert_eq!(schedule["faults"][0]["fault"]["argument"], serde_json::json!([0.5, 0.5]));
+}
