@@ -7,6 +7,7 @@ use crate::ids::{MIN_PREFIX_LEN, ModuleId, looks_like_hex};
 
 pub const MAX_NAME_LEN: usize = 64;
 
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NameRecord {
     pub name: String,

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::ModuleId;
 
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
     /// Exit status 0 (or `_start` returned): stdout is the answer.
@@ -14,6 +15,7 @@ pub enum Outcome {
     Failed(CallError),
 }
 
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum CallError {
     #[error("the function exited with status {code}: {stderr_tail}")]
@@ -99,6 +101,7 @@ impl Outcome {
 }
 
 /// Where the time of one execution went, in microseconds.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Timings {
     /// Waiting for an execution slot.
@@ -110,6 +113,7 @@ pub struct Timings {
 }
 
 /// One execution's result, as cached and as replied.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExecutionRecord {
     pub module: ModuleId,

@@ -23,6 +23,7 @@ pub const MAX_FRAME_BYTES: usize = 80 << 20;
 /// Gossip is for metadata; anything bigger is fetched by request-response.
 pub const MAX_GOSSIP_BYTES: usize = 60 * 1024;
 
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Gossip {
     /// The sender holds this module (verified and compiled).
@@ -45,6 +46,7 @@ pub enum Gossip {
     },
 }
 
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
     FetchModule {
@@ -64,6 +66,7 @@ pub enum Request {
     Tell(Gossip),
 }
 
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
     Module(Option<Vec<u8>>),
@@ -76,6 +79,7 @@ pub enum Response {
     Told,
 }
 
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RemoteAnswer {
     pub key: CallKey,
@@ -85,6 +89,7 @@ pub struct RemoteAnswer {
 
 /// Anti-entropy: "here is a digest of what I hold, and the last of your
 /// results I have seen"; the answer carries only what differs.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncRequest {
     pub modules_digest: [u8; 32],
@@ -95,12 +100,14 @@ pub struct SyncRequest {
     pub load: Load,
 }
 
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Load {
     pub executing: u32,
     pub capacity: u32,
 }
 
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncResponse {
     /// Present only when the digests differ.
@@ -114,6 +121,7 @@ pub struct SyncResponse {
     pub load: Load,
 }
 
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResultRef {
     pub key: CallKey,
