@@ -168,6 +168,48 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8], max_len: usize) -> Result<T, De
     Ok(body)
 }
 
+/// Bytes of the length that starts every request-response frame.
+pub const FRAME_HEADER_BYTES: usize = 4;
+
+/// The body length announced by a request-response frame header (4 bytes,
+/// big-endian), refused when over [`MAX_FRAME_BYTES`]: check it before
+/// allocating the body.
+pub fn frame_length(header: [u8; FRAME_HEADER_BYTES]) -> Result<usize, DecodeError> {
+    let length = u32::from_be_bytes(header) as usize;
+    match length > MAX_FRAME_BYTES {
+        true => Err(DecodeError::TooLarge(length, MAX_FRAME_BYTES)),
+        false => Ok(length),
+    }
+}
+
+/// A request-response frame: the body's length, then the [`encode`]d body.
+pub fn encode_frame<T: Serialize>(message: &T) -> Result<Vec<u8>, DecodeError> {
+    let body = encode(message);
+    if body.len() > MAX_FRAME_BYTES {
+        return Err(DecodeError::TooLarge(body.len(), MAX_FRAME_BYTES));
+    }
+    let mut frame = Vec::with_capacity(FRAME_HEADER_BYTES + body.len());
+    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&body);
+    Ok(frame)
+}
+
+/// Decodes exactly one whole frame (header and body) held in memory.
+pub fn decode_frame<T: DeserializeOwned>(frame: &[u8]) -> Result<T, DecodeError> {
+    let Some((header, body)) = frame.split_first_chunk::<FRAME_HEADER_BYTES>() else {
+        return Err(DecodeError::Malformed(format!("a frame of {} bytes has no complete length", frame.len())));
+    };
+    let length = frame_length(*header)?;
+    match body.len().cmp(&length) {
+        std::cmp::Ordering::Less => Err(DecodeError::Malformed(format!(
+            "frame body of {} bytes is shorter than its length {length}",
+            body.len()
+        ))),
+        std::cmp::Ordering::Greater => Err(DecodeError::TrailingBytes(body.len() - length)),
+        std::cmp::Ordering::Equal => decode(body, MAX_FRAME_BYTES),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,5 +235,23 @@ mod tests {
         assert_eq!(decode::<Gossip>(&trailing, 1024), Err(DecodeError::TrailingBytes(1)));
         assert!(matches!(decode::<Gossip>(&bytes[..2], 1024), Err(DecodeError::Malformed(_))));
         assert!(matches!(decode::<Gossip>(&[WIRE_VERSION, 200, 1], 1024), Err(DecodeError::Malformed(_))));
+    }
+
+    #[test]
+    fn frames_round_trip_and_bad_lengths_are_refused() {
+        let request = Request::FetchModule { module: ModuleId::of_bytes(b"m") };
+        let frame = encode_frame(&request).unwrap();
+        assert_eq!(frame_length(frame[..4].try_into().unwrap()), Ok(frame.len() - 4));
+        assert_eq!(decode_frame::<Request>(&frame), Ok(request));
+        assert_eq!(
+            frame_length(u32::MAX.to_be_bytes()),
+            Err(DecodeError::TooLarge(u32::MAX as usize, MAX_FRAME_BYTES))
+        );
+        assert!(matches!(decode_frame::<Request>(&frame[..3]), Err(DecodeError::Malformed(_))));
+        assert!(matches!(decode_frame::<Request>(&frame[..frame.len() - 1]), Err(DecodeError::Malformed(_))));
+        let mut trailing = frame.clone();
+        trailing.push(0);
+        assert_eq!(decode_frame::<Request>(&trailing), Err(DecodeError::TrailingBytes(1)));
+        assert!(decode_frame::<Request>(&[0, 0, 0, 3, 1, 250, 250]).is_err());
     }
 }
