@@ -84,7 +84,8 @@ impl Core {
         if self.modules.contains_key(&module) {
             return Vec::new();
         }
-        let fits = self.replicated_bytes + size <= self.config.replicate_budget_bytes;
+        // `size` is the peer's claim: it may be anything, even u64::MAX.
+        let fits = self.replicated_bytes.saturating_add(size) <= self.config.replicate_budget_bytes;
         if fits && !self.module_fetches.contains_key(&module) {
             return self.start_module_fetch(module, None, size).unwrap_or_default();
         }

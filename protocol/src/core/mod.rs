@@ -383,6 +383,11 @@ impl Core {
     /// Loads a name record from storage (or a peer), keeping the newer one.
     /// Returns true if the record was adopted.
     pub fn merge_name(&mut self, record: NameRecord) -> bool {
+        // A peer's record must name what a local publish could: anything else
+        // (a hex prefix, markup, 60 KiB) would shadow modules or clutter pages.
+        if validate_name(&record.name).is_err() {
+            return false;
+        }
         match self.names.get(&record.name) {
             Some(current) if !record.supersedes(current) => false,
             _ => {
@@ -398,7 +403,12 @@ impl Core {
         validate_name(name)
             .map_err(|error| CallError::InvalidName { name: name.to_owned(), reason: error.to_string() })?;
         let module = self.resolve(reference)?;
-        let version = self.names.get(name).map_or(1, |current| current.version + 1);
+        // Versions come from peers too: one may have claimed the last one.
+        let version =
+            self.names.get(name).map_or(Some(1), |current| current.version.checked_add(1)).ok_or_else(|| {
+                let reason = "its version counter is exhausted (a peer published the last version)".to_owned();
+                CallError::InvalidName { name: name.to_owned(), reason }
+            })?;
         let record = NameRecord { name: name.to_owned(), module, version, publisher: self.local_id.clone() };
         self.names.insert(name.to_owned(), record.clone());
         Ok((record.clone(), vec![Action::PersistName(record.clone()), Action::Publish(Gossip::Name(record))]))

@@ -1,0 +1,64 @@
+//! The bugs the fuzzer found in the mesh core, each replayed directly (the
+//! raw inputs under `fuzz/regressions/` depend on how the fuzz harness reads
+//! its bytes, which changes as the harness grows; these tests do not).
+
+use nebula_protocol::wire::Gossip;
+use nebula_protocol::{Action, CallError, Core, Event, ModuleId, NameRecord, validate_name};
+
+fn gossip(core: &mut Core, from: &str, gossip: Gossip) -> Vec<Action> {
+    core.handle(Event::GossipReceived { from: from.into(), gossip })
+}
+
+/// Found by `core_peer_messages`: a peer's name record was adopted (and
+/// persisted, and passed on) whatever its name, so a peer could plant a
+/// hex name such as `3f2a` that shadows every module hash starting so.
+#[test]
+fn names_from_peers_are_validated_like_local_ones() {
+    let mut core = Core::new("local");
+    let module = ModuleId::of_bytes(b"planted");
+    for name in ["", "3f2a", "Fib", "<script>", &"x".repeat(10_000)] {
+        let record = NameRecord { name: name.into(), module, version: 1, publisher: "peer".into() };
+        assert!(gossip(&mut core, "peer", Gossip::Name(record.clone())).is_empty(), "{name:?} adopted");
+        assert!(!core.merge_name(record), "{name:?} merged");
+    }
+    assert_eq!(core.names().count(), 0);
+    let record = NameRecord { name: "fib".into(), module, version: 1, publisher: "peer".into() };
+    assert_eq!(gossip(&mut core, "peer", Gossip::Name(record)).len(), 2, "a valid name is persisted and passed on");
+    assert!(core.names().all(|record| validate_name(&record.name).is_ok()));
+}
+
+/// Found by `core_peer_messages`: a module announced with a size near
+/// u64::MAX overflowed the replication budget check (a panic in debug
+/// builds, a wrapped sum that let the fetch through in release ones).
+#[test]
+fn an_absurd_module_size_does_not_overflow_the_replication_budget() {
+    let mut core = Core::new("local");
+    core.handle(Event::PeerConnected { peer: "peer".into() });
+    let small = ModuleId::of_bytes(b"small");
+    let fetches = gossip(&mut core, "peer", Gossip::ModuleAvailable { module: small, size: 1 << 20 });
+    assert!(matches!(fetches.as_slice(), [Action::FetchModule { .. }]), "a small module is replicated");
+    let huge = ModuleId::of_bytes(b"huge");
+    let fetches = gossip(&mut core, "peer", Gossip::ModuleAvailable { module: huge, size: u64::MAX });
+    assert!(fetches.is_empty(), "a module over the budget is not replicated: {fetches:?}");
+}
+
+/// Found by `core_peer_messages` and `http_input`: after a peer published a
+/// name at version u64::MAX, re-pointing that name here overflowed the
+/// version counter (a panic in debug builds; in release, version 0, which
+/// loses to every record and so silently never took effect).
+#[test]
+fn a_name_at_the_last_version_is_refused_not_wrapped() {
+    let mut core = Core::new("local");
+    let module = ModuleId::of_bytes(b"m");
+    core.handle(Event::ModuleStored { module, size: 1 });
+    let record = NameRecord { name: "fib".into(), module, version: u64::MAX, publisher: "peer".into() };
+    assert!(core.merge_name(record));
+    match core.publish_name("fib", &module.to_hex()) {
+        Err(CallError::InvalidName { name, reason }) => {
+            assert!(name == "fib" && reason.contains("version"), "{reason}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let (record, _) = core.publish_name("add", &module.to_hex()).expect("other names still work");
+    assert_eq!(record.version, 1);
+}
