@@ -5,6 +5,8 @@
 //! carry out the actions it returns.
 
 pub mod core;
+#[cfg(feature = "arbitrary")]
+pub mod fuzzing;
 pub mod ids;
 pub mod limits;
 pub mod names;
