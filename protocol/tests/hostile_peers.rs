@@ -3,7 +3,7 @@
 //! its bytes, which changes as the harness grows; these tests do not).
 
 use nebula_protocol::wire::Gossip;
-use nebula_protocol::{Action, CallError, Core, Event, ModuleId, NameRecord, validate_name};
+use nebula_protocol::{Action, CallError, Core, Event, MeshConfig, ModuleId, NameRecord, validate_name};
 
 fn gossip(core: &mut Core, from: &str, gossip: Gossip) -> Vec<Action> {
     core.handle(Event::GossipReceived { from: from.into(), gossip })
@@ -61,4 +61,18 @@ fn a_name_at_the_last_version_is_refused_not_wrapped() {
     }
     let (record, _) = core.publish_name("add", &module.to_hex()).expect("other names still work");
     assert_eq!(record.version, 1);
+}
+
+/// Found by `core_peer_messages` in the 150 s campaign: with a replication
+/// budget of u64::MAX ("unlimited"), the saturated sum still fit, and
+/// reserving the module's bytes then overflowed the running total.
+#[test]
+fn an_unlimited_replication_budget_does_not_overflow() {
+    let config = MeshConfig { replicate_budget_bytes: u64::MAX, ..MeshConfig::default() };
+    let mut core = Core::with_config("local", config);
+    core.handle(Event::PeerConnected { peer: "peer".into() });
+    for (name, size) in [(&b"one"[..], 1 << 20), (b"two", u64::MAX)] {
+        let module = ModuleId::of_bytes(name);
+        gossip(&mut core, "peer", Gossip::ModuleAvailable { module, size });
+    }
 }

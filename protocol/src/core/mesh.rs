@@ -85,7 +85,8 @@ impl Core {
             return Vec::new();
         }
         // `size` is the peer's claim: it may be anything, even u64::MAX.
-        let fits = self.replicated_bytes.saturating_add(size) <= self.config.replicate_budget_bytes;
+        let fits =
+            self.replicated_bytes.checked_add(size).is_some_and(|total| total <= self.config.replicate_budget_bytes);
         if fits && !self.module_fetches.contains_key(&module) {
             return self.start_module_fetch(module, None, size).unwrap_or_default();
         }
