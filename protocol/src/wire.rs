@@ -14,11 +14,15 @@ use crate::limits::Limits;
 use crate::names::NameRecord;
 use crate::outcome::{CallError, ExecutionRecord};
 
-pub const WIRE_VERSION: u8 = 1;
+pub const WIRE_VERSION: u8 = 2;
 
 /// Largest request-response frame: a module of the largest deployable size
 /// plus headroom. Checked before anything is allocated.
 pub const MAX_FRAME_BYTES: usize = 80 << 20;
+
+/// Largest request: a call's input at the largest input limit, plus headroom.
+/// Only responses carry modules.
+pub const MAX_REQUEST_BYTES: usize = (8 << 20) + 64 * 1024;
 
 /// Gossip is for metadata; anything bigger is fetched by request-response.
 pub const MAX_GOSSIP_BYTES: usize = 60 * 1024;

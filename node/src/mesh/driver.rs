@@ -316,8 +316,8 @@ impl Driver {
         let Some(host) = self.host.upgrade() else { return };
         match (purpose, response) {
             (Purpose::Module(module), Response::Module(bytes)) => host.module_received(module, peer, bytes),
-            (Purpose::Result(flight), Response::Result(found)) => {
-                host.core_event(Event::ResultFetched { flight, from: peer, found: found.map(Arc::new) })
+            (Purpose::Result(flight, key), Response::Result(found)) => {
+                host.core_event(Event::ResultFetched { flight, key, from: peer, found: found.map(Arc::new) })
             }
             (Purpose::Forward(flight), Response::Call(answer)) => {
                 host.core_event(Event::ForwardAnswered { flight, from: peer, answer: Ok(answer) })
@@ -340,7 +340,7 @@ impl Driver {
             Purpose::Module(module) => {
                 Event::ModuleFetchFailed { module, from: peer, failure: FetchFailure::Unreachable }
             }
-            Purpose::Result(flight) => Event::ResultFetched { flight, from: peer, found: None },
+            Purpose::Result(flight, key) => Event::ResultFetched { flight, key, from: peer, found: None },
             Purpose::Forward(flight) => Event::ForwardAnswered { flight, from: peer, answer: Err(reason) },
             Purpose::Sync | Purpose::Tell => return,
         };
