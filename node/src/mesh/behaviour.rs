@@ -74,6 +74,8 @@ fn behaviour(key: &Keypair, settings: &MeshSettings) -> Result<Behaviour, BoxedE
         .heartbeat_interval(settings.gossip_heartbeat)
         .validation_mode(gossipsub::ValidationMode::Strict)
         .max_transmit_size(MAX_GOSSIP_BYTES + 4096)
+        // Each message is checked (size, format, budget) before it is passed on.
+        .validate_messages()
         // Message ids stay the default (author + sequence number): with
         // content ids, a second holder's identical "I hold module M"
         // would be dropped as a duplicate of the first holder's.
@@ -86,6 +88,9 @@ fn behaviour(key: &Keypair, settings: &MeshSettings) -> Result<Behaviour, BoxedE
         .with_max_established(Some(512))
         .with_max_established_per_peer(Some(4))
         .with_max_pending_incoming(Some(64));
+    let mut gossipsub =
+        gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gossipsub_config)?;
+    gossipsub.with_peer_score(gossip_scoring(), gossipsub::PeerScoreThresholds::default())?;
     Ok(Behaviour {
         limits: connection_limits::Behaviour::new(limits),
         blocked: allow_block_list::Behaviour::default(),
@@ -96,7 +101,7 @@ fn behaviour(key: &Keypair, settings: &MeshSettings) -> Result<Behaviour, BoxedE
         ping: ping::Behaviour::new(
             ping::Config::new().with_interval(settings.ping_interval).with_timeout(settings.ping_interval),
         ),
-        gossipsub: gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gossipsub_config)?,
+        gossipsub,
         rpc: request_response::Behaviour::with_codec(
             WireCodec,
             [(PROTOCOL, request_response::ProtocolSupport::Full)],
@@ -104,4 +109,27 @@ fn behaviour(key: &Keypair, settings: &MeshSettings) -> Result<Behaviour, BoxedE
         ),
         mdns: Toggle::from(mdns),
     })
+}
+
+/// Gossipsub peer scores that count only invalid messages (malformed ones,
+/// rejected by the driver): a peer sending a few is graylisted (its messages
+/// ignored) until its score decays. The other score components are off: they
+/// reward busy topics and would count quiet honest peers, or many nodes on
+/// one lab machine (same IP), against them.
+fn gossip_scoring() -> gossipsub::PeerScoreParams {
+    let invalid_only = gossipsub::TopicScoreParams {
+        topic_weight: 1.0,
+        time_in_mesh_weight: 0.0,
+        first_message_deliveries_weight: 0.0,
+        mesh_message_deliveries_weight: 0.0,
+        mesh_failure_penalty_weight: 0.0,
+        invalid_message_deliveries_weight: -10.0,
+        invalid_message_deliveries_decay: 0.9,
+        ..Default::default()
+    };
+    let mut params = gossipsub::PeerScoreParams { ip_colocation_factor_weight: 0.0, ..Default::default() };
+    for topic in super::driver::TOPICS {
+        params.topics.insert(gossipsub::IdentTopic::new(topic).hash(), invalid_only.clone());
+    }
+    params
 }

@@ -5,6 +5,7 @@
 mod behaviour;
 pub mod codec;
 mod driver;
+mod flood;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -43,6 +44,9 @@ pub struct MeshSettings {
     /// Pre-shared key of a private mesh: only nodes holding it can connect
     /// (TCP only; QUIC addresses are not used).
     pub swarm_key: Option<libp2p::pnet::PreSharedKey>,
+    /// Messages (gossip and requests) a peer may send per second, sustained;
+    /// beyond, they are dropped unread.
+    pub peer_message_budget: u32,
 }
 
 impl Default for MeshSettings {
@@ -61,6 +65,7 @@ impl Default for MeshSettings {
             ping_interval: Duration::from_secs(15),
             sync_interval: Duration::from_secs(10),
             swarm_key: None,
+            peer_message_budget: 1000,
         }
     }
 }
@@ -115,6 +120,8 @@ pub trait MeshHost: Send + Sync + 'static {
     fn serve_request(&self, from: String, token: u64, request: Request);
     /// A module's bytes arrived (or `None`: the peer does not have it): verify, store, report.
     fn module_received(&self, module: ModuleId, from: String, bytes: Option<Vec<u8>>);
+    /// A message from `peer` was dropped unread (over its budget, or malformed).
+    fn message_dropped(&self, peer: &str, why: &str);
 }
 
 /// Network facts about a peer, for `/peers`.

@@ -54,6 +54,11 @@ impl MeshHost for Shared {
         }
     }
 
+    fn message_dropped(&self, peer: &str, why: &str) {
+        tracing::debug!(%peer, why, "dropped a peer's message");
+        self.metrics.peer_messages_dropped.inc();
+    }
+
     fn module_received(&self, module: ModuleId, from: String, bytes: Option<Vec<u8>>) {
         let shared = self.arc();
         let Some(bytes) = bytes else {

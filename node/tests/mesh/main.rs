@@ -4,6 +4,7 @@ mod browser;
 #[path = "../single_node/common.rs"]
 #[allow(dead_code)]
 mod common;
+mod flood;
 mod forged;
 mod harness;
 mod hostile;
