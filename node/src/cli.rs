@@ -34,6 +34,9 @@ pub enum Command {
         #[arg(long, default_value = "./nebula-data")]
         data: PathBuf,
     },
+    /// Print a new random swarm key: give the same file to every node's
+    /// `--swarm-key` and only they can join the mesh.
+    SwarmKey,
     /// Deploy a wasm module; prints its BLAKE3 hash.
     Deploy {
         file: PathBuf,
@@ -185,6 +188,16 @@ pub struct NodeArgs {
     /// Anti-entropy with each peer, in milliseconds (default 10000).
     #[arg(long)]
     pub sync_interval_ms: Option<u64>,
+    /// Swarm key file (from `nebula swarm-key`): a private mesh that only
+    /// nodes with the same key can join. TCP only; QUIC listen addresses are
+    /// dropped.
+    #[arg(long)]
+    pub swarm_key: Option<PathBuf>,
+    /// Trust a result another node computed only once this many other nodes
+    /// (or this one) computed the same (default 0: a result correctly signed
+    /// by the node that ran it is trusted as it is).
+    #[arg(long, default_value_t = 0)]
+    pub verify_remote: u8,
 }
 
 impl NodeArgs {
@@ -208,8 +221,9 @@ impl NodeArgs {
         Ok(token)
     }
 
-    pub fn config(&self) -> NodeConfig {
+    pub fn config(&self) -> anyhow::Result<NodeConfig> {
         let mut config = NodeConfig::new(&self.data, self.http);
+        config.verify_remote = self.verify_remote;
         if let Some(concurrency) = self.concurrency {
             config.concurrency = concurrency.max(1);
         }
@@ -234,8 +248,14 @@ impl NodeArgs {
         if !self.standalone {
             let defaults = MeshSettings::default();
             let millis = |value: Option<u64>, default: Duration| value.map_or(default, Duration::from_millis);
+            let swarm_key = self.swarm_key.as_deref().map(crate::mesh::read_swarm_key).transpose()?;
+            let mut listen = self.listen.clone();
+            if swarm_key.is_some() {
+                listen.retain(|address| !crate::mesh::is_quic(address));
+            }
             config.mesh = Some(MeshSettings {
-                listen: self.listen.clone(),
+                listen,
+                swarm_key,
                 bootstrap: self.peers.clone(),
                 mdns: !self.no_mdns,
                 tick: millis(self.tick_ms, defaults.tick),
@@ -245,7 +265,7 @@ impl NodeArgs {
                 ..defaults
             });
         }
-        config
+        Ok(config)
     }
 }
 
@@ -253,6 +273,10 @@ impl NodeArgs {
 pub async fn run_client(command: Command) -> anyhow::Result<i32> {
     match command {
         Command::Node(_) => unreachable!("`nebula node` is handled by main"),
+        Command::SwarmKey => {
+            print!("{}", crate::mesh::new_swarm_key()?);
+            Ok(0)
+        }
         Command::Id { data } => {
             std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
             let key = crate::mesh::load_or_create_key(&data.join("node-key"))?;

@@ -24,6 +24,9 @@ pub struct NodeConfig {
     pub replicate_budget_bytes: u64,
     /// A call needing a module at most this big fetches it; a bigger one is forwarded.
     pub fetch_for_call_max_bytes: u64,
+    /// A peer's result is trusted only once this many other executors agree
+    /// (0: a correctly signed result is trusted as it is).
+    pub verify_remote: u8,
     /// Power of one busy core, for energy estimates where RAPL cannot be read.
     pub watts_per_core: f64,
     /// Peer-to-peer networking; `None` runs a node on its own.
@@ -51,6 +54,7 @@ impl NodeConfig {
             max_module_bytes: 64 << 20,
             replicate_budget_bytes: 1 << 30,
             fetch_for_call_max_bytes: 16 << 20,
+            verify_remote: 0,
             watts_per_core: crate::footprint::DEFAULT_WATTS_PER_CORE,
             mesh: None,
             admin_token: None,

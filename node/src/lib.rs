@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod result_cache;
 pub mod runtime;
 pub mod service;
+pub mod signing;
 pub mod store;
 
 pub use config::NodeConfig;

@@ -27,7 +27,7 @@ async fn main() {
 }
 
 async fn run_node(args: nebula_node::cli::NodeArgs) -> anyhow::Result<()> {
-    let mut config = args.config();
+    let mut config = args.config()?;
     config.admin_token = args.admin_token()?;
     let listener = tokio::net::TcpListener::bind(config.http_addr)
         .await

@@ -29,6 +29,7 @@ pub struct Metrics {
     pub modules: Gauge,
     pub memory_cache_bytes: Gauge,
     pub peer_penalties: Counter,
+    pub peer_messages_dropped: Counter,
     /// The common series, looked up once: no label allocated per call.
     calls_success: Counter,
     cache_hit: Counter,
@@ -60,6 +61,12 @@ impl Default for Metrics {
         registry.register("memory_cache_bytes", "Bytes of results held in memory", memory_cache_bytes.clone());
         let peer_penalties = Counter::default();
         registry.register("peer_penalties", "Misbehaviours of peers detected", peer_penalties.clone());
+        let peer_messages_dropped = Counter::default();
+        registry.register(
+            "peer_messages_dropped",
+            "Messages from peers dropped unread: over the peer's budget, or malformed",
+            peer_messages_dropped.clone(),
+        );
         let calls_success = calls.get_or_create(&OutcomeLabel { outcome: "success".to_owned() }).clone();
         let cache_series = |result: &str| cache.get_or_create(&CacheLabel { result: result.to_owned() }).clone();
         let (cache_hit, cache_miss, cache_joined) = (cache_series("hit"), cache_series("miss"), cache_series("joined"));
@@ -77,6 +84,7 @@ impl Default for Metrics {
             modules,
             memory_cache_bytes,
             peer_penalties,
+            peer_messages_dropped,
         }
     }
 }

@@ -65,6 +65,7 @@ mod tests {
                 fuel_used: 0,
                 timings: Timings::default(),
                 executed_by: "test".into(),
+                signature: Vec::new(),
             };
             cache.insert(CallKey::new(&module, &i.to_le_bytes()), Arc::new(record));
         }

@@ -15,8 +15,10 @@ use crate::core::{Action, Core, Event, FetchFailure, FlightId, MeshConfig, Peer,
 use crate::ids::{CallKey, MIN_PREFIX_LEN, ModuleId, looks_like_hex};
 use crate::limits::{LimitOverrides, Limits};
 use crate::names::{MAX_NAME_LEN, NameError, NameRecord, validate_name};
-use crate::outcome::{CallError, ExecutionRecord};
-use crate::wire::{self, Gossip, MAX_FRAME_BYTES, MAX_GOSSIP_BYTES, RemoteAnswer, Request, Response};
+use crate::outcome::{CallError, ExecutionRecord, Outcome};
+use crate::wire::{
+    self, Gossip, MAX_FRAME_BYTES, MAX_GOSSIP_BYTES, MAX_REQUEST_BYTES, RemoteAnswer, Request, Response,
+};
 use crate::wire::{SyncRequest, SyncResponse};
 
 /// A fuzz target's check: panics on a bug.
@@ -45,7 +47,7 @@ pub fn wire_gossip(data: &[u8]) {
 
 /// Raw bytes as a request-response request.
 pub fn wire_request(data: &[u8]) {
-    decoded_round_trips::<Request>(data, MAX_FRAME_BYTES);
+    decoded_round_trips::<Request>(data, MAX_REQUEST_BYTES);
 }
 
 /// Raw bytes as a request-response response.
@@ -104,7 +106,7 @@ fn encoded_round_trips<T: Serialize + DeserializeOwned + PartialEq + Debug>(mess
         Err(wire::DecodeError::TooLarge(bytes.len(), bytes.len() - 1))
     );
     let frame = wire::encode_frame(message).expect("a fuzzed message is far below the frame limit");
-    assert_eq!(wire::decode_frame::<T>(&frame).as_ref(), Ok(message));
+    assert_eq!(wire::decode_frame::<T>(&frame, MAX_FRAME_BYTES).as_ref(), Ok(message));
     let stored = postcard::to_stdvec(message).expect("in-memory encoding cannot fail");
     assert_eq!(postcard::from_bytes::<T>(&stored).as_ref(), Ok(message));
 }
@@ -115,8 +117,8 @@ fn encoded_round_trips<T: Serialize + DeserializeOwned + PartialEq + Debug>(mess
 pub fn stored_records(data: &[u8]) {
     stored_round_trips::<ExecutionRecord>(data);
     stored_round_trips::<NameRecord>(data);
-    framed_round_trips::<Request>(data);
-    framed_round_trips::<Response>(data);
+    framed_round_trips::<Request>(data, MAX_REQUEST_BYTES);
+    framed_round_trips::<Response>(data, MAX_FRAME_BYTES);
 }
 
 fn stored_round_trips<T: Serialize + DeserializeOwned + PartialEq + Debug>(data: &[u8]) {
@@ -126,12 +128,12 @@ fn stored_round_trips<T: Serialize + DeserializeOwned + PartialEq + Debug>(data:
     assert_eq!(postcard::from_bytes::<T>(&again).ok(), Some(record));
 }
 
-fn framed_round_trips<T: Serialize + DeserializeOwned + PartialEq + Debug>(data: &[u8]) {
-    let Ok(message) = wire::decode_frame::<T>(data) else { return };
+fn framed_round_trips<T: Serialize + DeserializeOwned + PartialEq + Debug>(data: &[u8], max_len: usize) {
+    let Ok(message) = wire::decode_frame::<T>(data, max_len) else { return };
     let header: [u8; 4] = data[..4].try_into().expect("a decoded frame has a header");
-    assert_eq!(wire::frame_length(header), Ok(data.len() - 4));
+    assert_eq!(wire::frame_length(header, max_len), Ok(data.len() - 4));
     let again = wire::encode_frame(&message).expect("re-encoding is no longer than the frame");
-    assert_eq!(wire::decode_frame::<T>(&again), Ok(message));
+    assert_eq!(wire::decode_frame::<T>(&again, max_len), Ok(message));
 }
 
 // --- The mesh core under a hostile peer --------------------------------------
@@ -204,6 +206,7 @@ struct Setup {
     max_hops: u8,
     result_log_len: u8,
     remote_results_len: u8,
+    verify_remote: u8,
 }
 
 impl Setup {
@@ -218,6 +221,7 @@ impl Setup {
                 max_hops: self.max_hops % 4,
                 result_log_len: usize::from(self.result_log_len % 8),
                 remote_results_len: usize::from(self.remote_results_len % 8),
+                verify_remote: self.verify_remote % 3,
                 ..MeshConfig::default()
             },
         }
@@ -262,6 +266,9 @@ enum ModuleFetch {
 #[derive(Debug, Arbitrary)]
 struct Answer {
     record: Option<ExecutionRecord>,
+    /// Make the record's executor one of the peers and its outcome one of a
+    /// few, so that independent executors can agree (or disagree).
+    pooled: Option<(u8, u8)>,
     forward: Result<Result<RemoteAnswer, CallError>, String>,
     fetch: ModuleFetch,
     size: u64,
@@ -298,6 +305,11 @@ enum Step {
         module: u8,
         size: u64,
     },
+    /// The shell caught a peer breaking the rules (a forged signature, say).
+    Misbehaved {
+        peer: u8,
+        reason: String,
+    },
     /// The node's admin points a name at a module.
     Publish {
         name: u8,
@@ -322,7 +334,7 @@ enum Open {
     Lookup(FlightId),
     Execute(FlightId, ModuleId),
     FetchModule(ModuleId, Peer),
-    FetchResult(FlightId, Peer),
+    FetchResult(FlightId, CallKey, Peer),
     Forward(FlightId, Peer),
 }
 
@@ -350,9 +362,9 @@ impl Harness {
                     assert_ne!(from, LOCAL, "fetching {module} from itself");
                     self.open.push(Open::FetchModule(module, from));
                 }
-                Action::FetchResult { flight, from, .. } => {
+                Action::FetchResult { flight, key, from } => {
                     assert_ne!(from, LOCAL, "fetching a result from itself");
-                    self.open.push(Open::FetchResult(flight, from));
+                    self.open.push(Open::FetchResult(flight, key, from));
                 }
                 Action::ForwardCall { flight, to, hops, .. } => {
                     assert_ne!(to, LOCAL, "forwarding a call to itself");
@@ -370,7 +382,15 @@ impl Harness {
         }
     }
 
-    fn answer(&mut self, core: &mut Core, open: Open, answer: Answer) {
+    fn answer(&mut self, core: &mut Core, open: Open, mut answer: Answer) {
+        if let (Some((executor, stdout)), Some(record)) = (answer.pooled, &mut answer.record) {
+            record.executed_by = peer(executor);
+            record.outcome = Outcome::Success { stdout: pooled_input(stdout).to_vec() };
+        }
+        if let (Some((executor, stdout)), Ok(Ok(remote))) = (answer.pooled, &mut answer.forward) {
+            remote.record.executed_by = peer(executor);
+            remote.record.outcome = Outcome::Success { stdout: pooled_input(stdout).to_vec() };
+        }
         let event = match open {
             Open::Lookup(flight) => Event::ResultLookedUp { flight, found: answer.record.map(Arc::new) },
             Open::Execute(flight, module) => {
@@ -387,8 +407,8 @@ impl Harness {
                 };
                 Event::ModuleFetchFailed { module, from, failure }
             }
-            Open::FetchResult(flight, from) => {
-                Event::ResultFetched { flight, from, found: answer.record.map(Arc::new) }
+            Open::FetchResult(flight, key, from) => {
+                Event::ResultFetched { flight, key, from, found: answer.record.map(Arc::new) }
             }
             Open::Forward(flight, from) => Event::ForwardAnswered { flight, from, answer: answer.forward },
         };
@@ -422,6 +442,7 @@ impl Harness {
                 Event::CallRequested { request, reference: reference.text(), input, limits, hops }
             }
             Step::Deploy { module, size } => Event::ModuleStored { module: pooled_module(module), size },
+            Step::Misbehaved { peer: index, reason } => Event::PeerMisbehaved { peer: peer(index), reason },
             Step::Publish { name, reference } => {
                 let name = NAMES[usize::from(name) % NAMES.len()];
                 let before = core.names().find(|record| record.name == name).cloned();
@@ -457,8 +478,13 @@ impl Harness {
     fn drain(&mut self, core: &mut Core) {
         for _ in 0..10_000 {
             let Some(open) = self.open.pop() else { return };
-            let answer =
-                Answer { record: None, forward: Err("unreachable".into()), fetch: ModuleFetch::Unreachable, size: 0 };
+            let answer = Answer {
+                record: None,
+                pooled: None,
+                forward: Err("unreachable".into()),
+                fetch: ModuleFetch::Unreachable,
+                size: 0,
+            };
             self.answer(core, open, answer);
         }
         panic!("answering the open actions never ends: {} still open", self.open.len());

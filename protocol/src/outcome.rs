@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::ModuleId;
+use crate::ids::{CallKey, ModuleId};
 
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +46,9 @@ pub enum CallError {
     Internal { message: String },
     #[error("bad name '{name}': {reason}")]
     InvalidName { name: String, reason: String },
+    /// Peers' results could not be confirmed by enough independent executors.
+    #[error("the result could not be verified: {reason}")]
+    Unverified { reason: String },
 }
 
 fn tail_suffix(stderr_tail: &str) -> String {
@@ -73,6 +76,7 @@ impl CallError {
             CallError::ModuleCorrupt { .. } => "module_corrupt",
             CallError::Internal { .. } => "internal",
             CallError::InvalidName { .. } => "invalid_name",
+            CallError::Unverified { .. } => "unverified",
         }
     }
 
@@ -122,6 +126,10 @@ pub struct ExecutionRecord {
     pub timings: Timings,
     /// The node that ran it (empty if nothing ran).
     pub executed_by: String,
+    /// `executed_by`'s signature over [`ExecutionRecord::signed_content`]
+    /// (empty if unsigned): a peer passing a result on cannot alter it or
+    /// pin it on another node.
+    pub signature: Vec<u8>,
 }
 
 impl ExecutionRecord {
@@ -133,7 +141,31 @@ impl ExecutionRecord {
             fuel_used: 0,
             timings: Timings::default(),
             executed_by: String::new(),
+            signature: Vec::new(),
         }
+    }
+
+    /// What the executor signs: the call it answers and everything about the
+    /// answer that other nodes rely on (timings are informational and left out).
+    pub fn signed_content(&self, key: &CallKey) -> Vec<u8> {
+        #[derive(Serialize)]
+        struct Signed<'a> {
+            domain: &'static str,
+            key: &'a CallKey,
+            module: &'a ModuleId,
+            outcome: &'a Outcome,
+            fuel_used: u64,
+            executed_by: &'a str,
+        }
+        let signed = Signed {
+            domain: "nebula execution record v1",
+            key,
+            module: &self.module,
+            outcome: &self.outcome,
+            fuel_used: self.fuel_used,
+            executed_by: &self.executed_by,
+        };
+        postcard::to_stdvec(&signed).expect("in-memory encoding cannot fail")
     }
 }
 

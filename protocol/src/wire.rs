@@ -14,11 +14,15 @@ use crate::limits::Limits;
 use crate::names::NameRecord;
 use crate::outcome::{CallError, ExecutionRecord};
 
-pub const WIRE_VERSION: u8 = 1;
+pub const WIRE_VERSION: u8 = 2;
 
 /// Largest request-response frame: a module of the largest deployable size
 /// plus headroom. Checked before anything is allocated.
 pub const MAX_FRAME_BYTES: usize = 80 << 20;
+
+/// Largest request: a call's input at the largest input limit, plus headroom.
+/// Only responses carry modules.
+pub const MAX_REQUEST_BYTES: usize = (8 << 20) + 64 * 1024;
 
 /// Gossip is for metadata; anything bigger is fetched by request-response.
 pub const MAX_GOSSIP_BYTES: usize = 60 * 1024;
@@ -172,12 +176,13 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8], max_len: usize) -> Result<T, De
 pub const FRAME_HEADER_BYTES: usize = 4;
 
 /// The body length announced by a request-response frame header (4 bytes,
-/// big-endian), refused when over [`MAX_FRAME_BYTES`]: check it before
-/// allocating the body.
-pub fn frame_length(header: [u8; FRAME_HEADER_BYTES]) -> Result<usize, DecodeError> {
+/// big-endian), refused when over `max_len` ([`MAX_REQUEST_BYTES`] for a
+/// request, [`MAX_FRAME_BYTES`] for a response): check it before allocating
+/// the body.
+pub fn frame_length(header: [u8; FRAME_HEADER_BYTES], max_len: usize) -> Result<usize, DecodeError> {
     let length = u32::from_be_bytes(header) as usize;
-    match length > MAX_FRAME_BYTES {
-        true => Err(DecodeError::TooLarge(length, MAX_FRAME_BYTES)),
+    match length > max_len {
+        true => Err(DecodeError::TooLarge(length, max_len)),
         false => Ok(length),
     }
 }
@@ -194,19 +199,20 @@ pub fn encode_frame<T: Serialize>(message: &T) -> Result<Vec<u8>, DecodeError> {
     Ok(frame)
 }
 
-/// Decodes exactly one whole frame (header and body) held in memory.
-pub fn decode_frame<T: DeserializeOwned>(frame: &[u8]) -> Result<T, DecodeError> {
+/// Decodes exactly one whole frame (header and body) held in memory, its
+/// body at most `max_len` bytes.
+pub fn decode_frame<T: DeserializeOwned>(frame: &[u8], max_len: usize) -> Result<T, DecodeError> {
     let Some((header, body)) = frame.split_first_chunk::<FRAME_HEADER_BYTES>() else {
         return Err(DecodeError::Malformed(format!("a frame of {} bytes has no complete length", frame.len())));
     };
-    let length = frame_length(*header)?;
+    let length = frame_length(*header, max_len)?;
     match body.len().cmp(&length) {
         std::cmp::Ordering::Less => Err(DecodeError::Malformed(format!(
             "frame body of {} bytes is shorter than its length {length}",
             body.len()
         ))),
         std::cmp::Ordering::Greater => Err(DecodeError::TrailingBytes(body.len() - length)),
-        std::cmp::Ordering::Equal => decode(body, MAX_FRAME_BYTES),
+        std::cmp::Ordering::Equal => decode(body, max_len),
     }
 }
 
@@ -241,17 +247,20 @@ mod tests {
     fn frames_round_trip_and_bad_lengths_are_refused() {
         let request = Request::FetchModule { module: ModuleId::of_bytes(b"m") };
         let frame = encode_frame(&request).unwrap();
-        assert_eq!(frame_length(frame[..4].try_into().unwrap()), Ok(frame.len() - 4));
-        assert_eq!(decode_frame::<Request>(&frame), Ok(request));
+        assert_eq!(frame_length(frame[..4].try_into().unwrap(), MAX_REQUEST_BYTES), Ok(frame.len() - 4));
+        assert_eq!(decode_frame::<Request>(&frame, MAX_REQUEST_BYTES), Ok(request));
         assert_eq!(
-            frame_length(u32::MAX.to_be_bytes()),
+            frame_length(u32::MAX.to_be_bytes(), MAX_FRAME_BYTES),
             Err(DecodeError::TooLarge(u32::MAX as usize, MAX_FRAME_BYTES))
         );
-        assert!(matches!(decode_frame::<Request>(&frame[..3]), Err(DecodeError::Malformed(_))));
-        assert!(matches!(decode_frame::<Request>(&frame[..frame.len() - 1]), Err(DecodeError::Malformed(_))));
+        assert!(matches!(decode_frame::<Request>(&frame[..3], MAX_REQUEST_BYTES), Err(DecodeError::Malformed(_))));
+        assert!(matches!(
+            decode_frame::<Request>(&frame[..frame.len() - 1], MAX_REQUEST_BYTES),
+            Err(DecodeError::Malformed(_))
+        ));
         let mut trailing = frame.clone();
         trailing.push(0);
-        assert_eq!(decode_frame::<Request>(&trailing), Err(DecodeError::TrailingBytes(1)));
-        assert!(decode_frame::<Request>(&[0, 0, 0, 3, 1, 250, 250]).is_err());
+        assert_eq!(decode_frame::<Request>(&trailing, MAX_REQUEST_BYTES), Err(DecodeError::TrailingBytes(1)));
+        assert!(decode_frame::<Request>(&[0, 0, 0, 3, 1, 250, 250], MAX_REQUEST_BYTES).is_err());
     }
 }

@@ -74,6 +74,7 @@ fn write_fuzz_seeds() {
         fuel_used: 1234,
         timings: Default::default(),
         executed_by: "12D3KooWpeer".into(),
+        signature: vec![7; 64],
     };
     let trap =
         ExecutionRecord::rejected(module, CallError::Trap { message: "unreachable".into(), stderr_tail: "x".into() });

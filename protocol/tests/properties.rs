@@ -93,7 +93,7 @@ proptest! {
     #[test]
     fn frame_lengths_over_the_limit_are_refused(length in any::<u32>()) {
         let header = length.to_be_bytes();
-        match wire::frame_length(header) {
+        match wire::frame_length(header, MAX_FRAME_BYTES) {
             Ok(accepted) => prop_assert!(accepted == length as usize && accepted <= MAX_FRAME_BYTES),
             Err(error) => prop_assert_eq!(error, DecodeError::TooLarge(length as usize, MAX_FRAME_BYTES)),
         }

@@ -81,7 +81,7 @@ enum Command {
     },
 }
 
-/// Message faults on every link, on top of the scenario's.
+/// Message faults on every link (on top of the scenario's), and the trust policy.
 #[derive(clap::Args, Clone, Copy)]
 struct Faults {
     /// Chance that a message is lost.
@@ -90,6 +90,10 @@ struct Faults {
     /// Chance that a message arrives twice.
     #[arg(long, default_value_t = 0.0, value_parser = probability)]
     duplicate: f64,
+    /// Trust a peer's result only once this many other executors agree
+    /// (the node's `--verify-remote`).
+    #[arg(long, default_value_t = 0)]
+    verify_remote: u8,
 }
 
 impl Faults {
@@ -189,7 +193,8 @@ fn main() -> anyhow::Result<()> {
                 Some(dir) => Executor::wasm(&dir)?,
                 None => Executor::Modelled,
             };
-            let run = scenario::run(scenario(&name)?, nodes, seed, calls, network.model(), executor);
+            let run =
+                scenario::run(scenario(&name)?, nodes, seed, calls, network.model(), executor, network.verify_remote);
             summary(&run.report);
             outputs.write(&run.report, &run.history)?;
             if !run.report.passed {
@@ -217,7 +222,15 @@ fn main() -> anyhow::Result<()> {
             let runs = scenarios.len() as u64 * seeds;
             for name in scenarios {
                 for seed in 1..=seeds {
-                    let run = scenario::run(name, nodes, seed, calls, network.model(), Executor::Modelled);
+                    let run = scenario::run(
+                        name,
+                        nodes,
+                        seed,
+                        calls,
+                        network.model(),
+                        Executor::Modelled,
+                        network.verify_remote,
+                    );
                     if !run.report.passed {
                         failing.push(format!("{} {seed} {nodes} {calls}", name.label()));
                     }

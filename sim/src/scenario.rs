@@ -108,8 +108,8 @@ impl Name {
         }
     }
 
-    /// A lying node makes by-hash answers wrong by design: Nebula trusts the
-    /// node that executed (until results are signed and re-executed).
+    /// A lying node makes by-hash answers wrong: by default Nebula trusts the
+    /// node that executed (unless results are verified, `--verify-remote`).
     pub fn expects_consistency(self) -> bool {
         self != Name::LyingNode
     }
@@ -162,7 +162,12 @@ pub struct Report {
 impl Report {
     /// Judges a recorded history, wherever it came from.
     pub fn of_history(history: &HistoryFile, expects_consistency: bool) -> Report {
-        let checks = check(&history.calls);
+        Self::of_calls(history, &history.calls, expects_consistency)
+    }
+
+    /// Judges only `calls` (a subset of the history's).
+    fn of_calls(history: &HistoryFile, calls: &[CallRecord], expects_consistency: bool) -> Report {
+        let checks = check(calls);
         Report {
             source: history.source.clone(),
             scenario: history.scenario.clone(),
@@ -201,9 +206,10 @@ pub fn run(
     calls: usize,
     network: NetworkModel,
     executor: Executor,
+    verify_remote: u8,
 ) -> Outcome {
     let wall = Instant::now();
-    let config = MeshConfig::default();
+    let config = MeshConfig { verify_remote, ..MeshConfig::default() };
     let world = World::new(nodes, seed, network, executor, config.clone(), DEGREE);
     let mut run = Run { world, config, modules: Vec::new(), names: BTreeMap::new(), next_module: 0 };
     run.world.connect_all();
@@ -270,7 +276,11 @@ pub fn run(
         convergence_after_heal_ms: convergence,
         calls: std::mem::take(&mut run.world.history.calls),
     };
-    let mut report = Report::of_history(&history, scenario.expects_consistency());
+    // Nothing protects a liar's own callers; everyone else's answers must
+    // stay right when results are verified.
+    let liar = run.world.has_liar();
+    let honest: Vec<CallRecord> = history.calls.iter().filter(|call| !(liar && call.node == 0)).cloned().collect();
+    let mut report = Report::of_calls(&history, &honest, scenario.expects_consistency() || verify_remote > 0);
     let calls = report.checks.calls.max(1) as f64;
     report.messages_per_call = Some(run.world.messages as f64 / calls);
     report.bytes_per_call = Some(run.world.bytes as f64 / calls);

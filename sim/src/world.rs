@@ -219,6 +219,11 @@ impl World {
         self.nodes[node].liar = true;
     }
 
+    /// Node 0 lies (the liar is always node 0).
+    pub fn has_liar(&self) -> bool {
+        self.nodes[0].liar
+    }
+
     pub fn set_slow(&mut self, node: usize, slow: bool) {
         self.nodes[node].slow = slow;
     }
@@ -478,6 +483,7 @@ impl World {
                     fuel_used: 0,
                     timings: Timings::default(),
                     executed_by: node_name(n),
+                    signature: Vec::new(),
                 };
                 let (low, high) = self.network.exec_ms;
                 let factor = if self.nodes[n].slow { self.network.slow_exec_factor } else { 1 };
@@ -521,7 +527,7 @@ impl World {
                     false => (None, self.network.request_timeout_ms),
                 };
                 self.messages += 2;
-                self.schedule(delay, Pending::Deliver(n, Event::ResultFetched { flight, from, found }));
+                self.schedule(delay, Pending::Deliver(n, Event::ResultFetched { flight, key, from, found }));
             }
             Action::ForwardCall { flight, to, module, input, limits, hops } => {
                 let Some(m) = node_index(&to) else { return };

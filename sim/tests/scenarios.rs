@@ -52,6 +52,16 @@ fn the_checker_catches_a_lying_node() {
 }
 
 #[test]
+fn verified_results_keep_a_lying_node_from_fooling_anyone_else() {
+    let args = ["--scenario", "lying-node", "--nodes", "10", "--seed", "3", "--calls", "1000", "--verify-remote", "1"];
+    let run = report(&args);
+    assert_eq!(run["checks"]["by_hash_violations"], 0, "{run}");
+    assert!(run["checks"]["availability"].as_f64().unwrap() > 0.95, "{run}");
+    assert!(run["peer_penalties"].as_u64().unwrap() > 0, "the liar is caught: {run}");
+    assert_eq!(run["passed"], true);
+}
+
+#[test]
 fn crashes_lose_only_calls_at_the_crashed_nodes() {
     let run = report(&["--scenario", "crash-restart-storm", "--nodes", "20", "--seed", "5", "--calls", "1500"]);
     let checks = &run["checks"];

@@ -20,6 +20,8 @@ pub fn status_for(error: &CallError) -> StatusCode {
         CallError::ModuleNotFound { .. } | CallError::NameNotFound { .. } => StatusCode::NOT_FOUND,
         CallError::AmbiguousPrefix { .. } => StatusCode::CONFLICT,
         CallError::ModuleCorrupt { .. } | CallError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        // Peers answered, but not in a way this node can trust.
+        CallError::Unverified { .. } => StatusCode::BAD_GATEWAY,
     }
 }
 

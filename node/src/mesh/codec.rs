@@ -1,13 +1,15 @@
 //! Request-response framing: a 4-byte big-endian length, then a versioned
 //! postcard message (`nebula_protocol::wire`). The length is checked against
-//! the maximum before anything is allocated.
+//! the maximum for the kind of message, and memory grows only as bytes
+//! actually arrive: a peer announcing a huge frame and sending nothing costs
+//! nothing.
 
 use std::io;
 
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 use libp2p::request_response::Codec;
-use nebula_protocol::wire::{self, MAX_FRAME_BYTES, Request, Response};
+use nebula_protocol::wire::{self, MAX_FRAME_BYTES, MAX_REQUEST_BYTES, Request, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -16,16 +18,22 @@ pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/nebula/rpc/1");
 #[derive(Debug, Clone, Default)]
 pub struct WireCodec;
 
-async fn read_frame<T: DeserializeOwned, R: AsyncRead + Unpin + Send>(io: &mut R) -> io::Result<T> {
+/// Buffer grown ahead of the bytes received, at most.
+const READ_CHUNK: usize = 64 * 1024;
+
+async fn read_frame<T: DeserializeOwned, R: AsyncRead + Unpin + Send>(io: &mut R, max_len: usize) -> io::Result<T> {
     let mut length = [0u8; 4];
     io.read_exact(&mut length).await?;
     let length = u32::from_be_bytes(length) as usize;
-    if length > MAX_FRAME_BYTES {
+    if length > max_len {
         return Err(io::Error::new(io::ErrorKind::InvalidData, format!("frame of {length} bytes is over the limit")));
     }
-    let mut body = vec![0u8; length];
-    io.read_exact(&mut body).await?;
-    wire::decode(&body, MAX_FRAME_BYTES).map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))
+    let mut body = Vec::with_capacity(length.min(READ_CHUNK));
+    io.take(length as u64).read_to_end(&mut body).await?;
+    if body.len() < length {
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the frame ended early"));
+    }
+    wire::decode(&body, max_len).map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))
 }
 
 async fn write_frame<T: Serialize, W: AsyncWrite + Unpin + Send>(io: &mut W, message: &T) -> io::Result<()> {
@@ -47,14 +55,14 @@ impl Codec for WireCodec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        read_frame(io).await
+        read_frame(io, MAX_REQUEST_BYTES).await
     }
 
     async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Response>
     where
         T: AsyncRead + Unpin + Send,
     {
-        read_frame(io).await
+        read_frame(io, MAX_FRAME_BYTES).await
     }
 
     async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, request: Request) -> io::Result<()>
@@ -93,6 +101,15 @@ mod tests {
 
             let mut garbage = Cursor::new([0, 0, 0, 3, 1, 250, 250].to_vec());
             assert!(WireCodec.read_request(&PROTOCOL, &mut garbage).await.is_err());
+
+            // A request may not be as big as a response (which can carry a module).
+            let mut big_request = Cursor::new(((MAX_REQUEST_BYTES + 1) as u32).to_be_bytes().to_vec());
+            let error = WireCodec.read_request(&PROTOCOL, &mut big_request).await.unwrap_err();
+            assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+            // A frame that promises more than it sends fails without holding its claimed size.
+            let mut short = Cursor::new([&(MAX_FRAME_BYTES as u32).to_be_bytes()[..], &[1, 2, 3]].concat());
+            let error = WireCodec.read_response(&PROTOCOL, &mut short).await.unwrap_err();
+            assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
         });
     }
 }

@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 
 use super::behaviour::{Behaviour, BehaviourEvent, build_swarm};
+use super::flood::PeerBudgets;
 use super::{Command, MeshHost, MeshSettings, NetworkHandle, PeerLink, Purpose};
 
 /// How soon a lost bootstrap peer is dialled again: after a partition heals,
@@ -34,7 +35,7 @@ fn topic_of(gossip: &Gossip) -> &'static str {
         Gossip::Load { .. } => "nebula/load/1",
     }
 }
-const TOPICS: [&str; 4] = ["nebula/modules/1", "nebula/names/1", "nebula/results/1", "nebula/load/1"];
+pub(super) const TOPICS: [&str; 4] = ["nebula/modules/1", "nebula/names/1", "nebula/results/1", "nebula/load/1"];
 
 /// Starts the swarm task. It ends when the node drops its handle (the
 /// command channel closes) or the host is gone.
@@ -64,6 +65,7 @@ pub fn spawn(key: Keypair, settings: MeshSettings, host: Weak<dyn MeshHost>) -> 
         channels: HashMap::new(),
         next_token: 0,
         started: Instant::now(),
+        budgets: PeerBudgets::new(settings.peer_message_budget),
     };
     tokio::spawn(driver.run(receiver));
     Ok(handle)
@@ -82,6 +84,7 @@ struct Driver {
     channels: HashMap<u64, ResponseChannel<Response>>,
     next_token: u64,
     started: Instant,
+    budgets: PeerBudgets,
 }
 
 impl Driver {
@@ -119,6 +122,12 @@ impl Driver {
             }
         }
         tracing::debug!("network stopped");
+    }
+
+    fn dropped(&self, peer: &PeerId, why: &str) {
+        if let Some(host) = self.host.upgrade() {
+            host.message_dropped(&peer.to_string(), why);
+        }
     }
 
     fn to_core(&self, event: Event) {
@@ -227,6 +236,7 @@ impl Driver {
                 }
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                self.budgets.forget(&peer_id);
                 if let Some(link) = self.links.lock().expect("links lock").get_mut(&peer_id.to_string()) {
                     link.connected = false;
                 }
@@ -240,13 +250,27 @@ impl Driver {
 
     fn on_behaviour_event(&mut self, event: BehaviourEvent) {
         match event {
-            BehaviourEvent::Gossipsub(gossipsub::Event::Message { propagation_source, message, .. }) => {
-                match wire::decode::<Gossip>(&message.data, MAX_GOSSIP_BYTES) {
-                    Ok(gossip) => {
-                        let from = message.source.unwrap_or(propagation_source).to_string();
-                        self.to_core(Event::GossipReceived { from, gossip });
+            BehaviourEvent::Gossipsub(gossipsub::Event::Message { propagation_source, message_id, message }) => {
+                // Only what is accepted here is passed on to other peers;
+                // rejections count against the sender's gossipsub score.
+                let (verdict, gossip) = if !self.budgets.allow(propagation_source, Instant::now()) {
+                    self.dropped(&propagation_source, "over its message budget");
+                    (gossipsub::MessageAcceptance::Ignore, None)
+                } else {
+                    match wire::decode::<Gossip>(&message.data, MAX_GOSSIP_BYTES) {
+                        Ok(gossip) => (gossipsub::MessageAcceptance::Accept, Some(gossip)),
+                        Err(error) => {
+                            tracing::warn!(peer = %propagation_source, %error, "dropped malformed gossip");
+                            self.dropped(&propagation_source, "malformed gossip");
+                            (gossipsub::MessageAcceptance::Reject, None)
+                        }
                     }
-                    Err(error) => tracing::warn!(peer = %propagation_source, %error, "dropped malformed gossip"),
+                };
+                let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
+                gossipsub.report_message_validation_result(&message_id, &propagation_source, verdict);
+                if let Some(gossip) = gossip {
+                    let from = message.source.unwrap_or(propagation_source).to_string();
+                    self.to_core(Event::GossipReceived { from, gossip });
                 }
             }
             BehaviourEvent::Rpc(event) => self.on_rpc_event(event),
@@ -286,6 +310,13 @@ impl Driver {
     fn on_rpc_event(&mut self, event: request_response::Event<wire::Request, Response>) {
         use request_response::{Event as Rpc, Message};
         match event {
+            Rpc::Message { peer, message: Message::Request { channel, .. }, .. }
+                if !self.budgets.allow(peer, Instant::now()) =>
+            {
+                self.dropped(&peer, "over its message budget");
+                let refusal = Response::Refused("over your message budget; slow down".into());
+                let _ = self.swarm.behaviour_mut().rpc.send_response(channel, refusal);
+            }
             Rpc::Message { peer, message: Message::Request { request, channel, .. }, .. } => {
                 let token = self.next_token;
                 self.next_token += 1;
@@ -316,8 +347,8 @@ impl Driver {
         let Some(host) = self.host.upgrade() else { return };
         match (purpose, response) {
             (Purpose::Module(module), Response::Module(bytes)) => host.module_received(module, peer, bytes),
-            (Purpose::Result(flight), Response::Result(found)) => {
-                host.core_event(Event::ResultFetched { flight, from: peer, found: found.map(Arc::new) })
+            (Purpose::Result(flight, key), Response::Result(found)) => {
+                host.core_event(Event::ResultFetched { flight, key, from: peer, found: found.map(Arc::new) })
             }
             (Purpose::Forward(flight), Response::Call(answer)) => {
                 host.core_event(Event::ForwardAnswered { flight, from: peer, answer: Ok(answer) })
@@ -340,7 +371,7 @@ impl Driver {
             Purpose::Module(module) => {
                 Event::ModuleFetchFailed { module, from: peer, failure: FetchFailure::Unreachable }
             }
-            Purpose::Result(flight) => Event::ResultFetched { flight, from: peer, found: None },
+            Purpose::Result(flight, key) => Event::ResultFetched { flight, key, from: peer, found: None },
             Purpose::Forward(flight) => Event::ForwardAnswered { flight, from: peer, answer: Err(reason) },
             Purpose::Sync | Purpose::Tell => return,
         };

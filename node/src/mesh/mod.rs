@@ -5,6 +5,7 @@
 mod behaviour;
 pub mod codec;
 mod driver;
+mod flood;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -14,7 +15,7 @@ use std::time::Duration;
 use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId};
 use nebula_protocol::wire::{Gossip, Request, Response};
-use nebula_protocol::{Event, FlightId, ModuleId};
+use nebula_protocol::{CallKey, Event, FlightId, ModuleId};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
@@ -40,6 +41,12 @@ pub struct MeshSettings {
     /// partition for many minutes, holding requests until they time out.
     pub ping_interval: Duration,
     pub sync_interval: Duration,
+    /// Pre-shared key of a private mesh: only nodes holding it can connect
+    /// (TCP only; QUIC addresses are not used).
+    pub swarm_key: Option<libp2p::pnet::PreSharedKey>,
+    /// Messages (gossip and requests) a peer may send per second, sustained;
+    /// beyond, they are dropped unread.
+    pub peer_message_budget: u32,
 }
 
 impl Default for MeshSettings {
@@ -57,6 +64,8 @@ impl Default for MeshSettings {
             gossip_heartbeat: Duration::from_secs(1),
             ping_interval: Duration::from_secs(15),
             sync_interval: Duration::from_secs(10),
+            swarm_key: None,
+            peer_message_budget: 1000,
         }
     }
 }
@@ -76,7 +85,7 @@ impl MeshSettings {
 #[derive(Debug, Clone, Copy)]
 pub enum Purpose {
     Module(ModuleId),
-    Result(FlightId),
+    Result(FlightId, CallKey),
     Forward(FlightId),
     Sync,
     Tell,
@@ -111,6 +120,8 @@ pub trait MeshHost: Send + Sync + 'static {
     fn serve_request(&self, from: String, token: u64, request: Request);
     /// A module's bytes arrived (or `None`: the peer does not have it): verify, store, report.
     fn module_received(&self, module: ModuleId, from: String, bytes: Option<Vec<u8>>);
+    /// A message from `peer` was dropped unread (over its budget, or malformed).
+    fn message_dropped(&self, peer: &str, why: &str);
 }
 
 /// Network facts about a peer, for `/peers`.
@@ -157,6 +168,27 @@ impl NetworkHandle {
             .map(|address| address.clone().with(libp2p::multiaddr::Protocol::P2p(local)))
             .collect()
     }
+}
+
+/// Whether `address` is a QUIC one (which a private, pre-shared-key mesh cannot use).
+pub fn is_quic(address: &Multiaddr) -> bool {
+    address
+        .iter()
+        .any(|protocol| matches!(protocol, libp2p::multiaddr::Protocol::QuicV1 | libp2p::multiaddr::Protocol::Quic))
+}
+
+/// Reads a swarm key file (the go-libp2p format `nebula swarm-key` writes).
+pub fn read_swarm_key(path: &Path) -> anyhow::Result<libp2p::pnet::PreSharedKey> {
+    let text = std::fs::read_to_string(path).map_err(|error| anyhow::anyhow!("reading {}: {error}", path.display()))?;
+    text.parse().map_err(|error| anyhow::anyhow!("{} is not a swarm key file: {error}", path.display()))
+}
+
+/// A new random swarm key, in the file format.
+pub fn new_swarm_key() -> std::io::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(libp2p::pnet::PreSharedKey::new(bytes).to_key_file())
 }
 
 /// The node's libp2p key, created on first start and kept in the data directory.

@@ -1,18 +1,23 @@
 //! What the node does with what arrives from peers: core events pass
-//! straight through; requests are answered from the store, the cache, the
-//! core or a call; fetched modules are verified before anything else.
+//! through once every result in them is checked against its executor's
+//! signature; requests are answered from the store, the cache, the core or a
+//! call; fetched modules are verified before anything else.
 
 use std::sync::Arc;
 
-use nebula_protocol::wire::{RemoteAnswer, Request, Response};
-use nebula_protocol::{Event, FetchFailure, ModuleId};
+use nebula_protocol::wire::{Gossip, RemoteAnswer, Request, Response};
+use nebula_protocol::{CallKey, Event, ExecutionRecord, FetchFailure, ModuleId};
 
 use super::Shared;
 use crate::mesh::MeshHost;
+use crate::signing;
 
 impl MeshHost for Shared {
     fn core_event(&self, event: Event) {
-        let actions = self.core().handle(event);
+        let actions: Vec<_> = {
+            let mut core = self.core();
+            vetted(event).into_iter().flat_map(|event| core.handle(event)).collect()
+        };
         self.arc().perform(actions);
     }
 
@@ -49,6 +54,11 @@ impl MeshHost for Shared {
         }
     }
 
+    fn message_dropped(&self, peer: &str, why: &str) {
+        tracing::debug!(%peer, why, "dropped a peer's message");
+        self.metrics.peer_messages_dropped.inc();
+    }
+
     fn module_received(&self, module: ModuleId, from: String, bytes: Option<Vec<u8>>) {
         let shared = self.arc();
         let Some(bytes) = bytes else {
@@ -80,6 +90,45 @@ impl MeshHost for Shared {
             };
             shared.core_event(event);
         });
+    }
+}
+
+/// The events to feed the core for `event`: itself, or, when a result in it
+/// fails its signature check, what the core should see instead (a fetch that
+/// found nothing, a failed forward, nothing of the announcement) and that
+/// the sender misbehaved.
+fn vetted(event: Event) -> Vec<Event> {
+    // The misbehaviour to report, if the record's signature fails.
+    let forged = |key: &CallKey, record: &ExecutionRecord, from: &str| {
+        signing::verify(key, record).err().map(|error| Event::PeerMisbehaved {
+            peer: from.to_owned(),
+            reason: format!("sent a forged result: {error}"),
+        })
+    };
+    match event {
+        Event::ResultFetched { flight, key, from, found: Some(record) } => match forged(&key, &record, &from) {
+            None => vec![Event::ResultFetched { flight, key, from, found: Some(record) }],
+            Some(misbehaved) => vec![Event::ResultFetched { flight, key, from, found: None }, misbehaved],
+        },
+        Event::ForwardAnswered { flight, from, answer: Ok(Ok(remote)) } => {
+            match forged(&remote.key, &remote.record, &from) {
+                None => vec![Event::ForwardAnswered { flight, from, answer: Ok(Ok(remote)) }],
+                Some(misbehaved) => {
+                    let answer = Err("the answer's signature is forged".to_owned());
+                    vec![Event::ForwardAnswered { flight, from, answer }, misbehaved]
+                }
+            }
+        }
+        Event::GossipReceived { from, gossip: Gossip::ResultAvailable { key, module, size, inline: Some(record) } } => {
+            match forged(&key, &record, &from) {
+                None => {
+                    let gossip = Gossip::ResultAvailable { key, module, size, inline: Some(record) };
+                    vec![Event::GossipReceived { from, gossip }]
+                }
+                Some(misbehaved) => vec![misbehaved],
+            }
+        }
+        other => vec![other],
     }
 }
 

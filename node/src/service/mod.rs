@@ -43,6 +43,8 @@ struct Shared {
     node_id: Arc<str>,
     /// The node id as a response header value.
     node_id_header: axum::http::HeaderValue,
+    /// The node's libp2p key; it also signs the results executed here.
+    identity: libp2p::identity::Keypair,
     started: Instant,
     core: Mutex<Core>,
     waiters: Mutex<HashMap<RequestId, oneshot::Sender<Reply>>>,
@@ -149,6 +151,7 @@ impl Node {
             capacity: config.concurrency,
             replicate_budget_bytes: config.replicate_budget_bytes,
             fetch_for_call_max_bytes: config.fetch_for_call_max_bytes,
+            verify_remote: config.verify_remote,
             sync_interval_ms: config.mesh.as_ref().map_or(10_000, |mesh| mesh.sync_interval.as_millis() as u64),
             ..MeshConfig::default()
         };
@@ -178,6 +181,7 @@ impl Node {
             config,
             node_id_header: axum::http::HeaderValue::from_str(&node_id).expect("a peer id is a valid header value"),
             node_id: Arc::from(node_id),
+            identity: key.clone(),
             started: Instant::now(),
             core: Mutex::new(core),
             waiters: Mutex::new(HashMap::new()),

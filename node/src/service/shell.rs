@@ -61,7 +61,7 @@ impl Shared {
                 Action::FetchResult { flight, key, from } => self.network_send(Command::Request {
                     peer: from,
                     request: Request::FetchResult { key },
-                    purpose: Purpose::Result(flight),
+                    purpose: Purpose::Result(flight, key),
                 }),
                 Action::ForwardCall { flight, to, module, input, limits, hops } => {
                     self.network_send(Command::Request {
@@ -186,13 +186,16 @@ impl Shared {
             energy_source,
         };
         self.ledger.record_execution(module, *key, footprint);
-        ExecutionRecord {
+        let mut record = ExecutionRecord {
             module,
             outcome: report.outcome,
             fuel_used: report.fuel_used,
             timings: Timings { queue_us, instantiate_us: load_us + report.instantiate_us, run_us: report.run_us },
             executed_by: self.node_id.to_string(),
-        }
+            signature: Vec::new(),
+        };
+        crate::signing::sign(&self.identity, key, &mut record);
+        record
     }
 
     /// The module ready to run: already loaded, or read (hash-verified) from

@@ -151,6 +151,7 @@ mod tests {
             fuel_used: 3,
             timings: Timings::default(),
             executed_by: "test".into(),
+            signature: Vec::new(),
         };
         {
             let index = Index::open(&path).unwrap();

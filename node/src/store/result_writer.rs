@@ -127,6 +127,7 @@ mod tests {
             fuel_used: 1,
             timings: Timings::default(),
             executed_by: "test".into(),
+            signature: Vec::new(),
         })
     }
 

@@ -4,8 +4,11 @@ mod browser;
 #[path = "../single_node/common.rs"]
 #[allow(dead_code)]
 mod common;
+mod flood;
+mod forged;
 mod harness;
 mod hostile;
 mod partition;
+mod private;
 mod processes;
 mod propagation;

@@ -115,3 +115,29 @@ fn nebula_id_prints_the_peer_id_the_node_will_use() {
     let status = stdout(&node.run(&["status"], None));
     assert!(status.contains(&before), "the node runs as {before}: {status}");
 }
+
+#[test]
+fn nebula_swarm_key_prints_a_fresh_key_file_a_node_accepts() {
+    let key = || {
+        let output = Command::new(nebula_binary()).arg("swarm-key").output().unwrap();
+        assert!(output.status.success(), "{output:?}");
+        stdout(&output)
+    };
+    let (first, second) = (key(), key());
+    assert_ne!(first, second, "each key is random");
+    assert!(first.starts_with("/key/swarm/psk/1.0.0/\n/base16/\n"), "{first}");
+    first.parse::<libp2p::pnet::PreSharedKey>().unwrap();
+
+    // A node refuses a file that is not a swarm key, saying which.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("swarm.key");
+    std::fs::write(&bad, "not a key").unwrap();
+    let data = dir.path().join("data");
+    let output = Command::new(nebula_binary())
+        .args(["node", "--data", data.to_str().unwrap(), "--http", "127.0.0.1:0", "--swarm-key", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("is not a swarm key file"), "{stderr}");
+}

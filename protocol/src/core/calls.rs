@@ -37,8 +37,9 @@ impl Core {
         self.flight_by_call.insert((key, limits), flight);
         let tried = BTreeSet::new();
         let waiters = vec![request];
+        let stage = Stage::LookingUp;
         self.flights
-            .insert(flight, Flight { key, module, input, limits, hops, stage: Stage::LookingUp, tried, waiters });
+            .insert(flight, Flight { key, module, input, limits, hops, stage, tried, waiters, candidate: None });
         vec![Action::LookupResult { flight, key }]
     }
 
@@ -67,25 +68,22 @@ impl Core {
         from: Peer,
         found: Option<Arc<ExecutionRecord>>,
     ) -> Vec<Action> {
+        let expected = self.flights.get(&flight).map(|state| state.module);
         match found {
-            Some(record) => match self.land(flight) {
-                Some(landed) => {
-                    let key = landed.key;
-                    let mut actions = vec![Action::StoreResult { key, record: record.clone() }];
-                    actions.extend(reply_all(landed, record, |_| CacheStatus::Hit));
-                    actions
+            Some(record) if Some(record.module) == expected => {
+                self.remote_result(flight, from, record, CacheStatus::Hit)
+            }
+            other => {
+                let mut actions = Vec::new();
+                if other.is_some() {
+                    actions.push(self.penalise(&from, "answered a result fetch with another module's result"));
                 }
-                None => Vec::new(),
-            },
-            None => {
                 self.forget_remote_result_holder(flight, &from);
-                match self.flights.get_mut(&flight) {
-                    Some(state) => {
-                        state.tried.insert(from);
-                        self.on_result_looked_up(flight, None)
-                    }
-                    None => Vec::new(),
+                if let Some(state) = self.flights.get_mut(&flight) {
+                    state.tried.insert(from);
+                    actions.extend(self.on_result_looked_up(flight, None));
                 }
+                actions
             }
         }
     }
@@ -93,6 +91,9 @@ impl Core {
     /// No cached result anywhere: execute here, fetch the module, or forward.
     pub(super) fn proceed(&mut self, flight: FlightId) -> Vec<Action> {
         let Some(state) = self.flights.get(&flight) else { return Vec::new() };
+        if state.candidate.is_some() {
+            return self.seek_confirmation(flight);
+        }
         let (module, hops) = (state.module, state.hops);
         let may_forward = hops < self.config.max_hops;
         if self.modules.contains_key(&module) {
@@ -100,7 +101,7 @@ impl Core {
                 && may_forward
                 && let Some(to) = self.least_loaded_holder(flight, true)
             {
-                return self.forward(flight, to);
+                return self.forward(flight, to, hops + 1);
             }
             return self.execute(flight);
         }
@@ -111,7 +112,7 @@ impl Core {
             return actions;
         }
         if may_forward && let Some(to) = self.least_loaded_holder(flight, false) {
-            return self.forward(flight, to);
+            return self.forward(flight, to, hops + 1);
         }
         let reason = match self.remote_modules.get(&module) {
             Some(remote) if !remote.holders.is_empty() => format!("{module} (every peer holding it is unreachable)"),
@@ -120,7 +121,7 @@ impl Core {
         self.fail(flight, CallError::ModuleNotFound { reference: reason })
     }
 
-    fn execute(&mut self, flight: FlightId) -> Vec<Action> {
+    pub(super) fn execute(&mut self, flight: FlightId) -> Vec<Action> {
         self.set_stage(flight, Stage::Executing);
         self.executing += 1;
         let state = &self.flights[&flight];
@@ -133,7 +134,8 @@ impl Core {
         }]
     }
 
-    fn forward(&mut self, flight: FlightId, to: Peer) -> Vec<Action> {
+    /// Asks `to` to answer the call; `hops` bounds how far it travels on.
+    pub(super) fn forward(&mut self, flight: FlightId, to: Peer, hops: u8) -> Vec<Action> {
         self.set_stage(flight, Stage::Forwarded);
         let state = &self.flights[&flight];
         vec![Action::ForwardCall {
@@ -142,13 +144,13 @@ impl Core {
             module: state.module,
             input: state.input.clone(),
             limits: state.limits,
-            hops: state.hops + 1,
+            hops,
         }]
     }
 
     /// A connected holder of the flight's module that has not failed it, with
     /// spare capacity if `spare_only`: fewest penalties, then lightest load.
-    fn least_loaded_holder(&self, flight: FlightId, spare_only: bool) -> Option<Peer> {
+    pub(super) fn least_loaded_holder(&self, flight: FlightId, spare_only: bool) -> Option<Peer> {
         let state = self.flights.get(&flight)?;
         let holders = &self.remote_modules.get(&state.module)?.holders;
         holders
@@ -166,35 +168,37 @@ impl Core {
         from: Peer,
         answer: Result<Result<RemoteAnswer, CallError>, String>,
     ) -> Vec<Action> {
+        let Some(state) = self.flights.get(&flight) else { return Vec::new() };
+        let (key, module, confirming) = (state.key, state.module, state.candidate.is_some());
+        let mut actions = Vec::new();
         match answer {
-            Ok(Ok(remote)) => {
-                let Some(landed) = self.land(flight) else { return Vec::new() };
-                let record = Arc::new(remote.record);
-                let mut actions = Vec::new();
-                if record.outcome.is_cacheable() {
-                    actions.push(Action::StoreResult { key: landed.key, record: record.clone() });
-                }
-                actions.extend(reply_all(landed, record, |_| remote.cache));
-                actions
+            Ok(Ok(remote)) if remote.key == key && remote.record.module == module => {
+                return self.remote_result(flight, from, Arc::new(remote.record), remote.cache);
             }
+            Ok(Ok(_)) => actions.push(self.penalise(&from, "answered a forwarded call with another call's result")),
             // The peer gave a clear answer about the call itself: pass it on,
-            // unless it is "I do not have that module", which another may have.
-            Ok(Err(error)) if !matches!(error, CallError::ModuleNotFound { .. } | CallError::Internal { .. }) => {
-                self.fail(flight, error)
+            // unless it is "I do not have that module", which another may have
+            // (or, while confirming a result, the peer could not help).
+            Ok(Err(error))
+                if !confirming && !matches!(error, CallError::ModuleNotFound { .. } | CallError::Internal { .. }) =>
+            {
+                return self.fail(flight, error);
             }
-            Ok(Err(_)) | Err(_) => {
-                // Calls are pure: running it elsewhere (or here) is always safe.
-                let Some(state) = self.flights.get_mut(&flight) else { return Vec::new() };
-                state.tried.insert(from);
-                self.proceed(flight)
-            }
+            Ok(Err(_)) | Err(_) => {}
         }
+        // Calls are pure: running it elsewhere (or here) is always safe.
+        if let Some(state) = self.flights.get_mut(&flight) {
+            state.tried.insert(from);
+        }
+        actions.extend(self.proceed(flight));
+        actions
     }
 
     pub(super) fn on_execution_finished(&mut self, flight: FlightId, record: Arc<ExecutionRecord>) -> Vec<Action> {
         let Some(landed) = self.land(flight) else { return Vec::new() };
         self.executing = self.executing.saturating_sub(1);
-        let mut actions = Vec::new();
+        // Our own run settles any peer's result it was confirming.
+        let mut actions = self.penalise_disagreeing(landed.candidate.as_ref(), &record);
         if record.outcome.is_cacheable() {
             actions.push(Action::StoreResult { key: landed.key, record: record.clone() });
             actions.push(self.announce_result(landed.key, &record));
@@ -277,10 +281,7 @@ impl Core {
     ) -> Vec<Action> {
         let mut actions = Vec::new();
         if failure == FetchFailure::BadHash {
-            if let Some(peer) = self.peers.get_mut(&from) {
-                peer.penalty += 1;
-            }
-            actions.push(Action::Penalise { peer: from.clone(), reason: format!("sent bytes that are not {module}") });
+            actions.push(self.penalise(&from, &format!("sent bytes that are not {module}")));
         }
         if matches!(failure, FetchFailure::BadHash | FetchFailure::NotFound)
             && let Some(remote) = self.remote_modules.get_mut(&module)
@@ -317,28 +318,32 @@ impl Core {
     }
 
     fn forward_or_fail(&mut self, flight: FlightId) -> Vec<Action> {
+        if self.flights.get(&flight).is_some_and(|state| state.candidate.is_some()) {
+            return self.seek_confirmation(flight);
+        }
         let may_forward = self.flights.get(&flight).is_some_and(|state| state.hops < self.config.max_hops);
         if may_forward && let Some(to) = self.least_loaded_holder(flight, false) {
-            return self.forward(flight, to);
+            let hops = self.flights[&flight].hops + 1;
+            return self.forward(flight, to, hops);
         }
         let module = self.flights.get(&flight).map(|state| state.module);
         let reference = module.map_or_else(String::new, |m| format!("{m} (every peer holding it is unreachable)"));
         self.fail(flight, CallError::ModuleNotFound { reference })
     }
 
-    fn fail(&mut self, flight: FlightId, error: CallError) -> Vec<Action> {
+    pub(super) fn fail(&mut self, flight: FlightId, error: CallError) -> Vec<Action> {
         let Some(landed) = self.land(flight) else { return Vec::new() };
         landed.waiters.into_iter().map(|request| Action::Reply { request, reply: Err(error.clone()) }).collect()
     }
 
-    fn set_stage(&mut self, flight: FlightId, stage: Stage) {
+    pub(super) fn set_stage(&mut self, flight: FlightId, stage: Stage) {
         if let Some(state) = self.flights.get_mut(&flight) {
             state.stage = stage;
         }
     }
 
     /// Removes a finished flight from both indexes.
-    fn land(&mut self, flight: FlightId) -> Option<Flight> {
+    pub(super) fn land(&mut self, flight: FlightId) -> Option<Flight> {
         let landed = self.flights.remove(&flight)?;
         self.flight_by_call.remove(&(landed.key, landed.limits));
         Some(landed)
@@ -353,7 +358,11 @@ impl Core {
     }
 }
 
-fn reply_all(flight: Flight, record: Arc<ExecutionRecord>, status: impl Fn(usize) -> CacheStatus) -> Vec<Action> {
+pub(super) fn reply_all(
+    flight: Flight,
+    record: Arc<ExecutionRecord>,
+    status: impl Fn(usize) -> CacheStatus,
+) -> Vec<Action> {
     flight
         .waiters
         .into_iter()

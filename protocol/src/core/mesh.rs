@@ -45,8 +45,13 @@ impl Core {
             Gossip::ResultAvailable { key, module, inline, .. } => {
                 self.learn_result_holder(key, from);
                 match inline {
-                    // Only an answer to the key it claims to be is kept.
-                    Some(record) if record.module == module && record.outcome.is_cacheable() => {
+                    // Only an answer to the key it claims to be is kept, and
+                    // only when peers' results are trusted without confirmation.
+                    Some(record)
+                        if record.module == module
+                            && record.outcome.is_cacheable()
+                            && self.config.verify_remote == 0 =>
+                    {
                         vec![Action::StoreResult { key, record: Arc::new(record) }]
                     }
                     _ => Vec::new(),

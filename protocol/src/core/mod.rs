@@ -11,6 +11,7 @@ mod calls;
 mod mesh;
 #[cfg(test)]
 mod tests;
+mod verify;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
@@ -73,6 +74,10 @@ pub struct MeshConfig {
     /// Own results remembered for anti-entropy, and peers' results indexed.
     pub result_log_len: usize,
     pub remote_results_len: usize,
+    /// A result from a peer is trusted only once this many other executors
+    /// (other peers, or this node) produced the same outcome. 0 trusts a
+    /// peer's (signed) result as it is.
+    pub verify_remote: u8,
 }
 
 impl Default for MeshConfig {
@@ -87,6 +92,7 @@ impl Default for MeshConfig {
             load_interval_ms: 1_000,
             result_log_len: 100_000,
             remote_results_len: 100_000,
+            verify_remote: 0,
         }
     }
 }
@@ -138,6 +144,8 @@ pub enum Event {
     /// Answer to [`Action::FetchResult`]; `None` if the peer failed or had nothing.
     ResultFetched {
         flight: FlightId,
+        /// The key that was asked for (what a signature on the record must cover).
+        key: CallKey,
         from: Peer,
         found: Option<Arc<ExecutionRecord>>,
     },
@@ -167,6 +175,11 @@ pub enum Event {
     SyncAnswered {
         from: Peer,
         response: SyncResponse,
+    },
+    /// The shell caught a peer breaking the rules (e.g. a forged signature).
+    PeerMisbehaved {
+        peer: Peer,
+        reason: String,
     },
     /// The passage of time, in milliseconds since an arbitrary origin.
     Tick {
@@ -290,6 +303,8 @@ struct Flight {
     tried: BTreeSet<Peer>,
     /// The first waiter started the flight; later ones joined it.
     waiters: Vec<RequestId>,
+    /// A peer's result waiting for confirmation (see `MeshConfig::verify_remote`).
+    candidate: Option<verify::Candidate>,
 }
 
 pub struct Core {
@@ -455,7 +470,8 @@ impl Core {
             Event::ExecutionFinished { flight, record } => self.on_execution_finished(flight, record),
             Event::ModuleStored { module, size } => self.on_module_stored(module, size),
             Event::ModuleFetchFailed { module, from, failure } => self.on_module_fetch_failed(module, from, failure),
-            Event::ResultFetched { flight, from, found } => self.on_result_fetched(flight, from, found),
+            Event::ResultFetched { flight, from, found, .. } => self.on_result_fetched(flight, from, found),
+            Event::PeerMisbehaved { peer, reason } => vec![self.penalise(&peer, &reason)],
             Event::ForwardAnswered { flight, from, answer } => self.on_forward_answered(flight, from, answer),
             Event::PeerConnected { peer } => self.on_peer_connected(peer),
             Event::PeerDisconnected { peer } => self.on_peer_disconnected(&peer),

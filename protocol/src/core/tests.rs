@@ -30,7 +30,14 @@ fn call_with_hops(core: &mut Core, request: RequestId, reference: &str, input: &
 }
 
 fn record(module: ModuleId, outcome: Outcome) -> Arc<ExecutionRecord> {
-    Arc::new(ExecutionRecord { module, outcome, fuel_used: 7, timings: Timings::default(), executed_by: "x".into() })
+    Arc::new(ExecutionRecord {
+        module,
+        outcome,
+        fuel_used: 7,
+        timings: Timings::default(),
+        executed_by: "x".into(),
+        signature: vec![],
+    })
 }
 
 fn success(module: ModuleId, stdout: &[u8]) -> Arc<ExecutionRecord> {
@@ -344,7 +351,8 @@ fn results_announced_by_peers_are_cached_or_fetched() {
     let fetch = core.handle(Event::ResultLookedUp { flight, found: None });
     assert!(matches!(fetch.as_slice(), [Action::FetchResult { from, .. }] if from == "b"));
     // The peer no longer has it: compute it here instead.
-    let fallback = core.handle(Event::ResultFetched { flight, from: "b".into(), found: None });
+    let fallback =
+        core.handle(Event::ResultFetched { flight, key: CallKey::new(&module, b"big"), from: "b".into(), found: None });
     assert!(matches!(fallback.as_slice(), [Action::Execute { .. }]));
 }
 
@@ -406,4 +414,113 @@ fn ticks_schedule_anti_entropy_and_load_announcements() {
     let later = core.handle(Event::Tick { now_ms: 5000 });
     assert!(!later.iter().any(|a| matches!(a, Action::SendSync { .. })), "no sync with a disconnected peer");
     assert!(matches!(later.as_slice(), [Action::TellPeers(Gossip::Load { .. })]), "a periodic load heartbeat");
+}
+
+fn answer_by(
+    module: ModuleId,
+    input: &[u8],
+    stdout: &[u8],
+    executor: &str,
+) -> Result<Result<RemoteAnswer, CallError>, String> {
+    let mut record = (*success(module, stdout)).clone();
+    record.executed_by = executor.into();
+    Ok(Ok(RemoteAnswer { key: CallKey::new(&module, input), cache: CacheStatus::Miss, record }))
+}
+
+/// A caller that must forward (the module is too big to fetch), verifying with k = 1.
+fn verifying_caller(module: ModuleId) -> (Core, FlightId) {
+    let config = MeshConfig { fetch_for_call_max_bytes: 5, verify_remote: 1, ..MeshConfig::default() };
+    let mut core = core_without_module(module, 10, config);
+    let flight = lookup_flight(&call(&mut core, 1, &module.to_hex(), b"in"));
+    let forward = core.handle(Event::ResultLookedUp { flight, found: None });
+    assert!(matches!(forward.as_slice(), [Action::ForwardCall { to, hops: 1, .. }] if to == "b"));
+    (core, flight)
+}
+
+#[test]
+fn with_verification_a_peers_result_waits_for_an_independent_executor() {
+    let module = ModuleId::of_bytes(b"m");
+    let (mut core, flight) = verifying_caller(module);
+    let from_b =
+        core.handle(Event::ForwardAnswered { flight, from: "b".into(), answer: answer_by(module, b"in", b"55", "b") });
+    // No reply yet: c must run it too, without passing it on.
+    let max_hops = core.config().max_hops;
+    assert!(matches!(from_b.as_slice(), [Action::ForwardCall { to, hops, .. }] if to == "c" && *hops == max_hops));
+    let from_c =
+        core.handle(Event::ForwardAnswered { flight, from: "c".into(), answer: answer_by(module, b"in", b"55", "c") });
+    assert!(matches!(from_c[0], Action::StoreResult { .. }));
+    assert_eq!(replies(&from_c)[0].1.as_ref().unwrap().record.outcome, Outcome::Success { stdout: b"55".to_vec() });
+}
+
+#[test]
+fn with_verification_a_copy_of_the_same_executors_result_confirms_nothing() {
+    let module = ModuleId::of_bytes(b"m");
+    let (mut core, flight) = verifying_caller(module);
+    core.handle(Event::ForwardAnswered { flight, from: "b".into(), answer: answer_by(module, b"in", b"66", "b") });
+    // c answers from its cache with b's (signed) record: still only one executor.
+    let end =
+        core.handle(Event::ForwardAnswered { flight, from: "c".into(), answer: answer_by(module, b"in", b"66", "b") });
+    match replies(&end).as_slice() {
+        [(1, Err(CallError::Unverified { reason }))] => assert!(reason.contains("fewer than 2"), "{reason}"),
+        other => panic!("expected an unverified failure, got {other:?}"),
+    }
+    assert!(!end.iter().any(|action| matches!(action, Action::StoreResult { .. })), "nothing unverified is cached");
+}
+
+#[test]
+fn with_verification_a_disagreement_is_settled_by_running_here_and_the_liar_penalised() {
+    let module = ModuleId::of_bytes(b"m");
+    let config = MeshConfig { verify_remote: 1, ..MeshConfig::default() };
+    let mut core = core_without_module(module, 10, config);
+    let flight = lookup_flight(&call(&mut core, 1, &module.to_hex(), b"in"));
+    // b announced the result: fetching it beats recomputing, but b lies.
+    core.handle(Event::GossipReceived {
+        from: "b".into(),
+        gossip: Gossip::ResultAvailable { key: CallKey::new(&module, b"in"), module, size: 2, inline: None },
+    });
+    let fetch = core.handle(Event::ResultLookedUp { flight, found: None });
+    assert!(matches!(fetch.as_slice(), [Action::FetchResult { from, .. }] if from == "b"));
+    let mut lie = (*success(module, b"66")).clone();
+    lie.executed_by = "b".into();
+    let confirm = core.handle(Event::ResultFetched {
+        flight,
+        key: CallKey::new(&module, b"in"),
+        from: "b".into(),
+        found: Some(Arc::new(lie)),
+    });
+    assert!(matches!(confirm.as_slice(), [Action::ForwardCall { to, .. }] if to == "c"));
+    let dispute =
+        core.handle(Event::ForwardAnswered { flight, from: "c".into(), answer: answer_by(module, b"in", b"55", "c") });
+    // Disputed: the module is fetched and the call run here.
+    assert!(matches!(dispute.as_slice(), [Action::FetchModule { .. }]), "{dispute:?}");
+    let run = core.handle(Event::ModuleStored { module, size: 10 });
+    assert!(run.iter().any(|action| matches!(action, Action::Execute { .. })), "{run:?}");
+    let done = core.handle(Event::ExecutionFinished { flight, record: success(module, b"55") });
+    assert!(done.iter().any(|action| matches!(action, Action::Penalise { peer, .. } if peer == "b")), "{done:?}");
+    assert!(!done.iter().any(|action| matches!(action, Action::Penalise { peer, .. } if peer == "c")));
+    assert_eq!(replies(&done)[0].1.as_ref().unwrap().record.outcome, Outcome::Success { stdout: b"55".to_vec() });
+    assert_eq!(core.peers().find(|(peer, _)| *peer == "b").unwrap().1.penalty, 1);
+}
+
+#[test]
+fn an_answer_to_another_call_is_refused_and_its_sender_penalised() {
+    let module = ModuleId::of_bytes(b"m");
+    let config = MeshConfig { fetch_for_call_max_bytes: 5, ..MeshConfig::default() };
+    let mut core = core_without_module(module, 10, config);
+    let flight = lookup_flight(&call(&mut core, 1, &module.to_hex(), b"in"));
+    core.handle(Event::ResultLookedUp { flight, found: None });
+    let wrong = answer_by(module, b"other input", b"66", "b");
+    let next = core.handle(Event::ForwardAnswered { flight, from: "b".into(), answer: wrong });
+    assert!(matches!(&next[0], Action::Penalise { peer, .. } if peer == "b"));
+    assert!(matches!(&next[1], Action::ForwardCall { to, .. } if to == "c"));
+}
+
+#[test]
+fn with_verification_results_announced_inline_are_not_cached() {
+    let module = ModuleId::of_bytes(b"m");
+    let mut core = Core::with_config("a", MeshConfig { verify_remote: 1, ..MeshConfig::default() });
+    connect(&mut core, "b");
+    let key = CallKey::new(&module, b"in");
+    let inline = Gossip::ResultAvailable { key, module, size: 2, inline: Some((*success(module, b"55")).clone()) };
+    assert!(core.handle(Event::GossipReceived { from: "b".into(), gossip: inline }).is_empty());
 }

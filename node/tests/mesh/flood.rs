@@ -1,0 +1,126 @@
+//! A peer flooding a node with requests and malformed gossip: the excess is
+//! dropped unread, the sender's gossip is ignored once it has sent a few bad
+//! messages, and the node keeps serving its own callers.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{Multiaddr, SwarmBuilder, gossipsub, noise, request_response, tcp, yamux};
+use nebula_node::mesh::MeshSettings;
+use nebula_node::mesh::codec::{PROTOCOL, WireCodec};
+use nebula_protocol::wire::{Gossip, Request, Response};
+
+use crate::common::{TestNode, function};
+use crate::harness::tcp_address;
+
+#[derive(NetworkBehaviour)]
+struct FlooderBehaviour {
+    gossipsub: gossipsub::Behaviour,
+    rpc: request_response::Behaviour<WireCodec>,
+}
+
+const REQUESTS: usize = 5_000;
+const GARBAGE: usize = 200;
+
+#[derive(Debug, Default)]
+struct FloodReport {
+    told: usize,
+    refused: usize,
+    failed: usize,
+    garbage_published: usize,
+}
+
+/// Sends `REQUESTS` requests as fast as the connection takes them and
+/// publishes `GARBAGE` malformed gossip messages; returns what came back.
+async fn flood(victim: Multiaddr) -> FloodReport {
+    let mut swarm = SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
+        .unwrap()
+        .with_behaviour(|key| FlooderBehaviour {
+            gossipsub: gossipsub::Behaviour::new(
+                gossipsub::MessageAuthenticity::Signed(key.clone()),
+                gossipsub::Config::default(),
+            )
+            .unwrap(),
+            rpc: request_response::Behaviour::with_codec(
+                WireCodec,
+                [(PROTOCOL, request_response::ProtocolSupport::Full)],
+                request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
+            ),
+        })
+        .unwrap()
+        .build();
+    let topic = gossipsub::IdentTopic::new("nebula/load/1");
+    swarm.behaviour_mut().gossipsub.subscribe(&topic).unwrap();
+    swarm.dial(victim).unwrap();
+    let mut report = FloodReport::default();
+    let victim_id = loop {
+        if let SwarmEvent::ConnectionEstablished { peer_id, .. } = swarm.select_next_some().await {
+            break peer_id;
+        }
+    };
+    for _ in 0..REQUESTS {
+        let load = Gossip::Load { executing: 0, capacity: 1 };
+        swarm.behaviour_mut().rpc.send_request(&victim_id, Request::Tell(load));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut publish = tokio::time::interval(Duration::from_millis(5));
+    while report.told + report.refused + report.failed < REQUESTS && Instant::now() < deadline {
+        tokio::select! {
+            _ = publish.tick(), if report.garbage_published < GARBAGE => {
+                let garbage = format!("not a nebula message {}", report.garbage_published).into_bytes();
+                // Fails until the victim's subscription arrives; keep trying.
+                if swarm.behaviour_mut().gossipsub.publish(topic.clone(), garbage).is_ok() {
+                    report.garbage_published += 1;
+                }
+            }
+            event = swarm.select_next_some() => match event {
+                SwarmEvent::Behaviour(FlooderBehaviourEvent::Rpc(request_response::Event::Message {
+                    message: request_response::Message::Response { response, .. }, ..
+                })) => match response {
+                    Response::Told => report.told += 1,
+                    _ => report.refused += 1,
+                },
+                SwarmEvent::Behaviour(FlooderBehaviourEvent::Rpc(request_response::Event::OutboundFailure { .. })) => {
+                    report.failed += 1;
+                }
+                _ => {}
+            },
+        }
+    }
+    report
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooding_peer_is_throttled_and_callers_are_still_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let victim = TestNode::start_with(dir.path(), |config| {
+        config.mesh = Some(MeshSettings { peer_message_budget: 200, ..MeshSettings::loopback() });
+    })
+    .await;
+    victim.deploy(function("echo"), "echo").await;
+    let flooder = tokio::spawn(flood(tcp_address(&victim).await.parse().unwrap()));
+
+    // Callers are served all along.
+    let mut served = 0;
+    while !flooder.is_finished() && served < 200 {
+        let input = format!("during-flood-{served}");
+        assert_eq!(victim.get(&format!("/api/echo/{input}")).await.text(), input);
+        served += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let report = flooder.await.unwrap();
+    println!("{report:?}, {served} calls served during the flood");
+    assert!(report.refused > 0, "the excess was refused: {report:?}");
+    assert!(report.told < REQUESTS, "{report:?}");
+    let dropped = victim.metric("nebula_peer_messages_dropped_total").await;
+    assert!(dropped >= report.refused as f64, "dropped {dropped}, {report:?}");
+    // After a few malformed messages the flooder's gossip is ignored
+    // (graylisted by its score) before it reaches the node's own code.
+    let malformed_read = dropped - report.refused as f64;
+    assert!(malformed_read < (GARBAGE / 4) as f64, "{malformed_read} of {GARBAGE} malformed messages were read");
+    assert_eq!(report.garbage_published, GARBAGE, "{report:?}");
+    victim.stop().await;
+}

@@ -1,0 +1,135 @@
+//! Trusting peers' results (`MeshConfig::verify_remote`): a result from a
+//! peer is held until enough *independent* executors produced the same
+//! outcome. Records are signed by their executor (checked by the shell before
+//! they reach the core), so `executed_by` can be relied on to tell executors
+//! apart: a peer repeating a liar's cached answer confirms nothing.
+//!
+//! A run on this node settles everything: it is what the caller gets, and
+//! every executor that disagreed with it is penalised.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use super::calls::reply_all;
+use super::{Action, CacheStatus, Core, FlightId, Peer, Stage};
+use crate::outcome::{CallError, ExecutionRecord};
+
+pub(super) struct Candidate {
+    record: Arc<ExecutionRecord>,
+    cache: CacheStatus,
+    /// Executors whose outcomes agree with `record`, its own included.
+    agreeing: BTreeSet<String>,
+    /// Two executors disagreed: only a run here can settle it.
+    disputed: bool,
+    /// The module was already fetched for a run here (or that failed).
+    fetch_tried: bool,
+}
+
+impl Core {
+    /// A result a peer sent for `flight` (fetched, or the answer to a forward).
+    pub(super) fn remote_result(
+        &mut self,
+        flight: FlightId,
+        from: Peer,
+        record: Arc<ExecutionRecord>,
+        cache: CacheStatus,
+    ) -> Vec<Action> {
+        let verify = self.config.verify_remote > 0 && record.outcome.is_cacheable();
+        let Some(state) = self.flights.get_mut(&flight) else { return Vec::new() };
+        if !verify && state.candidate.is_none() {
+            return self.trust(flight, record, cache);
+        }
+        state.tried.insert(from);
+        match &mut state.candidate {
+            None => {
+                let agreeing = BTreeSet::from([record.executed_by.clone()]);
+                state.candidate = Some(Candidate { record, cache, agreeing, disputed: false, fetch_tried: false });
+            }
+            // The same executor again (e.g. a peer's copy of its result) is no
+            // confirmation, and a limit hit (the peer's machine or limits) no denial.
+            Some(candidate) if candidate.agreeing.contains(&record.executed_by) || !record.outcome.is_cacheable() => {}
+            Some(candidate) if candidate.record.outcome == record.outcome => {
+                candidate.agreeing.insert(record.executed_by.clone());
+            }
+            Some(candidate) => candidate.disputed = true,
+        }
+        self.seek_confirmation(flight)
+    }
+
+    /// Lands the flight with a peer's result.
+    fn trust(&mut self, flight: FlightId, record: Arc<ExecutionRecord>, cache: CacheStatus) -> Vec<Action> {
+        let Some(landed) = self.land(flight) else { return Vec::new() };
+        let mut actions = Vec::new();
+        if record.outcome.is_cacheable() {
+            actions.push(Action::StoreResult { key: landed.key, record: record.clone() });
+        }
+        actions.extend(reply_all(landed, record, |_| cache));
+        actions
+    }
+
+    /// The next step for a flight holding a candidate result: accept it, ask
+    /// another holder, run the call here, or give up.
+    pub(super) fn seek_confirmation(&mut self, flight: FlightId) -> Vec<Action> {
+        let needed = 1 + usize::from(self.config.verify_remote);
+        let Some(state) = self.flights.get_mut(&flight) else { return Vec::new() };
+        let (module, last_hop) = (state.module, state.hops >= self.config.max_hops);
+        let Some(candidate) = state.candidate.as_mut() else { return Vec::new() };
+        if !candidate.disputed && candidate.agreeing.len() >= needed {
+            let (record, cache) = (candidate.record.clone(), candidate.cache);
+            return self.trust(flight, record, cache);
+        }
+        let disputed = candidate.disputed;
+        // Another holder may well have the result already (computed or
+        // confirmed there); it must answer itself, not pass the call on. A
+        // call that came as far as it may (e.g. to confirm) asks no one: two
+        // nodes confirming through each other would wait on each other.
+        if !disputed
+            && !last_hop
+            && let Some(to) = self.least_loaded_holder(flight, false)
+        {
+            let hops = self.config.max_hops;
+            return self.forward(flight, to, hops);
+        }
+        if self.modules.contains_key(&module) {
+            return self.execute(flight);
+        }
+        let fetch_tried = self
+            .flights
+            .get_mut(&flight)
+            .and_then(|state| state.candidate.as_mut())
+            .is_none_or(|candidate| std::mem::replace(&mut candidate.fetch_tried, true));
+        let size = self.remote_modules.get(&module).map_or(u64::MAX, |remote| remote.size);
+        if !fetch_tried
+            && size <= self.config.fetch_for_call_max_bytes
+            && let Some(actions) = self.start_module_fetch(module, Some(flight), 0)
+        {
+            self.set_stage(flight, Stage::AwaitingModule);
+            return actions;
+        }
+        let reason = match disputed {
+            true => "peers disagree about it and this node cannot run the module to settle it".to_owned(),
+            false => format!("fewer than {needed} independent executors could be reached"),
+        };
+        self.fail(flight, CallError::Unverified { reason })
+    }
+
+    /// Penalises the executors of a candidate that this node's own run contradicts.
+    pub(super) fn penalise_disagreeing(
+        &mut self,
+        candidate: Option<&Candidate>,
+        truth: &ExecutionRecord,
+    ) -> Vec<Action> {
+        let Some(candidate) = candidate.filter(|candidate| candidate.record.outcome != truth.outcome) else {
+            return Vec::new();
+        };
+        let liars: Vec<String> = candidate.agreeing.iter().filter(|peer| **peer != self.local_id).cloned().collect();
+        liars.iter().map(|peer| self.penalise(peer, "its result differs from this node's own run")).collect()
+    }
+
+    pub(super) fn penalise(&mut self, peer: &str, reason: &str) -> Action {
+        if let Some(state) = self.peers.get_mut(peer) {
+            state.penalty += 1;
+        }
+        Action::Penalise { peer: peer.to_owned(), reason: reason.to_owned() }
+    }
+}
