@@ -105,6 +105,16 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Check a data directory offline (the node must be stopped): every blob
+    /// hashes to its name, every indexed module has its blob, every record
+    /// decodes. Exits 1 on any inconsistency.
+    Fsck {
+        #[arg(long, default_value = "./nebula-data")]
+        data: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -166,6 +176,10 @@ pub struct NodeArgs {
     /// Bytes of announced modules fetched ahead of need (beyond: on demand).
     #[arg(long)]
     pub replicate_bytes: Option<u64>,
+    /// A call needing a module at most this big fetches it; a bigger one is
+    /// forwarded to a holder (default 16 MiB; 0 always forwards).
+    #[arg(long)]
+    pub fetch_for_call_bytes: Option<u64>,
     /// Watts one busy core draws, for energy estimates where RAPL counters
     /// cannot be read (default 10; a Raspberry Pi 4 core is nearer 1.5).
     #[arg(long)]
@@ -227,6 +241,9 @@ impl NodeArgs {
         }
         if let Some(bytes) = self.replicate_bytes {
             config.replicate_budget_bytes = bytes;
+        }
+        if let Some(bytes) = self.fetch_for_call_bytes {
+            config.fetch_for_call_max_bytes = bytes;
         }
         if let Some(watts) = self.watts_per_core {
             config.watts_per_core = watts;
@@ -349,6 +366,14 @@ pub async fn run_client(command: Command) -> anyhow::Result<i32> {
             let report: FootprintReport = target.client().get_json("/footprint").await?;
             print!("{}", footprint_table(&report));
             Ok(0)
+        }
+        Command::Fsck { data, json } => {
+            let report = crate::store::check_data_dir(&data);
+            match json {
+                true => println!("{}", serde_json::to_string_pretty(&report)?),
+                false => print!("{}", report.render()),
+            }
+            Ok(if report.is_consistent() { 0 } else { 1 })
         }
     }
 }
