@@ -153,6 +153,14 @@ pub struct NodeArgs {
     /// Default memory limit per call, in bytes.
     #[arg(long)]
     pub memory_bytes: Option<u64>,
+    /// The most memory a caller may ask for per call (`?memory_bytes=`), in
+    /// bytes (default 1 GiB): with --concurrency, what bounds the node's memory.
+    #[arg(long)]
+    pub max_memory_bytes: Option<u64>,
+    /// The longest deadline a caller may ask for per call, in milliseconds
+    /// (default 60000): how long one call may hold an execution slot.
+    #[arg(long)]
+    pub max_deadline_ms: Option<u64>,
     /// Bytes of results kept in memory.
     #[arg(long)]
     pub memory_cache_bytes: Option<u64>,
@@ -236,6 +244,15 @@ impl NodeArgs {
         max.fuel = max.fuel.max(config.default_limits.fuel);
         max.deadline_ms = max.deadline_ms.max(config.default_limits.deadline_ms);
         max.memory_bytes = max.memory_bytes.max(config.default_limits.memory_bytes);
+        // An explicit ceiling wins, and pulls the default down with it.
+        if let Some(bytes) = self.max_memory_bytes {
+            config.max_limits.memory_bytes = bytes;
+            config.default_limits.memory_bytes = config.default_limits.memory_bytes.min(bytes);
+        }
+        if let Some(ms) = self.max_deadline_ms {
+            config.max_limits.deadline_ms = ms;
+            config.default_limits.deadline_ms = config.default_limits.deadline_ms.min(ms);
+        }
         if let Some(bytes) = self.memory_cache_bytes {
             config.memory_cache_bytes = bytes;
         }
@@ -458,4 +475,25 @@ fn read_input(words: &[String]) -> anyhow::Result<Vec<u8>> {
         bail!("'-' (read stdin) must be the only input argument");
     }
     Ok(words.join(" ").into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node_config(args: &[&str]) -> NodeConfig {
+        let cli = Cli::try_parse_from([&["nebula", "node"], args].concat()).unwrap();
+        let Command::Node(args) = cli.command else { unreachable!() };
+        args.config()
+    }
+
+    #[test]
+    fn explicit_ceilings_bound_what_callers_may_ask_for() {
+        let config = node_config(&["--memory-bytes", "1000", "--max-memory-bytes", "4000", "--max-deadline-ms", "500"]);
+        assert_eq!((config.default_limits.memory_bytes, config.max_limits.memory_bytes), (1000, 4000));
+        assert_eq!((config.default_limits.deadline_ms, config.max_limits.deadline_ms), (500, 500));
+        // Without them, a default above the built-in ceiling raises it.
+        let config = node_config(&["--memory-bytes", "4294967296"]);
+        assert_eq!(config.max_limits.memory_bytes, 4 << 30);
+    }
 }
