@@ -508,7 +508,7 @@ mod tests {
     fn node_config(args: &[&str]) -> NodeConfig {
         let cli = Cli::try_parse_from([&["nebula", "node"], args].concat()).unwrap();
         let Command::Node(args) = cli.command else { unreachable!() };
-        args.config()
+        args.config().unwrap()
     }
 
     #[test]

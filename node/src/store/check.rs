@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use nebula_protocol::{ExecutionRecord, ModuleId, NameRecord};
+use nebula_protocol::{CallKey, ExecutionRecord, ModuleId, NameRecord};
 use redb::{Database, ReadableDatabase, ReadableTable};
 use serde::Serialize;
 
@@ -235,10 +235,19 @@ fn read_tables(
         for entry in table.iter()? {
             let (key, value) = entry?;
             report.results += 1;
-            if key.value().len() != 32 {
+            let Ok(call) = <[u8; 32]>::try_from(key.value()).map(CallKey::from_bytes) else {
                 report.problem("bad_result_key", hex::encode(key.value()), "a result key that is not a call key");
-            } else if let Err(error) = postcard::from_bytes::<ExecutionRecord>(value.value()) {
-                report.problem("undecodable_result", hex::encode(key.value()), error.to_string());
+                continue;
+            };
+            match postcard::from_bytes::<ExecutionRecord>(value.value()) {
+                Err(error) => report.problem("undecodable_result", call.to_hex(), error.to_string()),
+                // Results run here are signed here, and peers' are checked
+                // before they are stored: a failure means the record changed.
+                Ok(record) => {
+                    if let Err(error) = crate::signing::verify(&call, &record) {
+                        report.problem("unsigned_result", call.to_hex(), error.to_string());
+                    }
+                }
             }
         }
     }
@@ -300,7 +309,7 @@ fn leftover(name: &str, report: &mut CheckReport, dir: &str) -> bool {
 mod tests {
     use super::*;
     use crate::store::{BlobStore, Index};
-    use nebula_protocol::{CallKey, Outcome, Timings};
+    use nebula_protocol::{Outcome, Timings};
 
     /// A data directory with one module, a name for it and one result.
     fn populated() -> (tempfile::TempDir, ModuleId) {
@@ -310,14 +319,18 @@ mod tests {
         let module = blobs.put(b"\0asm module bytes").unwrap();
         index.put_module(&module, &ModuleMeta { size: 17, deployed_unix_ms: 1 }).unwrap();
         index.put_name(&NameRecord { name: "f".into(), module, version: 1, publisher: "me".into() }).unwrap();
-        let record = ExecutionRecord {
+        let identity = libp2p::identity::Keypair::generate_ed25519();
+        let key = CallKey::new(&module, b"in");
+        let mut record = ExecutionRecord {
             module,
             outcome: Outcome::Success { stdout: b"out".to_vec() },
             fuel_used: 1,
             timings: Timings::default(),
-            executed_by: "me".into(),
+            executed_by: identity.public().to_peer_id().to_string(),
+            signature: Vec::new(),
         };
-        index.put_results(&[(CallKey::new(&module, b"in"), Arc::new(record))]).unwrap();
+        crate::signing::sign(&identity, &key, &mut record);
+        index.put_results(&[(key, Arc::new(record))]).unwrap();
         index.flush().unwrap();
         (dir, module)
     }
@@ -369,6 +382,21 @@ mod tests {
         }
         let report = check_data_dir(dir.path());
         assert_eq!(kinds(&report.problems), ["undecodable_name", "undecodable_result"], "{}", report.render());
+    }
+
+    #[test]
+    fn a_result_whose_signature_fails_is_a_problem() {
+        let (dir, module) = populated();
+        {
+            let index = Index::open(&dir.path().join("index.redb")).unwrap();
+            let key = CallKey::new(&module, b"in");
+            let mut altered = index.result(&key).unwrap().unwrap();
+            altered.outcome = Outcome::Success { stdout: b"tampered".to_vec() };
+            index.put_results(&[(key, Arc::new(altered))]).unwrap();
+            index.flush().unwrap();
+        }
+        let report = check_data_dir(dir.path());
+        assert_eq!(kinds(&report.problems), ["unsigned_result"], "{}", report.render());
     }
 
     #[test]
