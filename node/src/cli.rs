@@ -108,6 +108,16 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Check a data directory offline (the node must be stopped): every blob
+    /// hashes to its name, every indexed module has its blob, every record
+    /// decodes. Exits 1 on any inconsistency.
+    Fsck {
+        #[arg(long, default_value = "./nebula-data")]
+        data: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -146,6 +156,14 @@ pub struct NodeArgs {
     /// Default memory limit per call, in bytes.
     #[arg(long)]
     pub memory_bytes: Option<u64>,
+    /// The most memory a caller may ask for per call (`?memory_bytes=`), in
+    /// bytes (default 1 GiB): with --concurrency, what bounds the node's memory.
+    #[arg(long)]
+    pub max_memory_bytes: Option<u64>,
+    /// The longest deadline a caller may ask for per call, in milliseconds
+    /// (default 60000): how long one call may hold an execution slot.
+    #[arg(long)]
+    pub max_deadline_ms: Option<u64>,
     /// Bytes of results kept in memory.
     #[arg(long)]
     pub memory_cache_bytes: Option<u64>,
@@ -169,6 +187,10 @@ pub struct NodeArgs {
     /// Bytes of announced modules fetched ahead of need (beyond: on demand).
     #[arg(long)]
     pub replicate_bytes: Option<u64>,
+    /// A call needing a module at most this big fetches it; a bigger one is
+    /// forwarded to a holder (default 16 MiB; 0 always forwards).
+    #[arg(long)]
+    pub fetch_for_call_bytes: Option<u64>,
     /// Watts one busy core draws, for energy estimates where RAPL counters
     /// cannot be read (default 10; a Raspberry Pi 4 core is nearer 1.5).
     #[arg(long)]
@@ -236,11 +258,23 @@ impl NodeArgs {
         max.fuel = max.fuel.max(config.default_limits.fuel);
         max.deadline_ms = max.deadline_ms.max(config.default_limits.deadline_ms);
         max.memory_bytes = max.memory_bytes.max(config.default_limits.memory_bytes);
+        // An explicit ceiling wins, and pulls the default down with it.
+        if let Some(bytes) = self.max_memory_bytes {
+            config.max_limits.memory_bytes = bytes;
+            config.default_limits.memory_bytes = config.default_limits.memory_bytes.min(bytes);
+        }
+        if let Some(ms) = self.max_deadline_ms {
+            config.max_limits.deadline_ms = ms;
+            config.default_limits.deadline_ms = config.default_limits.deadline_ms.min(ms);
+        }
         if let Some(bytes) = self.memory_cache_bytes {
             config.memory_cache_bytes = bytes;
         }
         if let Some(bytes) = self.replicate_bytes {
             config.replicate_budget_bytes = bytes;
+        }
+        if let Some(bytes) = self.fetch_for_call_bytes {
+            config.fetch_for_call_max_bytes = bytes;
         }
         if let Some(watts) = self.watts_per_core {
             config.watts_per_core = watts;
@@ -374,6 +408,14 @@ pub async fn run_client(command: Command) -> anyhow::Result<i32> {
             print!("{}", footprint_table(&report));
             Ok(0)
         }
+        Command::Fsck { data, json } => {
+            let report = crate::store::check_data_dir(&data);
+            match json {
+                true => println!("{}", serde_json::to_string_pretty(&report)?),
+                false => print!("{}", report.render()),
+            }
+            Ok(if report.is_consistent() { 0 } else { 1 })
+        }
     }
 }
 
@@ -457,4 +499,25 @@ fn read_input(words: &[String]) -> anyhow::Result<Vec<u8>> {
         bail!("'-' (read stdin) must be the only input argument");
     }
     Ok(words.join(" ").into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node_config(args: &[&str]) -> NodeConfig {
+        let cli = Cli::try_parse_from([&["nebula", "node"], args].concat()).unwrap();
+        let Command::Node(args) = cli.command else { unreachable!() };
+        args.config().unwrap()
+    }
+
+    #[test]
+    fn explicit_ceilings_bound_what_callers_may_ask_for() {
+        let config = node_config(&["--memory-bytes", "1000", "--max-memory-bytes", "4000", "--max-deadline-ms", "500"]);
+        assert_eq!((config.default_limits.memory_bytes, config.max_limits.memory_bytes), (1000, 4000));
+        assert_eq!((config.default_limits.deadline_ms, config.max_limits.deadline_ms), (500, 500));
+        // Without them, a default above the built-in ceiling raises it.
+        let config = node_config(&["--memory-bytes", "4294967296"]);
+        assert_eq!(config.max_limits.memory_bytes, 4 << 30);
+    }
 }

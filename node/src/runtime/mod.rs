@@ -62,6 +62,11 @@ impl Runtime {
         let mut hasher = DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         std::fs::create_dir_all(&compiled_dir)?;
+        // A kill while caching compiled code leaves its temp file; nothing else would remove it.
+        let removed = crate::store::remove_leftover_temp_files(&compiled_dir)?;
+        if removed > 0 {
+            tracing::info!(removed, "removed partial compiled-code writes left by a crash");
+        }
         Ok(Self {
             ticker: EpochTicker::start(&engine),
             engine_fingerprint: format!("{:016x}", hasher.finish()),

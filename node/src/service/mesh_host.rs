@@ -64,31 +64,17 @@ impl MeshHost for Shared {
         let Some(bytes) = bytes else {
             return shared.core_event(Event::ModuleFetchFailed { module, from, failure: FetchFailure::NotFound });
         };
-        tokio::task::spawn_blocking(move || {
-            let size = bytes.len() as u64;
-            // Bytes from a peer are trusted only once they hash to what was asked for.
-            let event = if ModuleId::of_bytes(&bytes) != module {
-                Event::ModuleFetchFailed { module, from, failure: FetchFailure::BadHash }
-            } else if size > shared.config.max_module_bytes {
-                let reason = format!("{size} bytes is over this node's module limit");
-                Event::ModuleFetchFailed { module, from, failure: FetchFailure::Invalid(reason) }
-            } else {
-                match shared.store_module(module, &bytes) {
-                    Ok(()) => {
-                        shared.metrics.modules.inc();
-                        tracing::info!(module = %module.short(), %from, size, "module replicated");
-                        Event::ModuleStored { module, size }
-                    }
-                    Err(nebula_protocol::CallError::InvalidModule { reason }) => {
-                        Event::ModuleFetchFailed { module, from, failure: FetchFailure::Invalid(reason) }
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, module = %module.short(), "storing a fetched module failed");
-                        Event::ModuleFetchFailed { module, from, failure: FetchFailure::Unreachable }
-                    }
-                }
-            };
-            shared.core_event(event);
+        tokio::spawn(async move {
+            // Compiling is CPU-bound. A burst of announced modules (a new peer,
+            // a restart) compiled all at once shared the cores evenly and so
+            // finished all at once, seconds later, holding back deploys and
+            // calls meanwhile; a few at a time are stored one after another.
+            let Ok(slot) = shared.replication_slots.clone().acquire_owned().await else { return };
+            let stored = tokio::task::spawn_blocking(move || {
+                shared.store_received_module(module, from, bytes);
+                drop(slot);
+            });
+            let _ = stored.await;
         });
     }
 }
@@ -133,6 +119,34 @@ fn vetted(event: Event) -> Vec<Event> {
 }
 
 impl Shared {
+    /// Verifies, compiles and stores a module a peer sent (on a blocking thread).
+    fn store_received_module(&self, module: ModuleId, from: String, bytes: Vec<u8>) {
+        let size = bytes.len() as u64;
+        // Bytes from a peer are trusted only once they hash to what was asked for.
+        let event = if ModuleId::of_bytes(&bytes) != module {
+            Event::ModuleFetchFailed { module, from, failure: FetchFailure::BadHash }
+        } else if size > self.config.max_module_bytes {
+            let reason = format!("{size} bytes is over this node's module limit");
+            Event::ModuleFetchFailed { module, from, failure: FetchFailure::Invalid(reason) }
+        } else {
+            match self.store_module(module, &bytes) {
+                Ok(()) => {
+                    self.metrics.modules.inc();
+                    tracing::info!(module = %module.short(), %from, size, "module replicated");
+                    Event::ModuleStored { module, size }
+                }
+                Err(nebula_protocol::CallError::InvalidModule { reason }) => {
+                    Event::ModuleFetchFailed { module, from, failure: FetchFailure::Invalid(reason) }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, module = %module.short(), "storing a fetched module failed");
+                    Event::ModuleFetchFailed { module, from, failure: FetchFailure::Unreachable }
+                }
+            }
+        };
+        self.core_event(event);
+    }
+
     /// The `Arc` this shared state lives in (the host is only ever called through one).
     fn arc(&self) -> Arc<Shared> {
         self.this.upgrade().expect("the node is alive while it handles events")

@@ -61,6 +61,8 @@ struct Shared {
     /// Bounds executions in flight so a flood of slow calls cannot starve the
     /// HTTP server (they wait here instead of occupying blocking threads).
     execution_slots: Arc<Semaphore>,
+    /// Bounds modules from peers being compiled at once (see `module_received`).
+    replication_slots: Arc<Semaphore>,
     /// Set once the swarm runs; absent when the node runs without a mesh.
     network: OnceLock<NetworkHandle>,
     /// Recent calls and per-second counts, for the dashboard.
@@ -177,6 +179,7 @@ impl Node {
             this: this.clone(),
             memory: MemoryResults::new(config.memory_cache_bytes),
             execution_slots: Arc::new(Semaphore::new(config.concurrency as usize)),
+            replication_slots: Arc::new(Semaphore::new((config.concurrency as usize / 2).max(1))),
             energy: EnergyMeter::new(config.watts_per_core),
             config,
             node_id_header: axum::http::HeaderValue::from_str(&node_id).expect("a peer id is a valid header value"),

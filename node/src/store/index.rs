@@ -9,9 +9,9 @@ use nebula_protocol::{CallKey, ExecutionRecord, ModuleId, NameRecord};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-const MODULES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("modules");
-const NAMES: TableDefinition<&str, &[u8]> = TableDefinition::new("names");
-const RESULTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("results");
+pub(super) const MODULES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("modules");
+pub(super) const NAMES: TableDefinition<&str, &[u8]> = TableDefinition::new("names");
+pub(super) const RESULTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("results");
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModuleMeta {
@@ -66,9 +66,18 @@ impl Index {
         Ok(modules)
     }
 
+    /// Stores a name record unless the stored one is as new or newer. Each
+    /// persist runs on a blocking task of its own, so two re-points of one
+    /// name can reach the disk out of order: the older must not undo the
+    /// newer, which was already acknowledged.
     pub fn put_name(&self, record: &NameRecord) -> anyhow::Result<()> {
         self.write(Durability::Immediate, |txn| {
-            txn.open_table(NAMES)?.insert(record.name.as_str(), postcard::to_stdvec(record)?.as_slice())?;
+            let mut table = txn.open_table(NAMES)?;
+            let stored = table.get(record.name.as_str())?.and_then(|value| postcard::from_bytes(value.value()).ok());
+            if stored.is_some_and(|stored: NameRecord| !record.supersedes(&stored)) {
+                return Ok(());
+            }
+            table.insert(record.name.as_str(), postcard::to_stdvec(record)?.as_slice())?;
             Ok(())
         })
     }
@@ -166,5 +175,22 @@ mod tests {
         assert_eq!(index.result(&key).unwrap(), Some(record));
         assert_eq!(index.result(&CallKey::new(&module, b"other")).unwrap(), None);
         assert_eq!(index.result_count().unwrap(), 1);
+    }
+
+    #[test]
+    fn an_older_name_record_landing_last_does_not_undo_a_newer_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(&dir.path().join("index.redb")).unwrap();
+        let record = |version, module: &[u8]| NameRecord {
+            name: "f".into(),
+            module: ModuleId::of_bytes(module),
+            version,
+            publisher: "me".into(),
+        };
+        index.put_name(&record(2, b"new")).unwrap();
+        index.put_name(&record(1, b"old")).unwrap();
+        assert_eq!(index.names().unwrap(), vec![record(2, b"new")]);
+        index.put_name(&record(3, b"newer")).unwrap();
+        assert_eq!(index.names().unwrap(), vec![record(3, b"newer")]);
     }
 }

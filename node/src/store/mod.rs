@@ -2,6 +2,7 @@
 //! (modules, names, cached results) in an embedded database.
 
 mod blobs;
+mod check;
 mod index;
 mod result_writer;
 
@@ -11,6 +12,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use blobs::{BlobError, BlobStore};
+pub use check::{CheckReport, Finding, check_data_dir};
 pub use index::{Index, ModuleMeta};
 pub use result_writer::ResultWriter;
 

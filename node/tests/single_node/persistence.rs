@@ -56,3 +56,34 @@ async fn a_corrupt_blob_is_reported_and_never_executed() {
     assert_eq!(node.get("/api/fibonacci/11").await.text(), "89");
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_entry_whose_blob_is_gone_is_forgotten_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(dir.path()).await;
+    let hash = node.deploy(function("fibonacci"), "fibonacci").await;
+    node.stop().await;
+
+    // Lost by hand (the node itself writes a blob before its index entry).
+    std::fs::remove_file(dir.path().join("blobs").join(&hash)).unwrap();
+    let report = nebula_node::store::check_data_dir(dir.path());
+    assert_eq!(report.problems.len(), 1, "{}", report.render());
+    assert_eq!(report.problems[0].kind, "missing_blob");
+
+    let node = TestNode::start(dir.path()).await;
+    assert!(node.node.modules().is_empty(), "a module without its bytes is not offered");
+    let answer = node.get(&format!("/api/{hash}/10")).await;
+    assert_eq!((answer.status, answer.error_kind().as_str()), (StatusCode::NOT_FOUND, "module_not_found"));
+    let by_name = node.get("/api/fibonacci/10").await;
+    assert_eq!(by_name.status, StatusCode::NOT_FOUND, "the name stays, its module is gone");
+    node.stop().await;
+    // The node dropped the dangling entry, so the directory checks clean again.
+    let report = nebula_node::store::check_data_dir(dir.path());
+    assert!(report.is_consistent(), "{}", report.render());
+
+    // Deploying the bytes again brings it back.
+    let node = TestNode::start(dir.path()).await;
+    node.deploy(function("fibonacci"), "fibonacci").await;
+    assert_eq!(node.get("/api/fibonacci/10").await.text(), "55");
+    node.stop().await;
+}
