@@ -22,27 +22,21 @@ pub struct WireCodec;
 const READ_CHUNK: usize = 64 * 1024;
 
 async fn read_frame<T: DeserializeOwned, R: AsyncRead + Unpin + Send>(io: &mut R, max_len: usize) -> io::Result<T> {
-    let mut length = [0u8; 4];
-    io.read_exact(&mut length).await?;
-    let length = u32::from_be_bytes(length) as usize;
-    if length > max_len {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("frame of {length} bytes is over the limit")));
-    }
+    let invalid = |error| io::Error::new(io::ErrorKind::InvalidData, error);
+    let mut header = [0u8; wire::FRAME_HEADER_BYTES];
+    io.read_exact(&mut header).await?;
+    let length = wire::frame_length(header, max_len).map_err(invalid)?;
     let mut body = Vec::with_capacity(length.min(READ_CHUNK));
     io.take(length as u64).read_to_end(&mut body).await?;
     if body.len() < length {
         return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the frame ended early"));
     }
-    wire::decode(&body, max_len).map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))
+    wire::decode(&body, max_len).map_err(invalid)
 }
 
 async fn write_frame<T: Serialize, W: AsyncWrite + Unpin + Send>(io: &mut W, message: &T) -> io::Result<()> {
-    let body = wire::encode(message);
-    if body.len() > MAX_FRAME_BYTES {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "message is over the frame limit"));
-    }
-    io.write_all(&(body.len() as u32).to_be_bytes()).await?;
-    io.write_all(&body).await?;
+    let frame = wire::encode_frame(message).map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error))?;
+    io.write_all(&frame).await?;
     io.flush().await
 }
 

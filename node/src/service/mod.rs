@@ -170,7 +170,9 @@ impl Node {
             }
         }
         for record in index.names()? {
-            core.merge_name(record);
+            if !core.merge_name(record.clone()) {
+                tracing::warn!(name = %record.name, "ignoring a stored name record that is not valid");
+            }
         }
 
         let metrics = Metrics::default();

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::{Action, Core, Peer, RemoteModule};
 use crate::ids::{CallKey, ModuleId};
+use crate::names::validate_name;
 use crate::wire::{Gossip, Load, ResultRef, SyncRequest, SyncResponse};
 
 /// Results sent per anti-entropy answer; more follow in the next round.
@@ -41,6 +42,9 @@ impl Core {
         self.peers.entry(from.clone()).or_default();
         match gossip {
             Gossip::ModuleAvailable { module, size } => self.learn_module_holder(module, size, from),
+            Gossip::Name(record) if validate_name(&record.name).is_err() => {
+                vec![self.penalise(&from, "announced a name no node may publish")]
+            }
             Gossip::Name(record) => self.adopt_name(record),
             Gossip::ResultAvailable { key, module, inline, .. } => {
                 self.learn_result_holder(key, from);

@@ -524,3 +524,14 @@ fn with_verification_results_announced_inline_are_not_cached() {
     let inline = Gossip::ResultAvailable { key, module, size: 2, inline: Some((*success(module, b"55")).clone()) };
     assert!(core.handle(Event::GossipReceived { from: "b".into(), gossip: inline }).is_empty());
 }
+
+#[test]
+fn a_peer_announcing_an_invalid_name_is_penalised_and_the_name_ignored() {
+    let (mut core, module) = core_with_module(b"m");
+    connect(&mut core, "b");
+    // A hex name would shadow calls by hash prefix.
+    let record = NameRecord { name: "3f2a".into(), module, version: 1, publisher: "b".into() };
+    let actions = core.handle(Event::GossipReceived { from: "b".into(), gossip: Gossip::Name(record) });
+    assert!(matches!(actions.as_slice(), [Action::Penalise { peer, .. }] if peer == "b"), "{actions:?}");
+    assert_eq!(core.names().count(), 0);
+}
