@@ -18,7 +18,8 @@ fn names_from_peers_are_validated_like_local_ones() {
     let module = ModuleId::of_bytes(b"planted");
     for name in ["", "3f2a", "Fib", "<script>", &"x".repeat(10_000)] {
         let record = NameRecord { name: name.into(), module, version: 1, publisher: "peer".into() };
-        assert!(gossip(&mut core, "peer", Gossip::Name(record.clone())).is_empty(), "{name:?} adopted");
+        let actions = gossip(&mut core, "peer", Gossip::Name(record.clone()));
+        assert!(matches!(actions.as_slice(), [Action::Penalise { .. }]), "{name:?} adopted: {actions:?}");
         assert!(!core.merge_name(record), "{name:?} merged");
     }
     assert_eq!(core.names().count(), 0);
