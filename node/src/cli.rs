@@ -27,7 +27,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run a node.
-    Node(NodeArgs),
+    Node(Box<NodeArgs>),
     /// Print the peer id of the node whose data directory this is (creating
     /// its key if it has none yet), to hand to other nodes' `--peer`.
     Id {

@@ -11,7 +11,7 @@ async fn main() {
         .with_writer(std::io::stderr)
         .init();
     let code = match cli.command {
-        Command::Node(args) => match run_node(args).await {
+        Command::Node(args) => match run_node(*args).await {
             Ok(()) => 0,
             Err(error) => {
                 eprintln!("error: {error:#}");
