@@ -535,3 +535,30 @@ fn a_peer_announcing_an_invalid_name_is_penalised_and_the_name_ignored() {
     assert!(matches!(actions.as_slice(), [Action::Penalise { peer, .. }] if peer == "b"), "{actions:?}");
     assert_eq!(core.names().count(), 0);
 }
+
+#[test]
+fn with_verification_a_limit_hit_here_penalises_no_one() {
+    let module = ModuleId::of_bytes(b"m");
+    let config = MeshConfig { verify_remote: 1, ..MeshConfig::default() };
+    let mut core = core_without_module(module, 10, config);
+    let flight = lookup_flight(&call(&mut core, 1, &module.to_hex(), b"in"));
+    core.handle(Event::GossipReceived {
+        from: "b".into(),
+        gossip: Gossip::ResultAvailable { key: CallKey::new(&module, b"in"), module, size: 2, inline: None },
+    });
+    core.handle(Event::ResultLookedUp { flight, found: None });
+    let mut honest = (*success(module, b"55")).clone();
+    honest.executed_by = "b".into();
+    core.handle(Event::ResultFetched {
+        flight,
+        key: CallKey::new(&module, b"in"),
+        from: "b".into(),
+        found: Some(Arc::new(honest)),
+    });
+    // c cannot help; the module is fetched and run here, where it runs out of time.
+    core.handle(Event::ForwardAnswered { flight, from: "c".into(), answer: Err("timeout".into()) });
+    core.handle(Event::ModuleStored { module, size: 10 });
+    let timed_out = record(module, Outcome::Failed(CallError::DeadlineExceeded { deadline_ms: 1 }));
+    let done = core.handle(Event::ExecutionFinished { flight, record: timed_out });
+    assert!(!done.iter().any(|action| matches!(action, Action::Penalise { .. })), "{done:?}");
+}
