@@ -164,6 +164,14 @@ pub struct NodeArgs {
     /// (default 60000): how long one call may hold an execution slot.
     #[arg(long)]
     pub max_deadline_ms: Option<u64>,
+    /// The most output a caller may ask for per call (`?output_bytes=`), in
+    /// bytes (default 64 MiB): with --max-memory-bytes, the rest of a call's memory.
+    #[arg(long)]
+    pub max_output_bytes: Option<u64>,
+    /// The most fuel a caller may ask for per call (`?fuel=`; default ten
+    /// times the default fuel).
+    #[arg(long)]
+    pub max_fuel: Option<u64>,
     /// Bytes of results kept in memory.
     #[arg(long)]
     pub memory_cache_bytes: Option<u64>,
@@ -220,6 +228,11 @@ pub struct NodeArgs {
     /// by the node that ran it is trusted as it is).
     #[arg(long, default_value_t = 0)]
     pub verify_remote: u8,
+    /// Messages (gossip and requests together) a peer may send per second,
+    /// sustained, twice that in bursts; the excess is dropped unread
+    /// (default 1000).
+    #[arg(long)]
+    pub peer_message_budget: Option<u32>,
 }
 
 impl NodeArgs {
@@ -267,6 +280,14 @@ impl NodeArgs {
             config.max_limits.deadline_ms = ms;
             config.default_limits.deadline_ms = config.default_limits.deadline_ms.min(ms);
         }
+        if let Some(bytes) = self.max_output_bytes {
+            config.max_limits.output_bytes = bytes;
+            config.default_limits.output_bytes = config.default_limits.output_bytes.min(bytes);
+        }
+        if let Some(fuel) = self.max_fuel {
+            config.max_limits.fuel = fuel;
+            config.default_limits.fuel = config.default_limits.fuel.min(fuel);
+        }
         if let Some(bytes) = self.memory_cache_bytes {
             config.memory_cache_bytes = bytes;
         }
@@ -296,6 +317,7 @@ impl NodeArgs {
                 gossip_heartbeat: millis(self.gossip_heartbeat_ms, defaults.gossip_heartbeat),
                 ping_interval: self.ping_interval_s.map_or(defaults.ping_interval, Duration::from_secs),
                 sync_interval: millis(self.sync_interval_ms, defaults.sync_interval),
+                peer_message_budget: self.peer_message_budget.unwrap_or(defaults.peer_message_budget),
                 ..defaults
             });
         }
@@ -519,5 +541,19 @@ mod tests {
         // Without them, a default above the built-in ceiling raises it.
         let config = node_config(&["--memory-bytes", "4294967296"]);
         assert_eq!(config.max_limits.memory_bytes, 4 << 30);
+        let config = node_config(&["--max-output-bytes", "1024", "--max-fuel", "5000"]);
+        assert_eq!((config.default_limits.output_bytes, config.max_limits.output_bytes), (1024, 1024));
+        assert_eq!((config.default_limits.fuel, config.max_limits.fuel), (5000, 5000));
+    }
+
+    #[test]
+    fn mesh_trust_and_flood_settings_reach_the_node() {
+        let config = node_config(&["--verify-remote", "2", "--peer-message-budget", "50"]);
+        assert_eq!(config.verify_remote, 2);
+        assert_eq!(config.mesh.unwrap().peer_message_budget, 50);
+        let defaults = node_config(&[]);
+        assert_eq!(defaults.verify_remote, 0);
+        assert_eq!(defaults.mesh.unwrap().peer_message_budget, 1000);
+        assert!(node_config(&["--standalone"]).mesh.is_none());
     }
 }
