@@ -330,6 +330,11 @@ impl Node {
         }
     }
 
+    /// Peers this node knows to hold the result of `key`.
+    pub fn result_holders(&self, key: &CallKey) -> Vec<String> {
+        self.shared.core().result_holders(key).cloned().collect()
+    }
+
     /// Peers known to the core, with what the network knows of them.
     pub fn peers(&self) -> Vec<PeerSummary> {
         let links = self.shared.network.get().map(NetworkHandle::links).unwrap_or_default();

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use nebula_protocol::{CallKey, ModuleId};
 use reqwest::StatusCode;
 
 use crate::common::function;
@@ -61,11 +62,11 @@ async fn after_a_partition_heals_everything_converges() {
     }
     // The left side's result reaches the right by anti-entropy (gossip never
     // backfills): once 3 has reconciled with 0, the call is a hit fetched from 0.
-    eventually("the mesh is whole again", Duration::from_secs(20), || async {
-        mesh.nodes[3].node.peers().iter().filter(|p| p.connected).count() == 3
+    let key = CallKey::new(&left_only.parse::<ModuleId>().unwrap(), b"from-the-left");
+    eventually("3 learns that 0 holds the result", Duration::from_secs(20), || async {
+        mesh.nodes[3].node.result_holders(&key).contains(&mesh.id(0))
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
     let reconciled = mesh.nodes[3].get("/api/left-only/from-the-left").await;
     assert_eq!(reconciled.text(), "from-the-left");
     assert_eq!(reconciled.header("x-nebula-cache"), "hit");

@@ -386,6 +386,11 @@ impl Core {
         self.peers.iter()
     }
 
+    /// Peers known (by announcement or anti-entropy) to hold the result of `key`.
+    pub fn result_holders(&self, key: &CallKey) -> impl Iterator<Item = &Peer> {
+        self.remote_results.get(key).into_iter().flatten()
+    }
+
     /// Number of executions, lookups, fetches and forwards shared by callers.
     pub fn flights_in_progress(&self) -> usize {
         self.flights.len()
