@@ -5,20 +5,15 @@
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, SwarmBuilder, gossipsub, noise, request_response, tcp, yamux};
+use libp2p::identity::Keypair;
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, gossipsub, request_response};
 use nebula_node::mesh::MeshSettings;
-use nebula_node::mesh::codec::{PROTOCOL, WireCodec};
 use nebula_protocol::wire::{Gossip, Request, Response};
 
 use crate::common::{TestNode, function};
 use crate::harness::tcp_address;
-
-#[derive(NetworkBehaviour)]
-struct FlooderBehaviour {
-    gossipsub: gossipsub::Behaviour,
-    rpc: request_response::Behaviour<WireCodec>,
-}
+use crate::rogue::{RogueBehaviourEvent, rogue_peer};
 
 const REQUESTS: usize = 5_000;
 const GARBAGE: usize = 200;
@@ -34,26 +29,8 @@ struct FloodReport {
 /// Sends `REQUESTS` requests as fast as the connection takes them and
 /// publishes `GARBAGE` malformed gossip messages; returns what came back.
 async fn flood(victim: Multiaddr) -> FloodReport {
-    let mut swarm = SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
-        .unwrap()
-        .with_behaviour(|key| FlooderBehaviour {
-            gossipsub: gossipsub::Behaviour::new(
-                gossipsub::MessageAuthenticity::Signed(key.clone()),
-                gossipsub::Config::default(),
-            )
-            .unwrap(),
-            rpc: request_response::Behaviour::with_codec(
-                WireCodec,
-                [(PROTOCOL, request_response::ProtocolSupport::Full)],
-                request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
-            ),
-        })
-        .unwrap()
-        .build();
     let topic = gossipsub::IdentTopic::new("nebula/load/1");
-    swarm.behaviour_mut().gossipsub.subscribe(&topic).unwrap();
+    let mut swarm = rogue_peer(Keypair::generate_ed25519(), &topic);
     swarm.dial(victim).unwrap();
     let mut report = FloodReport::default();
     let victim_id = loop {
@@ -77,13 +54,13 @@ async fn flood(victim: Multiaddr) -> FloodReport {
                 }
             }
             event = swarm.select_next_some() => match event {
-                SwarmEvent::Behaviour(FlooderBehaviourEvent::Rpc(request_response::Event::Message {
+                SwarmEvent::Behaviour(RogueBehaviourEvent::Rpc(request_response::Event::Message {
                     message: request_response::Message::Response { response, .. }, ..
                 })) => match response {
                     Response::Told => report.told += 1,
                     _ => report.refused += 1,
                 },
-                SwarmEvent::Behaviour(FlooderBehaviourEvent::Rpc(request_response::Event::OutboundFailure { .. })) => {
+                SwarmEvent::Behaviour(RogueBehaviourEvent::Rpc(request_response::Event::OutboundFailure { .. })) => {
                     report.failed += 1;
                 }
                 _ => {}

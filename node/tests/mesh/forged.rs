@@ -5,46 +5,21 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use libp2p::identity::Keypair;
-use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, SwarmBuilder, gossipsub, noise, request_response, tcp, yamux};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, gossipsub, request_response};
 use nebula_node::mesh::MeshSettings;
-use nebula_node::mesh::codec::{PROTOCOL, WireCodec};
 use nebula_protocol::wire::{self, Gossip, Request, Response};
 use nebula_protocol::{CallKey, ExecutionRecord, ModuleId, Outcome, Timings};
 
 use crate::common::{TestNode, function};
 use crate::harness::tcp_address;
-
-#[derive(NetworkBehaviour)]
-struct ForgerBehaviour {
-    gossipsub: gossipsub::Behaviour,
-    rpc: request_response::Behaviour<WireCodec>,
-}
+use crate::rogue::{RogueBehaviourEvent, rogue_peer};
 
 /// A peer that keeps announcing its `lies` (inline) and serves the one asked
 /// for to anyone who fetches a result.
 async fn run_forger(identity: Keypair, victim: Multiaddr, lies: Vec<(CallKey, ExecutionRecord)>) {
-    let mut swarm = SwarmBuilder::with_existing_identity(identity)
-        .with_tokio()
-        .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
-        .unwrap()
-        .with_behaviour(|key| ForgerBehaviour {
-            gossipsub: gossipsub::Behaviour::new(
-                gossipsub::MessageAuthenticity::Signed(key.clone()),
-                gossipsub::Config::default(),
-            )
-            .unwrap(),
-            rpc: request_response::Behaviour::with_codec(
-                WireCodec,
-                [(PROTOCOL, request_response::ProtocolSupport::Full)],
-                request_response::Config::default(),
-            ),
-        })
-        .unwrap()
-        .with_swarm_config(|config| config.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build();
     let topic = gossipsub::IdentTopic::new("nebula/results/1");
-    swarm.behaviour_mut().gossipsub.subscribe(&topic).unwrap();
+    let mut swarm = rogue_peer(identity, &topic);
     swarm.dial(victim).unwrap();
     let mut announce = tokio::time::interval(Duration::from_millis(500));
     loop {
@@ -57,7 +32,7 @@ async fn run_forger(identity: Keypair, victim: Multiaddr, lies: Vec<(CallKey, Ex
                 }
             }
             event = swarm.select_next_some() => {
-                if let SwarmEvent::Behaviour(ForgerBehaviourEvent::Rpc(request_response::Event::Message {
+                if let SwarmEvent::Behaviour(RogueBehaviourEvent::Rpc(request_response::Event::Message {
                     message: request_response::Message::Request { request, channel, .. }, ..
                 })) = event {
                     let response = match request {

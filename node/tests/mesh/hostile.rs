@@ -3,14 +3,15 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, SwarmBuilder, gossipsub, noise, request_response, tcp, yamux};
-use nebula_node::mesh::codec::{PROTOCOL, WireCodec};
+use libp2p::identity::Keypair;
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, gossipsub, request_response};
 use nebula_protocol::ModuleId;
 use nebula_protocol::wire::{self, Gossip, Request, Response};
 
 use crate::common::{TestNode, function};
 use crate::harness::{Mesh, eventually, tcp_address};
+use crate::rogue::{RogueBehaviourEvent, rogue_peer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_survives_the_executing_node_vanishing() {
@@ -56,34 +57,9 @@ async fn a_call_survives_the_executing_node_vanishing() {
 }
 
 /// A peer that announces a module and then serves the wrong bytes for it.
-#[derive(NetworkBehaviour)]
-struct LiarBehaviour {
-    gossipsub: gossipsub::Behaviour,
-    rpc: request_response::Behaviour<WireCodec>,
-}
-
 async fn run_liar(victim: Multiaddr, module: ModuleId, size: u64) {
-    let mut swarm = SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
-        .unwrap()
-        .with_behaviour(|key| LiarBehaviour {
-            gossipsub: gossipsub::Behaviour::new(
-                gossipsub::MessageAuthenticity::Signed(key.clone()),
-                gossipsub::Config::default(),
-            )
-            .unwrap(),
-            rpc: request_response::Behaviour::with_codec(
-                WireCodec,
-                [(PROTOCOL, request_response::ProtocolSupport::Full)],
-                request_response::Config::default(),
-            ),
-        })
-        .unwrap()
-        .with_swarm_config(|config| config.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build();
     let topic = gossipsub::IdentTopic::new("nebula/modules/1");
-    swarm.behaviour_mut().gossipsub.subscribe(&topic).unwrap();
+    let mut swarm = rogue_peer(Keypair::generate_ed25519(), &topic);
     swarm.dial(victim).unwrap();
     let mut announce = tokio::time::interval(Duration::from_millis(200));
     loop {
@@ -94,7 +70,7 @@ async fn run_liar(victim: Multiaddr, module: ModuleId, size: u64) {
                 let _ = swarm.behaviour_mut().gossipsub.publish(topic.clone(), wire::encode(&lie));
             }
             event = swarm.select_next_some() => {
-                if let SwarmEvent::Behaviour(LiarBehaviourEvent::Rpc(request_response::Event::Message {
+                if let SwarmEvent::Behaviour(RogueBehaviourEvent::Rpc(request_response::Event::Message {
                     message: request_response::Message::Request { request, channel, .. }, ..
                 })) = event {
                     let response = match request {

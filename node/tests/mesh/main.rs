@@ -12,3 +12,4 @@ mod partition;
 mod private;
 mod processes;
 mod propagation;
+mod rogue;

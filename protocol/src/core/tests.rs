@@ -467,19 +467,26 @@ fn with_verification_a_copy_of_the_same_executors_result_confirms_nothing() {
     assert!(!end.iter().any(|action| matches!(action, Action::StoreResult { .. })), "nothing unverified is cached");
 }
 
-#[test]
-fn with_verification_a_disagreement_is_settled_by_running_here_and_the_liar_penalised() {
-    let module = ModuleId::of_bytes(b"m");
+/// A caller verifying with k = 1 that fetches the result of `in` from b,
+/// which announced it (fetching beats recomputing).
+fn verifying_caller_fetching_from_b(module: ModuleId) -> (Core, FlightId) {
     let config = MeshConfig { verify_remote: 1, ..MeshConfig::default() };
     let mut core = core_without_module(module, 10, config);
     let flight = lookup_flight(&call(&mut core, 1, &module.to_hex(), b"in"));
-    // b announced the result: fetching it beats recomputing, but b lies.
     core.handle(Event::GossipReceived {
         from: "b".into(),
         gossip: Gossip::ResultAvailable { key: CallKey::new(&module, b"in"), module, size: 2, inline: None },
     });
     let fetch = core.handle(Event::ResultLookedUp { flight, found: None });
     assert!(matches!(fetch.as_slice(), [Action::FetchResult { from, .. }] if from == "b"));
+    (core, flight)
+}
+
+#[test]
+fn with_verification_a_disagreement_is_settled_by_running_here_and_the_liar_penalised() {
+    let module = ModuleId::of_bytes(b"m");
+    let (mut core, flight) = verifying_caller_fetching_from_b(module);
+    // b lies.
     let mut lie = (*success(module, b"66")).clone();
     lie.executed_by = "b".into();
     let confirm = core.handle(Event::ResultFetched {
@@ -539,14 +546,7 @@ fn a_peer_announcing_an_invalid_name_is_penalised_and_the_name_ignored() {
 #[test]
 fn with_verification_a_limit_hit_here_penalises_no_one() {
     let module = ModuleId::of_bytes(b"m");
-    let config = MeshConfig { verify_remote: 1, ..MeshConfig::default() };
-    let mut core = core_without_module(module, 10, config);
-    let flight = lookup_flight(&call(&mut core, 1, &module.to_hex(), b"in"));
-    core.handle(Event::GossipReceived {
-        from: "b".into(),
-        gossip: Gossip::ResultAvailable { key: CallKey::new(&module, b"in"), module, size: 2, inline: None },
-    });
-    core.handle(Event::ResultLookedUp { flight, found: None });
+    let (mut core, flight) = verifying_caller_fetching_from_b(module);
     let mut honest = (*success(module, b"55")).clone();
     honest.executed_by = "b".into();
     core.handle(Event::ResultFetched {
