@@ -304,12 +304,8 @@ impl NodeArgs {
             let defaults = MeshSettings::default();
             let millis = |value: Option<u64>, default: Duration| value.map_or(default, Duration::from_millis);
             let swarm_key = self.swarm_key.as_deref().map(crate::mesh::read_swarm_key).transpose()?;
-            let mut listen = self.listen.clone();
-            if swarm_key.is_some() {
-                listen.retain(|address| !crate::mesh::is_quic(address));
-            }
             config.mesh = Some(MeshSettings {
-                listen,
+                listen: self.listen.clone(),
                 swarm_key,
                 bootstrap: self.peers.clone(),
                 mdns: !self.no_mdns,

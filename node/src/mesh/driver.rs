@@ -45,6 +45,11 @@ pub fn spawn(key: Keypair, settings: MeshSettings, host: Weak<dyn MeshHost>) -> 
         swarm.behaviour_mut().gossipsub.subscribe(&gossipsub::IdentTopic::new(topic))?;
     }
     for address in &settings.listen {
+        // A private mesh has no QUIC transport (see `behaviour::private_tcp`).
+        if settings.swarm_key.is_some() && super::is_quic(address) {
+            tracing::info!(%address, "not listening on QUIC: a private mesh runs on TCP only");
+            continue;
+        }
         swarm.listen_on(address.clone())?;
     }
     let (commands, receiver) = mpsc::unbounded_channel();

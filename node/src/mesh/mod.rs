@@ -42,7 +42,7 @@ pub struct MeshSettings {
     pub ping_interval: Duration,
     pub sync_interval: Duration,
     /// Pre-shared key of a private mesh: only nodes holding it can connect
-    /// (TCP only; QUIC addresses are not used).
+    /// (TCP only; QUIC listen addresses are skipped).
     pub swarm_key: Option<libp2p::pnet::PreSharedKey>,
     /// Messages (gossip and requests) a peer may send per second, sustained;
     /// beyond, they are dropped unread.
@@ -171,7 +171,7 @@ impl NetworkHandle {
 }
 
 /// Whether `address` is a QUIC one (which a private, pre-shared-key mesh cannot use).
-pub fn is_quic(address: &Multiaddr) -> bool {
+fn is_quic(address: &Multiaddr) -> bool {
     address
         .iter()
         .any(|protocol| matches!(protocol, libp2p::multiaddr::Protocol::QuicV1 | libp2p::multiaddr::Protocol::Quic))

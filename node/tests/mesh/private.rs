@@ -8,13 +8,9 @@ use nebula_node::mesh::MeshSettings;
 use crate::common::{TestNode, function};
 use crate::harness::{eventually, tcp_address};
 
-fn tcp_only(swarm_key: Option<PreSharedKey>, bootstrap: Vec<libp2p::Multiaddr>) -> MeshSettings {
-    MeshSettings {
-        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-        bootstrap,
-        swarm_key,
-        ..MeshSettings::loopback()
-    }
+/// Loopback settings, QUIC listen address included: a keyed node skips it.
+fn keyed(swarm_key: Option<PreSharedKey>, bootstrap: Vec<libp2p::Multiaddr>) -> MeshSettings {
+    MeshSettings { bootstrap, swarm_key, ..MeshSettings::loopback() }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -23,13 +19,13 @@ async fn only_nodes_with_the_swarm_key_join() {
     let other_key: PreSharedKey = nebula_node::mesh::new_swarm_key().unwrap().parse().unwrap();
     let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
 
-    let first = TestNode::start_with(dirs[0].path(), |c| c.mesh = Some(tcp_only(Some(lab_key), vec![]))).await;
+    let first = TestNode::start_with(dirs[0].path(), |c| c.mesh = Some(keyed(Some(lab_key), vec![]))).await;
     let address: libp2p::Multiaddr = tcp_address(&first).await.parse().unwrap();
     let member =
-        TestNode::start_with(dirs[1].path(), |c| c.mesh = Some(tcp_only(Some(lab_key), vec![address.clone()]))).await;
+        TestNode::start_with(dirs[1].path(), |c| c.mesh = Some(keyed(Some(lab_key), vec![address.clone()]))).await;
     let wrong_key =
-        TestNode::start_with(dirs[2].path(), |c| c.mesh = Some(tcp_only(Some(other_key), vec![address.clone()]))).await;
-    let no_key = TestNode::start_with(dirs[3].path(), |c| c.mesh = Some(tcp_only(None, vec![address]))).await;
+        TestNode::start_with(dirs[2].path(), |c| c.mesh = Some(keyed(Some(other_key), vec![address.clone()]))).await;
+    let no_key = TestNode::start_with(dirs[3].path(), |c| c.mesh = Some(keyed(None, vec![address]))).await;
 
     first.deploy(function("echo"), "echo").await;
     eventually("the member joins and replicates the module", Duration::from_secs(15), || async {
