@@ -14,9 +14,11 @@ use crate::signing;
 
 impl MeshHost for Shared {
     fn core_event(&self, event: Event) {
+        // Signatures are checked before the core is locked: every call waits on that lock.
+        let events = vetted(event);
         let actions: Vec<_> = {
             let mut core = self.core();
-            vetted(event).into_iter().flat_map(|event| core.handle(event)).collect()
+            events.into_iter().flat_map(|event| core.handle(event)).collect()
         };
         self.arc().perform(actions);
     }
