@@ -21,7 +21,8 @@ pub(super) struct Candidate {
     agreeing: BTreeSet<String>,
     /// Two executors disagreed: only a run here can settle it.
     disputed: bool,
-    /// The module was already fetched for a run here (or that failed).
+    /// A fetch of the module for a run here was started (once is enough: if
+    /// every holder fails it, asking them again would fail the same way).
     fetch_tried: bool,
 }
 
@@ -78,7 +79,7 @@ impl Core {
             let (record, cache) = (candidate.record.clone(), candidate.cache);
             return self.trust(flight, record, cache);
         }
-        let disputed = candidate.disputed;
+        let (disputed, fetch_tried) = (candidate.disputed, candidate.fetch_tried);
         // Another holder may well have the result already (computed or
         // confirmed there); it must answer itself, not pass the call on. A
         // call that came as far as it may (e.g. to confirm) asks no one: two
@@ -93,16 +94,14 @@ impl Core {
         if self.modules.contains_key(&module) {
             return self.execute(flight);
         }
-        let fetch_tried = self
-            .flights
-            .get_mut(&flight)
-            .and_then(|state| state.candidate.as_mut())
-            .is_none_or(|candidate| std::mem::replace(&mut candidate.fetch_tried, true));
         let size = self.remote_modules.get(&module).map_or(u64::MAX, |remote| remote.size);
         if !fetch_tried
             && size <= self.config.fetch_for_call_max_bytes
             && let Some(actions) = self.start_module_fetch(module, Some(flight), 0)
         {
+            if let Some(candidate) = self.flights.get_mut(&flight).and_then(|state| state.candidate.as_mut()) {
+                candidate.fetch_tried = true;
+            }
             self.set_stage(flight, Stage::AwaitingModule);
             return actions;
         }
