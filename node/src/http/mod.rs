@@ -10,6 +10,7 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::handler::Handler;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
@@ -30,13 +31,15 @@ pub struct FootprintReport {
 
 pub fn router(node: Node) -> Router {
     // Bodies are call inputs or modules: allow the larger of the two, no more.
+    // Only where a body is read (elsewhere the layer would cost every request).
     let body_limit = node.config().max_module_bytes.max(node.config().max_limits.input_bytes) as usize;
+    let bodies = DefaultBodyLimit::max(body_limit);
     Router::new()
         .route("/", get(dashboard::dashboard))
         .route("/help", get(index))
-        .route("/api/{module}", get(calls::call_without_input).post(calls::call_with_body))
+        .route("/api/{module}", get(calls::call_without_input).post(calls::call_with_body.layer(bodies)))
         .route("/api/{module}/{input}", get(calls::call_with_path_input))
-        .route("/modules", get(list_modules).post(deploy))
+        .route("/modules", get(list_modules).post(deploy.layer(bodies)))
         .route("/modules/{module}", get(show_module))
         .route("/names", get(list_names))
         .route("/names/{name}", put(set_name))
@@ -45,8 +48,7 @@ pub fn router(node: Node) -> Router {
         .route("/status", get(status))
         .route("/metrics", get(metrics))
         .route("/footprint", get(footprint))
-        .layer(DefaultBodyLimit::max(body_limit))
-        .with_state(node)
+        .with_state(calls::Calls::new(node))
 }
 
 async fn index(State(node): State<Node>) -> impl IntoResponse {

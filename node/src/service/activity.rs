@@ -76,6 +76,13 @@ pub struct CallSeen<'a> {
     pub hops: u8,
 }
 
+impl<'a> CallSeen<'a> {
+    pub fn new(reference: &'a str, input: &'a [u8], hops: u8) -> Self {
+        let preview = &input[..input.len().min(INPUT_PREVIEW_BYTES)];
+        CallSeen { reference, input: preview, input_bytes: input.len(), hops }
+    }
+}
+
 #[derive(Default)]
 pub struct Activity {
     seconds: VecDeque<SecondCounts>,

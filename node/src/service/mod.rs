@@ -442,23 +442,33 @@ impl Shared {
     /// A call from a local client (`hops` 0) or forwarded by a peer.
     async fn call(self: &Arc<Self>, reference: &str, input: Vec<u8>, limits: Limits, hops: u8) -> CallResponse {
         let started = Instant::now();
-        let request = self.next_request.fetch_add(1, Ordering::Relaxed);
+        // Most calls to a busy node repeat: their result is in memory and the
+        // core answers at once, with no flight, waiter or second event.
+        let held = self.core().answer_from_memory(reference, &input, &limits, |key| self.memory.get(key));
+        if let Some(answer) = held {
+            return self.answered(started, activity::CallSeen::new(reference, &input, hops), Ok(answer));
+        }
         let input: Arc<[u8]> = input.into();
-        // Shares the input with the call (the activity log copies only its start).
-        let preview = input.clone();
+        let reply = self.call_in_flight(reference, input.clone(), limits, hops).await;
+        self.answered(started, activity::CallSeen::new(reference, &input, hops), reply)
+    }
+
+    /// Hands the call to the core as a flight and waits for its reply.
+    async fn call_in_flight(self: &Arc<Self>, reference: &str, input: Arc<[u8]>, limits: Limits, hops: u8) -> Reply {
+        let request = self.next_request.fetch_add(1, Ordering::Relaxed);
         let (sender, receiver) = oneshot::channel();
         self.waiters.lock().expect("waiters lock").insert(request, sender);
         let event = Event::CallRequested { request, reference: reference.to_owned(), input, limits, hops };
         let actions = self.core().handle(event);
         self.perform(actions);
-        let reply = receiver.await.unwrap_or_else(|_| Err(internal("the call was dropped before it was answered")));
+        receiver.await.unwrap_or_else(|_| Err(internal("the call was dropped before it was answered")))
+    }
+
+    /// Counts the answered call (metrics, dashboard, footprint ledger).
+    fn answered(&self, started: Instant, call: activity::CallSeen, reply: Reply) -> CallResponse {
         let elapsed = started.elapsed();
         self.record_reply(&reply, elapsed);
-        let micros = elapsed.as_micros() as u64;
-        let input_bytes = preview.len();
-        let preview = &preview[..input_bytes.min(activity::INPUT_PREVIEW_BYTES)];
-        let call = activity::CallSeen { reference, input: preview, input_bytes, hops };
-        self.activity().record_call(unix_ms(), call, &reply, micros);
+        self.activity().record_call(unix_ms(), call, &reply, elapsed.as_micros() as u64);
         let footprint = self.account(&reply);
         CallResponse { reply, elapsed, node_id: self.node_id.clone(), footprint }
     }

@@ -75,6 +75,53 @@ async fn academemes_pages_are_html_declared_by_the_module_and_escape_the_catalog
     node.stop().await;
 }
 
+/// Every header but the time taken, in order: what a client sees of an answer.
+fn headers_but_time(answer: &crate::common::Answer) -> Vec<(String, String)> {
+    let varying = ["x-nebula-micros", "date"];
+    let headers = answer.headers.iter().filter(|(name, _)| !varying.contains(&name.as_str()));
+    headers.map(|(name, value)| (name.to_string(), value.to_str().unwrap().to_owned())).collect()
+}
+
+#[tokio::test]
+async fn repeated_answers_carry_the_headers_of_the_first_hit_by_name_and_by_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(dir.path()).await;
+    let module = node.deploy(function("echo"), "echo").await;
+    let miss = node.get("/api/echo/same").await;
+    assert_eq!((miss.header("x-nebula-cache"), miss.header("x-nebula-footprint")), ("miss", "here"));
+
+    for path in ["/api/echo/same".to_owned(), format!("/api/{module}/same")] {
+        // The first hit builds its headers, the next ones reuse them.
+        let first = node.get(&path).await;
+        let again = node.get(&path).await;
+        assert_eq!(first.status, 200);
+        assert_eq!(again.status, 200);
+        assert_eq!((first.header("x-nebula-cache"), first.header("x-nebula-footprint")), ("hit", "cached"));
+        assert_eq!(headers_but_time(&first), headers_but_time(&again), "{path}");
+        assert_eq!(again.text(), "same");
+        for same in ["x-nebula-call-key", "etag", "x-nebula-module", "x-nebula-executed-by", "content-type"] {
+            assert_eq!(again.header(same), miss.header(same), "{same} of {path}");
+        }
+        assert!(!again.header("x-nebula-micros").is_empty());
+    }
+    // Served by name and by hash, the same answer is kept apart: only one may be kept forever.
+    assert_eq!(node.get("/api/echo/same").await.header("cache-control"), "public, max-age=5");
+    assert!(node.get(&format!("/api/{module}/same")).await.header("cache-control").contains("immutable"));
+
+    let etag = miss.header("etag");
+    for (tags, status) in [(etag.to_owned(), 304), (format!("\"other\", {etag}"), 304), ("\"other\"".to_owned(), 200)] {
+        let response = reqwest::Client::new()
+            .get(format!("{}/api/echo/same", node.url))
+            .header("if-none-match", &tags)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "if-none-match: {tags}");
+        assert_eq!(response.headers()["etag"], etag);
+    }
+    node.stop().await;
+}
+
 #[tokio::test]
 async fn output_never_chooses_its_content_type() {
     let dir = tempfile::tempdir().unwrap();

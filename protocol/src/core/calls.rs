@@ -10,7 +10,32 @@ use crate::limits::Limits;
 use crate::outcome::{CallError, ExecutionRecord, Outcome};
 use crate::wire::{Gossip, RemoteAnswer, ResultRef};
 
+/// Inputs above this size skip [`Core::answer_from_memory`]: on a miss they
+/// would be hashed twice, which costs more than the shortcut saves.
+pub(super) const MEMORY_SHORTCUT_MAX_INPUT: usize = 64 << 10;
+
 impl Core {
+    /// The answer to a call whose result `memory` already holds: the shell's
+    /// in-memory results, looked up without I/O. The common case (a hot
+    /// result) is answered here without a flight, a lookup action or a second
+    /// event; the answer is the one [`Event::CallRequested`] would give.
+    /// `None` means: send `CallRequested`, which also produces every error.
+    pub fn answer_from_memory(
+        &self,
+        reference: &str,
+        input: &[u8],
+        limits: &Limits,
+        memory: impl FnOnce(&CallKey) -> Option<Arc<ExecutionRecord>>,
+    ) -> Option<Answer> {
+        if input.len() > MEMORY_SHORTCUT_MAX_INPUT || input.len() as u64 > limits.input_bytes {
+            return None;
+        }
+        let module = self.resolve(reference).ok()?;
+        let key = CallKey::new(&module, input);
+        let record = memory(&key)?;
+        Some(Answer { key, cache: CacheStatus::Hit, record })
+    }
+
     pub(super) fn on_call_requested(
         &mut self,
         request: RequestId,

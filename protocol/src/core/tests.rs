@@ -139,6 +139,31 @@ fn cache_hit_replies_without_executing() {
 }
 
 #[test]
+fn an_answer_from_memory_is_the_one_the_flight_path_gives() {
+    let (mut core, module) = core_with_module(b"m");
+    core.publish_name("fib", &module.to_hex()).unwrap();
+    let stored = success(module, b"55");
+    let key = CallKey::new(&module, b"10");
+    let memory = |wanted: &CallKey| (*wanted == key).then(|| stored.clone());
+    let limits = Limits::default();
+
+    let shortcut = core.answer_from_memory("fib", b"10", &limits, memory).expect("held in memory");
+    let flight = lookup_flight(&call(&mut core, 1, "fib", b"10"));
+    let actions = core.handle(Event::ResultLookedUp { flight, found: memory(&key) });
+    let via_flight = replies(&actions)[0].1.as_ref().unwrap().clone();
+    assert_eq!((shortcut.key, shortcut.cache), (via_flight.key, via_flight.cache));
+    assert!(Arc::ptr_eq(&shortcut.record, &via_flight.record));
+
+    // Anything else takes the flight path, which also gives the errors.
+    assert!(core.answer_from_memory("fib", b"11", &limits, memory).is_none(), "not held");
+    assert!(core.answer_from_memory("nope", b"10", &limits, memory).is_none(), "unknown name");
+    let tiny = Limits { input_bytes: 1, ..limits };
+    assert!(core.answer_from_memory("fib", b"10", &tiny, memory).is_none(), "input over the limit");
+    let big = vec![0; calls::MEMORY_SHORTCUT_MAX_INPUT + 1];
+    assert!(core.answer_from_memory("fib", &big, &limits, |_| Some(stored.clone())).is_none(), "a big input");
+}
+
+#[test]
 fn limit_failures_are_replied_but_neither_stored_nor_announced() {
     let (mut core, module) = core_with_module(b"m");
     let flight = lookup_flight(&call(&mut core, 1, &module.to_hex(), b""));
