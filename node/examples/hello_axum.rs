@@ -11,6 +11,8 @@
 //!
 //! `cargo run --release -p nebula-node --example hello_axum -- 127.0.0.1:8090 [--node-headers]`
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -51,6 +53,8 @@ async fn main() -> anyhow::Result<()> {
             for (name, value) in NODE_HEADERS {
                 headers.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
             }
+            // Shared: axum clones the handler per request.
+            let headers = Arc::new(headers);
             Router::new().route("/api/{module}/{input}", get(move || with_headers(headers.clone())))
         }
         _ => Router::new().route("/api/{module}/{input}", get(|| async { ANSWER })),
@@ -61,8 +65,8 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn with_headers(headers: HeaderMap) -> Response {
+async fn with_headers(headers: Arc<HeaderMap>) -> Response {
     let mut response = ANSWER.into_response();
-    *response.headers_mut() = headers;
+    *response.headers_mut() = HeaderMap::clone(&headers);
     response
 }
