@@ -27,8 +27,10 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let app = http::router(node.clone());
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    let app = http::service(node.clone());
+    axum::serve(listener, axum::ServiceExt::<axum::extract::Request>::into_make_service(app))
+        .with_graceful_shutdown(shutdown)
+        .await?;
     node.flush()?;
     Ok(())
 }

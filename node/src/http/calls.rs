@@ -68,7 +68,7 @@ impl<S: Send + Sync> FromRequestParts<S> for CallLimits {
 
 /// The request's `If-None-Match`, the one request header a call reads
 /// (extracting the whole `HeaderMap` would copy every header per call).
-pub struct IfNoneMatch(Option<HeaderValue>);
+pub struct IfNoneMatch(pub Option<HeaderValue>);
 
 impl<S: Send + Sync> FromRequestParts<S> for IfNoneMatch {
     type Rejection = std::convert::Infallible;
@@ -84,8 +84,7 @@ pub async fn call_with_path_input(
     CallLimits(limits): CallLimits,
     request: IfNoneMatch,
 ) -> Response {
-    let response = calls.node.call(&module, input.into_bytes(), &limits).await;
-    calls.respond(&module, &request, response)
+    calls.answer(&module, input.into_bytes(), &limits, &request).await
 }
 
 pub async fn call_without_input(
@@ -94,8 +93,7 @@ pub async fn call_without_input(
     CallLimits(limits): CallLimits,
     request: IfNoneMatch,
 ) -> Response {
-    let response = calls.node.call(&module, Vec::new(), &limits).await;
-    calls.respond(&module, &request, response)
+    calls.answer(&module, Vec::new(), &limits, &request).await
 }
 
 pub async fn call_with_body(
@@ -105,8 +103,7 @@ pub async fn call_with_body(
     request: IfNoneMatch,
     body: Bytes,
 ) -> Response {
-    let response = calls.node.call(&module, body.to_vec(), &limits).await;
-    calls.respond(&module, &request, response)
+    calls.answer(&module, body.to_vec(), &limits, &request).await
 }
 
 // Header names built once (`from_static` checks the name at each call otherwise).
@@ -171,6 +168,22 @@ const HIT_HEADERS_KEPT: usize = 1024;
 impl Calls {
     pub fn new(node: Node) -> Self {
         Calls { node, hits: Arc::new(Cache::new(HIT_HEADERS_KEPT)) }
+    }
+
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// Calls `reference` with `input` and answers over HTTP.
+    pub async fn answer(
+        &self,
+        reference: &str,
+        input: Vec<u8>,
+        limits: &LimitOverrides,
+        request: &IfNoneMatch,
+    ) -> Response {
+        let response = self.node.call(reference, input, limits).await;
+        self.respond(reference, request, response)
     }
 
     fn respond(&self, reference: &str, request: &IfNoneMatch, response: CallResponse) -> Response {

@@ -5,6 +5,7 @@ mod auth;
 mod calls;
 pub mod dashboard;
 mod errors;
+mod hot_path;
 
 use axum::Json;
 use axum::Router;
@@ -29,7 +30,14 @@ pub struct FootprintReport {
     pub functions: Vec<FunctionFootprint>,
 }
 
-pub fn router(node: Node) -> Router {
+/// The node's HTTP service: the hot call route first, then every route.
+pub fn service(node: Node) -> hot_path::HotPath {
+    let calls = calls::Calls::new(node);
+    hot_path::HotPath::new(calls.clone(), router(calls))
+}
+
+fn router(calls: calls::Calls) -> Router {
+    let node = calls.node();
     // Bodies are call inputs or modules: allow the larger of the two, no more.
     // Only where a body is read (elsewhere the layer would cost every request).
     let body_limit = node.config().max_module_bytes.max(node.config().max_limits.input_bytes) as usize;
@@ -48,7 +56,7 @@ pub fn router(node: Node) -> Router {
         .route("/status", get(status))
         .route("/metrics", get(metrics))
         .route("/footprint", get(footprint))
-        .with_state(calls::Calls::new(node))
+        .with_state(calls)
 }
 
 async fn index(State(node): State<Node>) -> impl IntoResponse {

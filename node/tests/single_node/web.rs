@@ -123,6 +123,37 @@ async fn repeated_answers_carry_the_headers_of_the_first_hit_by_name_and_by_hash
 }
 
 #[tokio::test]
+async fn the_hot_route_and_the_router_answer_alike() {
+    // Plain `GET /api/{module}/{input}` skips axum's router; an escaped byte
+    // or a query takes the router. A client must not see the difference.
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(dir.path()).await;
+    node.deploy(function("echo"), "echo").await;
+    let first = node.get("/api/echo/same").await;
+    assert_eq!(first.header("x-nebula-cache"), "miss");
+    let hot = node.get("/api/echo/same").await;
+    for routed in ["/api/echo/%73ame", "/api/echo/same?fuel=100000000"] {
+        let answer = node.get(routed).await;
+        assert_eq!((answer.status, answer.text()), (hot.status, hot.text()), "{routed}");
+        assert_eq!(headers_but_time(&answer), headers_but_time(&hot), "{routed}");
+    }
+    // Errors too: an unknown function, over the hot route and the router.
+    let (hot, routed) = (node.get("/api/nope/x").await, node.get("/api/nope/%78").await);
+    assert_eq!(hot.status, 404);
+    assert_eq!((hot.status, hot.text()), (routed.status, routed.text()));
+    assert_eq!(headers_but_time(&hot), headers_but_time(&routed));
+    // And what only the router knows: no such route, HEAD, another method.
+    assert_eq!(node.get("/api/echo/same/more").await.status, 404);
+    let client = reqwest::Client::new();
+    let head = client.head(format!("{}/api/echo/same", node.url)).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["x-nebula-cache"], "hit");
+    let delete = client.delete(format!("{}/api/echo/same", node.url)).send().await.unwrap();
+    assert_eq!(delete.status(), 405);
+    node.stop().await;
+}
+
+#[tokio::test]
 async fn output_never_chooses_its_content_type() {
     let dir = tempfile::tempdir().unwrap();
     let node = TestNode::start(dir.path()).await;
