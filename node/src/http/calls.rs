@@ -68,13 +68,13 @@ impl<S: Send + Sync> FromRequestParts<S> for CallLimits {
 
 /// The request's `If-None-Match`, the one request header a call reads
 /// (extracting the whole `HeaderMap` would copy every header per call).
-pub struct IfNoneMatch(pub Option<HeaderValue>);
+pub struct IfNoneMatch(Option<HeaderValue>);
 
 impl<S: Send + Sync> FromRequestParts<S> for IfNoneMatch {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(IfNoneMatch(parts.headers.get(header::IF_NONE_MATCH).cloned()))
+        Ok(IfNoneMatch::of(&parts.headers))
     }
 }
 
@@ -248,6 +248,10 @@ impl FromRef<Calls> for Node {
 }
 
 impl IfNoneMatch {
+    pub fn of(headers: &HeaderMap) -> Self {
+        IfNoneMatch(headers.get(header::IF_NONE_MATCH).cloned())
+    }
+
     /// True if the client already holds this answer (its ETag is the call key).
     fn matches(&self, key: &CallKey) -> bool {
         let Some(tags) = self.0.as_ref().and_then(|value| value.to_str().ok()) else { return false };

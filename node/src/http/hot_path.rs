@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 
 use axum::Router;
 use axum::extract::Request;
-use axum::http::{Method, header};
+use axum::http::Method;
 use axum::response::Response;
 use futures::future::Either;
 use nebula_protocol::LimitOverrides;
@@ -49,7 +49,7 @@ impl Service<Request> for HotPath {
             return Either::Right(self.router.call(request));
         };
         let (module, input) = (module.to_owned(), input.as_bytes().to_vec());
-        let if_none_match = IfNoneMatch(request.headers().get(header::IF_NONE_MATCH).cloned());
+        let if_none_match = IfNoneMatch::of(request.headers());
         let calls = self.calls.clone();
         Either::Left(Box::pin(async move {
             Ok(calls.answer(&module, input, &LimitOverrides::default(), &if_none_match).await)

@@ -68,19 +68,10 @@ pub struct ActivitySnapshot {
 /// A call as the caller made it.
 pub struct CallSeen<'a> {
     pub reference: &'a str,
-    /// The input or its start (only the first bytes are kept).
+    /// The whole input (only its first bytes are kept).
     pub input: &'a [u8],
-    /// The whole input's size.
-    pub input_bytes: usize,
     /// 0 for a local caller, more for a call forwarded by a peer.
     pub hops: u8,
-}
-
-impl<'a> CallSeen<'a> {
-    pub fn new(reference: &'a str, input: &'a [u8], hops: u8) -> Self {
-        let preview = &input[..input.len().min(INPUT_PREVIEW_BYTES)];
-        CallSeen { reference, input: preview, input_bytes: input.len(), hops }
-    }
 }
 
 #[derive(Default)]
@@ -105,7 +96,7 @@ impl Activity {
     }
 
     pub fn record_call(&mut self, now_ms: u64, call: CallSeen, reply: &Reply, micros: u64) {
-        let CallSeen { reference, input, input_bytes, hops } = call;
+        let CallSeen { reference, input, hops } = call;
         let (module, cache, outcome, executed_by) = match reply {
             Ok(answer) => {
                 let cache = match answer.cache {
@@ -154,7 +145,7 @@ impl Activity {
         entry.executed_by.clear();
         entry.executed_by.push_str(executed_by);
         entry.unix_ms = now_ms;
-        entry.input_bytes = input_bytes;
+        entry.input_bytes = input.len();
         entry.module = module;
         entry.cache = cache;
         entry.outcome = outcome;
@@ -202,7 +193,7 @@ mod tests {
         let mut activity = Activity::default();
         let failed: Reply = Err(CallError::NameNotFound { name: "x".into() });
         for i in 0..30u64 {
-            let call = CallSeen { reference: "<b>x</b>", input: b"input", input_bytes: 5, hops: 0 };
+            let call = CallSeen { reference: "<b>x</b>", input: b"input", hops: 0 };
             activity.record_call(1_000_000 + i * 100, call, &failed, 5);
         }
         activity.record_execution(1_005_000, ModuleId::of_bytes(b"m"), 7, 3);

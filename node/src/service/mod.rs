@@ -446,11 +446,11 @@ impl Shared {
         // core answers at once, with no flight, waiter or second event.
         let held = self.core().answer_from_memory(reference, &input, &limits, |key| self.memory.get(key));
         if let Some(answer) = held {
-            return self.answered(started, activity::CallSeen::new(reference, &input, hops), Ok(answer));
+            return self.answered(started, activity::CallSeen { reference, input: &input, hops }, Ok(answer));
         }
         let input: Arc<[u8]> = input.into();
         let reply = self.call_in_flight(reference, input.clone(), limits, hops).await;
-        self.answered(started, activity::CallSeen::new(reference, &input, hops), reply)
+        self.answered(started, activity::CallSeen { reference, input: &input, hops }, reply)
     }
 
     /// Hands the call to the core as a flight and waits for its reply.
