@@ -50,6 +50,12 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Print the id (BLAKE3 hash) a deploy would give each file, without
+    /// deploying it: one `HASH  FILE` line per file.
+    Hash {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Write data into a module's data slot, giving a new module: a function
     /// compiled once carries different data (Academemes' meme catalogue).
     Pack {
@@ -342,6 +348,13 @@ pub async fn run_client(command: Command) -> anyhow::Result<i32> {
             }
             let deployed = target.client().deploy(wasm, name.as_deref()).await?;
             println!("{}", deployed["module"].as_str().unwrap_or_default());
+            Ok(0)
+        }
+        Command::Hash { files } => {
+            for file in files {
+                let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+                println!("{}  {}", nebula_protocol::ModuleId::of_bytes(&bytes), file.display());
+            }
             Ok(0)
         }
         Command::Pack { file, data, out } => {

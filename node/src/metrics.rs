@@ -19,6 +19,35 @@ pub struct CacheLabel {
     pub result: String,
 }
 
+/// Why a peer's message was dropped unread.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum DropReason {
+    /// Over the peer's message budget (`--peer-message-budget`).
+    OverBudget,
+    /// Not a message this node can decode.
+    Malformed,
+}
+
+impl DropReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::OverBudget => "over_budget",
+            DropReason::Malformed => "malformed",
+        }
+    }
+}
+
+impl prometheus_client::encoding::EncodeLabelValue for DropReason {
+    fn encode(&self, encoder: &mut prometheus_client::encoding::LabelValueEncoder) -> std::fmt::Result {
+        std::fmt::Write::write_str(encoder, self.as_str())
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DropLabel {
+    pub reason: DropReason,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub calls: Family<OutcomeLabel, Counter>,
@@ -29,7 +58,7 @@ pub struct Metrics {
     pub modules: Gauge,
     pub memory_cache_bytes: Gauge,
     pub peer_penalties: Counter,
-    pub peer_messages_dropped: Counter,
+    pub peer_messages_dropped: Family<DropLabel, Counter>,
     /// The common series, looked up once: no label allocated per call.
     calls_success: Counter,
     cache_hit: Counter,
@@ -61,10 +90,10 @@ impl Default for Metrics {
         registry.register("memory_cache_bytes", "Bytes of results held in memory", memory_cache_bytes.clone());
         let peer_penalties = Counter::default();
         registry.register("peer_penalties", "Misbehaviours of peers detected", peer_penalties.clone());
-        let peer_messages_dropped = Counter::default();
+        let peer_messages_dropped = Family::<DropLabel, Counter>::default();
         registry.register(
             "peer_messages_dropped",
-            "Messages from peers dropped unread: over the peer's budget, or malformed",
+            "Messages from peers dropped unread, by reason: over_budget (the peer's message budget) or malformed",
             peer_messages_dropped.clone(),
         );
         let calls_success = calls.get_or_create(&OutcomeLabel { outcome: "success".to_owned() }).clone();
@@ -96,6 +125,10 @@ impl Metrics {
             _ => self.calls.get_or_create(&OutcomeLabel { outcome: outcome.to_owned() }).inc(),
         };
         self.call_seconds.observe(seconds);
+    }
+
+    pub fn record_dropped(&self, reason: DropReason) {
+        self.peer_messages_dropped.get_or_create(&DropLabel { reason }).inc();
     }
 
     pub fn record_cache(&self, result: &str) {

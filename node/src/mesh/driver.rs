@@ -20,6 +20,7 @@ use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use super::behaviour::{Behaviour, BehaviourEvent, build_swarm};
 use super::flood::PeerBudgets;
 use super::{Command, MeshHost, MeshSettings, NetworkHandle, PeerLink, Purpose};
+use crate::metrics::DropReason;
 
 /// How soon a lost bootstrap peer is dialled again: after a partition heals,
 /// this bounds how long the two sides stay apart (5 s made heals take 2.5 s
@@ -129,7 +130,7 @@ impl Driver {
         tracing::debug!("network stopped");
     }
 
-    fn dropped(&self, peer: &PeerId, why: &str) {
+    fn dropped(&self, peer: &PeerId, why: DropReason) {
         if let Some(host) = self.host.upgrade() {
             host.message_dropped(&peer.to_string(), why);
         }
@@ -259,14 +260,14 @@ impl Driver {
                 // Only what is accepted here is passed on to other peers;
                 // rejections count against the sender's gossipsub score.
                 let (verdict, gossip) = if !self.budgets.allow(propagation_source, Instant::now()) {
-                    self.dropped(&propagation_source, "over its message budget");
+                    self.dropped(&propagation_source, DropReason::OverBudget);
                     (gossipsub::MessageAcceptance::Ignore, None)
                 } else {
                     match wire::decode::<Gossip>(&message.data, MAX_GOSSIP_BYTES) {
                         Ok(gossip) => (gossipsub::MessageAcceptance::Accept, Some(gossip)),
                         Err(error) => {
                             tracing::warn!(peer = %propagation_source, %error, "dropped malformed gossip");
-                            self.dropped(&propagation_source, "malformed gossip");
+                            self.dropped(&propagation_source, DropReason::Malformed);
                             (gossipsub::MessageAcceptance::Reject, None)
                         }
                     }
@@ -318,7 +319,7 @@ impl Driver {
             Rpc::Message { peer, message: Message::Request { channel, .. }, .. }
                 if !self.budgets.allow(peer, Instant::now()) =>
             {
-                self.dropped(&peer, "over its message budget");
+                self.dropped(&peer, DropReason::OverBudget);
                 let refusal = Response::Refused("over your message budget; slow down".into());
                 let _ = self.swarm.behaviour_mut().rpc.send_response(channel, refusal);
             }

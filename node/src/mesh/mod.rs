@@ -121,7 +121,7 @@ pub trait MeshHost: Send + Sync + 'static {
     /// A module's bytes arrived (or `None`: the peer does not have it): verify, store, report.
     fn module_received(&self, module: ModuleId, from: String, bytes: Option<Vec<u8>>);
     /// A message from `peer` was dropped unread (over its budget, or malformed).
-    fn message_dropped(&self, peer: &str, why: &str);
+    fn message_dropped(&self, peer: &str, why: crate::metrics::DropReason);
 }
 
 /// Network facts about a peer, for `/peers`.

@@ -56,9 +56,9 @@ impl MeshHost for Shared {
         }
     }
 
-    fn message_dropped(&self, peer: &str, why: &str) {
-        tracing::debug!(%peer, why, "dropped a peer's message");
-        self.metrics.peer_messages_dropped.inc();
+    fn message_dropped(&self, peer: &str, why: crate::metrics::DropReason) {
+        tracing::debug!(%peer, why = why.as_str(), "dropped a peer's message");
+        self.metrics.record_dropped(why);
     }
 
     fn module_received(&self, module: ModuleId, from: String, bytes: Option<Vec<u8>>) {

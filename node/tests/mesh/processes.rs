@@ -94,6 +94,15 @@ async fn five_processes_deploy_call_kill_and_keep_calling() {
             answer.status().is_success() && answer.text().await.unwrap() == "832040"
         })
         .await;
+        // A call can succeed by being forwarded to the first node before the
+        // module's replica is stored here: wait for the replica itself, or
+        // the first node's death would leave this one without a holder.
+        wait_for("every process holds the module", async || {
+            let modules: Vec<serde_json::Value> =
+                client.get(format!("{}/modules", process.http)).send().await.unwrap().json().await.unwrap();
+            modules.iter().any(|module| module["module"] == hash.as_str())
+        })
+        .await;
     }
 
     // Kill the node the module was deployed on, with SIGKILL.

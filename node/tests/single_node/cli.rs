@@ -70,6 +70,8 @@ fn the_readme_walkthrough_works_from_the_command_line() {
     assert!(deployed.status.success(), "{deployed:?}");
     let hash = stdout(&deployed).trim().to_owned();
     assert_eq!(hash, blake3::hash(&std::fs::read(&wasm).unwrap()).to_hex().as_str());
+    let hashed = Command::new(nebula_binary()).args(["hash", wasm.to_str().unwrap()]).output().unwrap();
+    assert_eq!(stdout(&hashed), format!("{hash}  {}\n", wasm.display()), "the id a deploy gives, without deploying");
 
     let call = node.run(&["call", "fibonacci", "10"], None);
     assert_eq!((call.status.success(), stdout(&call).as_str()), (true, "55"));
