@@ -11,11 +11,13 @@ use arbitrary::{Arbitrary, Unstructured};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::core::{Action, Core, Event, FetchFailure, FlightId, MeshConfig, Peer, RequestId};
+use crate::core::{
+    Action, CallerId, Core, Event, FlightId, InboundId, LookupId, MeshConfig, MessageId, ModelledSignatures, RequestId,
+};
 use crate::ids::{CallKey, MIN_PREFIX_LEN, ModuleId, looks_like_hex};
 use crate::limits::{LimitOverrides, Limits};
 use crate::names::{MAX_NAME_LEN, NameError, NameRecord, validate_name};
-use crate::outcome::{CallError, ExecutionRecord, Outcome};
+use crate::outcome::{CacheStatus, CallError, ExecutionRecord, Outcome};
 use crate::wire::{
     self, Gossip, MAX_FRAME_BYTES, MAX_GOSSIP_BYTES, MAX_REQUEST_BYTES, RemoteAnswer, Request, Response,
 };
@@ -145,7 +147,13 @@ const NAMES: [&str; 3] = ["fib", "add", "echo"];
 const INPUTS: [&[u8]; 3] = [b"", b"1", b"20"];
 const MODULES: u8 = 4;
 
-fn peer(index: u8) -> Peer {
+type FuzzCore = Core<String>;
+
+fn new_core(config: MeshConfig) -> FuzzCore {
+    Core::new(LOCAL.to_owned(), config, Box::new(ModelledSignatures))
+}
+
+fn peer(index: u8) -> String {
     PEERS[usize::from(index) % PEERS.len()].to_owned()
 }
 
@@ -174,8 +182,9 @@ fn pool_gossip(gossip: Gossip) -> Gossip {
         Gossip::Name(record) => Gossip::Name(pool_name(record)),
         Gossip::ResultAvailable { key, module, size, inline } => {
             let module = pool(module);
-            let key = CallKey::new(&module, pooled_input(key.as_bytes()[0]));
-            let inline = inline.map(|record| ExecutionRecord { module, ..record });
+            let input = pooled_input(key.as_bytes()[0]);
+            let key = CallKey::new(&module, input);
+            let inline = inline.map(|record| signed(ExecutionRecord { module, ..record }, &key));
             Gossip::ResultAvailable { key, module, size, inline }
         }
         load @ Gossip::Load { .. } => load,
@@ -196,6 +205,27 @@ fn pool_sync(mut response: SyncResponse) -> SyncResponse {
     response
 }
 
+fn pool_request(request: Request) -> Request {
+    match request {
+        Request::FetchModule { module } => Request::FetchModule { module: pool(module) },
+        Request::FetchResult { key } => Request::FetchResult {
+            key: CallKey::new(&pooled_module(key.as_bytes()[0]), pooled_input(key.as_bytes()[1])),
+        },
+        Request::Call { reference, input, limits, hops } => {
+            let module = pooled_module(reference.len() as u8);
+            Request::Call { reference: module.to_hex(), input: pooled_input(input.len() as u8).to_vec(), limits, hops }
+        }
+        Request::Tell(gossip) => Request::Tell(pool_gossip(gossip)),
+        sync @ Request::Sync(_) => sync,
+    }
+}
+
+/// `record` signed by the executor it names, as an honest peer's would be.
+fn signed(mut record: ExecutionRecord, key: &CallKey) -> ExecutionRecord {
+    ModelledSignatures::sign(key, &mut record);
+    record
+}
+
 #[derive(Debug, Arbitrary)]
 struct Setup {
     default_config: bool,
@@ -203,6 +233,7 @@ struct Setup {
     replicate_budget_bytes: u64,
     fetch_for_call_max_bytes: u64,
     inline_result_max_bytes: u64,
+    max_module_bytes: u64,
     max_hops: u8,
     result_log_len: u8,
     remote_results_len: u8,
@@ -218,6 +249,7 @@ impl Setup {
                 replicate_budget_bytes: self.replicate_budget_bytes,
                 fetch_for_call_max_bytes: self.fetch_for_call_max_bytes,
                 inline_result_max_bytes: self.inline_result_max_bytes,
+                max_module_bytes: self.max_module_bytes,
                 max_hops: self.max_hops % 4,
                 result_log_len: usize::from(self.result_log_len % 8),
                 remote_results_len: usize::from(self.remote_results_len % 8),
@@ -253,24 +285,28 @@ enum Input {
     Any(Vec<u8>),
 }
 
+/// How a peer answers one of this node's requests.
 #[derive(Debug, Arbitrary)]
-enum ModuleFetch {
-    Stored,
-    BadHash,
-    NotFound,
-    Unreachable,
-    Invalid(String),
+enum PeerAnswer {
+    /// The right kind of answer, with a record pooled and correctly signed
+    /// by one of the peers (so that independent executors can agree or not).
+    Proper { executor: u8, stdout: u8, cache: CacheStatus },
+    /// Anything at all.
+    Any(Response),
+    /// Module bytes, hashing to the module asked for or not.
+    ModuleBytes { right: bool, size: u64 },
+    /// The transport failed.
+    Failed,
 }
 
-/// How the shell (or a peer, through it) answers an action.
+/// How the shell answers an action, and a peer the requests it carries.
 #[derive(Debug, Arbitrary)]
 struct Answer {
     record: Option<ExecutionRecord>,
-    /// Make the record's executor one of the peers and its outcome one of a
-    /// few, so that independent executors can agree (or disagree).
-    pooled: Option<(u8, u8)>,
-    forward: Result<Result<RemoteAnswer, CallError>, String>,
-    fetch: ModuleFetch,
+    error: Option<CallError>,
+    peer: PeerAnswer,
+    /// For a module to store: stored, invalid, or not storable here.
+    store: Option<bool>,
     size: u64,
 }
 
@@ -279,36 +315,29 @@ struct Answer {
 enum Step {
     Connect(u8),
     Disconnect(u8),
-    Tick(u64),
+    /// Time passes by this many milliseconds, and the core is woken if it asked.
+    Advance(u16),
     Gossip {
         from: u8,
         gossip: Gossip,
         pooled: bool,
     },
-    SyncRequested {
+    Malformed {
         from: u8,
-        token: u64,
-        request: SyncRequest,
     },
-    SyncAnswered {
+    Request {
         from: u8,
-        response: SyncResponse,
+        request: Request,
         pooled: bool,
     },
     Call {
         reference: Reference,
         input: Input,
         limits: Limits,
-        hops: u8,
     },
     Deploy {
         module: u8,
         size: u64,
-    },
-    /// The shell caught a peer breaking the rules (a forged signature, say).
-    Misbehaved {
-        peer: u8,
-        reason: String,
     },
     /// The node's admin points a name at a module.
     Publish {
@@ -331,118 +360,180 @@ enum Step {
 /// An action of the core still waiting for the shell's answer.
 #[derive(Debug, Clone)]
 enum Open {
-    Lookup(FlightId),
-    Execute(FlightId, ModuleId),
-    FetchModule(ModuleId, Peer),
-    FetchResult(FlightId, CallKey, Peer),
-    Forward(FlightId, Peer),
+    Lookup(LookupId),
+    Execute(FlightId, CallKey, ModuleId),
+    Send { request: RequestId, to: String, message: Request },
+    StoreModule(ModuleId),
 }
 
 #[derive(Default)]
 struct Harness {
+    now_ms: u64,
     open: Vec<Open>,
     answered: Vec<Open>,
-    requests: RequestId,
-    replied: BTreeSet<RequestId>,
-    /// Stale answers model a broken shell: liveness is not checked then.
-    stale: bool,
+    callers: CallerId,
+    replied: BTreeSet<CallerId>,
+    inbound: InboundId,
+    responded: BTreeSet<InboundId>,
+    messages: MessageId,
+    judged: BTreeSet<MessageId>,
+    /// Module bytes the shell keeps until the core says what to do with them.
+    received: BTreeSet<RequestId>,
 }
 
 impl Harness {
-    fn handle(&mut self, core: &mut Core, event: Event) {
-        for action in core.handle(event) {
+    fn handle(&mut self, core: &mut FuzzCore, event: Event<String>) {
+        for action in core.handle(self.now_ms, event) {
             match action {
-                Action::Reply { request, .. } => {
-                    assert!(request < self.requests, "a reply to request {request}, which was never made");
-                    assert!(self.replied.insert(request), "request {request} was answered twice");
+                Action::Reply { caller, .. } => {
+                    assert!(caller < self.callers, "a reply to caller {caller}, who never called");
+                    assert!(self.replied.insert(caller), "caller {caller} was answered twice");
                 }
-                Action::LookupResult { flight, .. } => self.open.push(Open::Lookup(flight)),
-                Action::Execute { flight, module, .. } => self.open.push(Open::Execute(flight, module)),
-                Action::FetchModule { module, from } => {
-                    assert_ne!(from, LOCAL, "fetching {module} from itself");
-                    self.open.push(Open::FetchModule(module, from));
+                Action::Respond { inbound, .. } | Action::ServeModule { inbound, .. } => {
+                    assert!(inbound < self.inbound, "a response to request {inbound}, which no peer sent");
+                    assert!(self.responded.insert(inbound), "peer request {inbound} was answered twice");
                 }
-                Action::FetchResult { flight, key, from } => {
-                    assert_ne!(from, LOCAL, "fetching a result from itself");
-                    self.open.push(Open::FetchResult(flight, key, from));
+                Action::GossipVerdict { message, .. } => {
+                    assert!(message < self.messages, "a verdict on message {message}, which never came");
+                    assert!(self.judged.insert(message), "message {message} was judged twice");
                 }
-                Action::ForwardCall { flight, to, hops, .. } => {
-                    assert_ne!(to, LOCAL, "forwarding a call to itself");
-                    assert!(hops <= core.config().max_hops, "forwarded with {hops} hops");
-                    self.open.push(Open::Forward(flight, to));
+                Action::LookupResult { lookup, .. } => self.open.push(Open::Lookup(lookup)),
+                Action::Execute { flight, key, module, .. } => self.open.push(Open::Execute(flight, key, module)),
+                Action::Send { to, request, message } => {
+                    assert_ne!(to, LOCAL, "sending {message:?} to itself");
+                    if let Request::Call { hops, .. } = &message {
+                        assert!(*hops <= core.config().max_hops.max(1), "forwarded with {hops} hops");
+                    }
+                    self.open.push(Open::Send { request, to, message });
                 }
-                Action::SendSync { to, .. } => assert_ne!(to, LOCAL, "syncing with itself"),
-                Action::StoreResult { .. }
-                | Action::PersistName(_)
-                | Action::Publish(_)
-                | Action::TellPeers(_)
-                | Action::RespondSync { .. }
-                | Action::Penalise { .. } => {}
+                Action::StoreReceivedModule { request, module } => {
+                    assert!(
+                        self.received.remove(&request),
+                        "storing bytes of {request:?}, which the shell does not hold"
+                    );
+                    self.open.push(Open::StoreModule(module));
+                }
+                Action::DiscardReceivedModule { request } => {
+                    assert!(
+                        self.received.remove(&request),
+                        "dropping bytes of {request:?}, which the shell does not hold"
+                    );
+                }
+                Action::StoreResult { .. } | Action::PersistName(_) | Action::Publish(_) | Action::Penalise { .. } => {}
             }
         }
     }
 
-    fn answer(&mut self, core: &mut Core, open: Open, mut answer: Answer) {
-        if let (Some((executor, stdout)), Some(record)) = (answer.pooled, &mut answer.record) {
-            record.executed_by = peer(executor);
-            record.outcome = Outcome::Success { stdout: pooled_input(stdout).to_vec() };
-        }
-        if let (Some((executor, stdout)), Ok(Ok(remote))) = (answer.pooled, &mut answer.forward) {
-            remote.record.executed_by = peer(executor);
-            remote.record.outcome = Outcome::Success { stdout: pooled_input(stdout).to_vec() };
-        }
+    fn answer(&mut self, core: &mut FuzzCore, open: Open, answer: Answer) {
         let event = match open {
-            Open::Lookup(flight) => Event::ResultLookedUp { flight, found: answer.record.map(Arc::new) },
-            Open::Execute(flight, module) => {
-                let failed = || ExecutionRecord::rejected(module, CallError::OutOfFuel { limit: 0 });
-                Event::ExecutionFinished { flight, record: Arc::new(answer.record.unwrap_or_else(failed)) }
-            }
-            Open::FetchModule(module, from) => {
-                let failure = match answer.fetch {
-                    ModuleFetch::Stored => return self.handle(core, Event::ModuleStored { module, size: answer.size }),
-                    ModuleFetch::BadHash => FetchFailure::BadHash,
-                    ModuleFetch::NotFound => FetchFailure::NotFound,
-                    ModuleFetch::Unreachable => FetchFailure::Unreachable,
-                    ModuleFetch::Invalid(reason) => FetchFailure::Invalid(reason),
+            Open::Lookup(lookup) => Event::ResultLookedUp { lookup, found: answer.record.map(Arc::new) },
+            Open::Execute(flight, key, module) => {
+                let result = match (answer.record, answer.error) {
+                    (Some(record), _) => Ok(Arc::new(signed(ExecutionRecord { module, ..record }, &key))),
+                    (None, Some(error)) => Err(error),
+                    (None, None) => Err(CallError::Internal { message: "the run failed".into() }),
                 };
-                Event::ModuleFetchFailed { module, from, failure }
+                Event::ExecutionFinished { flight, result }
             }
-            Open::FetchResult(flight, key, from) => {
-                Event::ResultFetched { flight, key, from, found: answer.record.map(Arc::new) }
-            }
-            Open::Forward(flight, from) => Event::ForwardAnswered { flight, from, answer: answer.forward },
+            Open::StoreModule(module) => match answer.store {
+                Some(true) => Event::ModuleStored { module, size: answer.size },
+                Some(false) => Event::ModuleNotStored { module, reason: "not a module".into(), invalid: true },
+                None => Event::ModuleNotStored { module, reason: "disk full".into(), invalid: false },
+            },
+            Open::Send { request, to, message } => match answer.peer {
+                PeerAnswer::Failed => Event::RequestFailed { request, reason: "connection closed".into() },
+                PeerAnswer::ModuleBytes { right, size } => {
+                    let hash = match (&message, right) {
+                        (Request::FetchModule { module }, true) => *module,
+                        _ => ModuleId::of_bytes(b"something else"),
+                    };
+                    self.received.insert(request);
+                    Event::ModuleReceived { request, from: to, hash, size }
+                }
+                PeerAnswer::Any(Response::Sync(response)) => {
+                    Event::PeerResponse { request, from: to, response: Response::Sync(pool_sync(response)) }
+                }
+                PeerAnswer::Any(response) => Event::PeerResponse { request, from: to, response },
+                PeerAnswer::Proper { executor, stdout, cache } => {
+                    let record = |module: ModuleId, key: &CallKey| {
+                        let record = ExecutionRecord {
+                            module,
+                            outcome: Outcome::Success { stdout: pooled_input(stdout).to_vec() },
+                            fuel_used: 1,
+                            timings: Default::default(),
+                            executed_by: peer(executor),
+                            signature: Vec::new(),
+                        };
+                        signed(record, key)
+                    };
+                    let response = match &message {
+                        Request::FetchResult { key } => {
+                            let module = core.resolve(&key.to_hex()).unwrap_or_else(|_| pooled_module(stdout));
+                            Response::Result(Some(record(module, key)))
+                        }
+                        Request::Call { reference, input, .. } => {
+                            let module = reference.parse().unwrap_or_else(|_| pooled_module(stdout));
+                            let key = CallKey::new(&module, input);
+                            Response::Call(Ok(RemoteAnswer { key, cache, record: record(module, &key) }))
+                        }
+                        Request::FetchModule { .. } => Response::Module(None),
+                        Request::Sync(_) => Response::Sync(SyncResponse {
+                            modules: None,
+                            names: None,
+                            results: Vec::new(),
+                            results_next: 0,
+                            more: false,
+                            load: Default::default(),
+                        }),
+                        Request::Tell(_) => Response::Told,
+                    };
+                    Event::PeerResponse { request, from: to, response }
+                }
+            },
         };
         self.handle(core, event);
     }
 
-    fn step(&mut self, core: &mut Core, step: Step) {
+    fn step(&mut self, core: &mut FuzzCore, step: Step) {
         let event = match step {
             Step::Connect(index) => Event::PeerConnected { peer: peer(index) },
             Step::Disconnect(index) => Event::PeerDisconnected { peer: peer(index) },
-            Step::Tick(now_ms) => Event::Tick { now_ms },
+            Step::Advance(ms) => {
+                self.now_ms += u64::from(ms);
+                if core.poll_timeout().is_none_or(|at| at > self.now_ms) {
+                    return;
+                }
+                Event::Timeout
+            }
             Step::Gossip { from, gossip, pooled } => {
                 let gossip = if pooled { pool_gossip(gossip) } else { gossip };
-                Event::GossipReceived { from: peer(from), gossip }
+                let message = self.messages;
+                self.messages += 1;
+                Event::GossipReceived { from: peer(from), message, gossip: Ok(gossip) }
             }
-            Step::SyncRequested { from, token, request } => Event::SyncRequested { from: peer(from), token, request },
-            Step::SyncAnswered { from, response, pooled } => {
-                let response = if pooled { pool_sync(response) } else { response };
-                // Only a peer answers this node's sync requests.
-                Event::SyncAnswered { from: peer(from % 3), response }
+            Step::Malformed { from } => {
+                let message = self.messages;
+                self.messages += 1;
+                Event::GossipReceived { from: peer(from), message, gossip: Err("garbage".into()) }
             }
-            Step::Call { reference, input, limits, hops } => {
+            Step::Request { from, request, pooled } => {
+                let request = if pooled { pool_request(request) } else { request };
+                let inbound = self.inbound;
+                self.inbound += 1;
+                Event::PeerRequest { from: peer(from), inbound, request }
+            }
+            Step::Call { reference, input, limits } => {
                 let input: Arc<[u8]> = match input {
                     Input::Pooled(index) => pooled_input(index).into(),
                     Input::Any(bytes) => bytes.into(),
                 };
-                let request = self.requests;
-                self.requests += 1;
+                let caller = self.callers;
+                self.callers += 1;
                 // As the node does: a caller's limits never exceed its maximums.
                 let limits = limits.clamped_to(&Limits::default());
-                Event::CallRequested { request, reference: reference.text(), input, limits, hops }
+                Event::CallRequested { caller, reference: reference.text(), input, limits }
             }
             Step::Deploy { module, size } => Event::ModuleStored { module: pooled_module(module), size },
-            Step::Misbehaved { peer: index, reason } => Event::PeerMisbehaved { peer: peer(index), reason },
             Step::Publish { name, reference } => {
                 let name = NAMES[usize::from(name) % NAMES.len()];
                 let before = core.names().find(|record| record.name == name).cloned();
@@ -461,13 +552,13 @@ impl Harness {
                 return self.answer(core, open, answer);
             }
             Step::Stale { which, answer } => {
-                let peers_part = |open: &&Open| !matches!(open, Open::Lookup(_) | Open::Execute(..));
-                let candidates: Vec<&Open> = self.answered.iter().filter(peers_part).collect();
+                // Peers may answer late or twice; the shell's own answers come once.
+                let from_peers = |open: &&Open| matches!(open, Open::Send { .. });
+                let candidates: Vec<&Open> = self.answered.iter().filter(from_peers).collect();
                 if candidates.is_empty() {
                     return;
                 }
                 let open = candidates[usize::from(which) % candidates.len()].clone();
-                self.stale = true;
                 return self.answer(core, open, answer);
             }
         };
@@ -475,16 +566,10 @@ impl Harness {
     }
 
     /// Answers every open action with a failure until nothing is left.
-    fn drain(&mut self, core: &mut Core) {
+    fn drain(&mut self, core: &mut FuzzCore) {
         for _ in 0..10_000 {
             let Some(open) = self.open.pop() else { return };
-            let answer = Answer {
-                record: None,
-                pooled: None,
-                forward: Err("unreachable".into()),
-                fetch: ModuleFetch::Unreachable,
-                size: 0,
-            };
+            let answer = Answer { record: None, error: None, peer: PeerAnswer::Failed, store: None, size: 0 };
             self.answer(core, open, answer);
         }
         panic!("answering the open actions never ends: {} still open", self.open.len());
@@ -492,13 +577,15 @@ impl Harness {
 }
 
 /// A fresh core fed what peers (and callers) can make happen, in any order,
-/// while the shell answers each action once. It must never panic, answer a
-/// caller twice or talk to itself; once every action is answered (with
-/// failures), every caller has had its reply and nothing is left running.
+/// while the shell answers each action once (peers may answer late or
+/// twice). It must never panic, answer a caller or a peer's request twice,
+/// judge a message twice or talk to itself; once every action is answered
+/// (with failures), every caller, every peer's request and every message
+/// has had its answer, and nothing is left running.
 pub fn core_peer_messages(data: &[u8]) {
     let mut input = Unstructured::new(data);
     let Ok(setup) = Setup::arbitrary(&mut input) else { return };
-    let mut core = Core::with_config(LOCAL, setup.config());
+    let mut core = new_core(setup.config());
     let mut harness = Harness::default();
     for step in input.arbitrary_iter::<Step>().into_iter().flatten().take(256) {
         let Ok(step) = step else { break };
@@ -506,10 +593,10 @@ pub fn core_peer_messages(data: &[u8]) {
     }
     harness.drain(&mut core);
     check_names(&core);
-    if harness.stale {
-        return;
-    }
-    assert_eq!(harness.replied.len() as u64, harness.requests, "a caller was never answered");
+    assert_eq!(harness.replied.len() as u64, harness.callers, "a caller was never answered");
+    assert_eq!(harness.responded.len() as u64, harness.inbound, "a peer's request was never answered");
+    assert_eq!(harness.judged.len() as u64, harness.messages, "a gossip message was never judged");
+    assert!(harness.received.is_empty(), "module bytes were never stored or dropped");
     assert_eq!(core.flights_in_progress(), 0, "flights left after every action was answered");
     assert_eq!(core.executing(), 0, "executions counted after every one finished");
 }
@@ -537,16 +624,17 @@ pub fn http_input(data: &[u8]) {
     let text = input.text.as_str();
     check_text(text);
 
-    let mut core = Core::new(LOCAL);
+    let mut core = new_core(MeshConfig::default());
     for module in &input.local {
-        core.handle(Event::ModuleStored { module: pooled_module(*module), size: 1 });
+        core.restore_module(pooled_module(*module), 1);
     }
-    core.handle(Event::PeerConnected { peer: peer(0) });
+    core.handle(0, Event::PeerConnected { peer: peer(0) });
     for module in &input.remote {
         let gossip = Gossip::ModuleAvailable { module: pooled_module(*module), size: 1 };
-        core.handle(Event::GossipReceived { from: peer(0), gossip });
+        core.handle(0, Event::GossipReceived { from: peer(0), message: 0, gossip: Ok(gossip) });
     }
-    let merged: Vec<String> = input.names.into_iter().filter(|r| core.merge_name(r.clone())).map(|r| r.name).collect();
+    let merged: Vec<String> =
+        input.names.into_iter().filter(|r| core.restore_name(r.clone())).map(|r| r.name).collect();
     let text = match input.republish {
         Some(index) if !merged.is_empty() => merged[usize::from(index) % merged.len()].as_str(),
         _ => text,
@@ -577,7 +665,7 @@ pub fn http_input(data: &[u8]) {
 }
 
 /// Whatever peers sent, every name held is one a user could have published.
-fn check_names(core: &Core) {
+fn check_names(core: &FuzzCore) {
     for record in core.names() {
         assert_eq!(validate_name(&record.name), Ok(()), "holding the name {:?}", record.name);
     }
@@ -604,7 +692,7 @@ fn check_text(text: &str) {
     }
 }
 
-fn check_resolve(core: &Core, reference: &str, known: &BTreeSet<ModuleId>) {
+fn check_resolve(core: &FuzzCore, reference: &str, known: &BTreeSet<ModuleId>) {
     match core.resolve(reference) {
         Ok(module) => assert!(known.contains(&module), "resolved {reference:?} to a module no one holds"),
         Err(CallError::AmbiguousPrefix { prefix, matches }) => {

@@ -14,9 +14,10 @@ pub mod outcome;
 pub mod wire;
 
 pub use crate::core::{
-    Action, Answer, CacheStatus, Core, Event, FetchFailure, FlightId, MeshConfig, Peer, Reply, RequestId,
+    Action, Answer, CallerId, Core, Event, FlightId, InboundId, LookupId, MeshConfig, MessageId, Misbehaviour,
+    ModelledSignatures, PeerKey, Reply, RequestId, Resolver, Signatures, Verdict,
 };
 pub use ids::{CallKey, IdParseError, ModuleId, PROFILE_VERSION};
 pub use limits::{LimitOverrides, Limits};
 pub use names::{NameError, NameRecord, validate_name};
-pub use outcome::{CallError, ExecutionRecord, Outcome, Timings};
+pub use outcome::{CacheStatus, CallError, ExecutionRecord, Failure, Outcome, Timings};

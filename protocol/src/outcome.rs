@@ -1,5 +1,7 @@
-//! What a call can come to. Each failure is its own variant so users (and
-//! HTTP status codes) can tell a bad module from a trap from a limit.
+//! What a call can come to: an [`Outcome`] of the function (success, or a
+//! [`Failure`] of the guest or of a limit), or a [`CallError`] when it never
+//! ran. Each is its own variant so users (and HTTP status codes) can tell a
+//! bad module from a trap from a limit.
 
 use serde::{Deserialize, Serialize};
 
@@ -12,12 +14,14 @@ pub enum Outcome {
     Success {
         stdout: Vec<u8>,
     },
-    Failed(CallError),
+    Failed(Failure),
 }
 
+/// How a run of the function went wrong: the function itself, or one of the
+/// limits it ran under. (Stored records hold these: append variants only.)
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-pub enum CallError {
+pub enum Failure {
     #[error("the function exited with status {code}: {stderr_tail}")]
     NonZeroExit { code: i32, stderr_tail: String },
     #[error("the function trapped: {message}{}", tail_suffix(stderr_tail))]
@@ -30,6 +34,14 @@ pub enum CallError {
     MemoryLimit { limit_bytes: u64 },
     #[error("the function's output exceeded {limit_bytes} bytes")]
     OutputTooLarge { limit_bytes: u64 },
+}
+
+/// Why a call was not answered with an outcome of the function: it never
+/// reached a module (a bad reference, input too large, no reachable holder)
+/// or the module could not be run at all.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum CallError {
     #[error("the input of {size} bytes exceeds the limit of {limit_bytes} bytes")]
     InputTooLarge { size: u64, limit_bytes: u64 },
     #[error("invalid module: {reason}")]
@@ -58,16 +70,31 @@ fn tail_suffix(stderr_tail: &str) -> String {
     }
 }
 
+impl Failure {
+    /// Short stable label, used in JSON bodies, metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Failure::NonZeroExit { .. } => "non_zero_exit",
+            Failure::Trap { .. } => "trap",
+            Failure::OutOfFuel { .. } => "out_of_fuel",
+            Failure::DeadlineExceeded { .. } => "deadline_exceeded",
+            Failure::MemoryLimit { .. } => "memory_limit",
+            Failure::OutputTooLarge { .. } => "output_too_large",
+        }
+    }
+
+    /// A failure that any node would reproduce for the same call, whatever its
+    /// limits: safe to cache under the call key. Limit hits depend on the
+    /// caller's limits and the machine, so they are never cached.
+    pub fn is_cacheable(&self) -> bool {
+        matches!(self, Failure::NonZeroExit { .. } | Failure::Trap { .. })
+    }
+}
+
 impl CallError {
     /// Short stable label, used in JSON bodies, metrics and logs.
     pub fn kind(&self) -> &'static str {
         match self {
-            CallError::NonZeroExit { .. } => "non_zero_exit",
-            CallError::Trap { .. } => "trap",
-            CallError::OutOfFuel { .. } => "out_of_fuel",
-            CallError::DeadlineExceeded { .. } => "deadline_exceeded",
-            CallError::MemoryLimit { .. } => "memory_limit",
-            CallError::OutputTooLarge { .. } => "output_too_large",
             CallError::InputTooLarge { .. } => "input_too_large",
             CallError::InvalidModule { .. } => "invalid_module",
             CallError::ModuleNotFound { .. } => "module_not_found",
@@ -79,29 +106,34 @@ impl CallError {
             CallError::Unverified { .. } => "unverified",
         }
     }
-
-    /// A failure that any node would reproduce for the same call, whatever its
-    /// limits: safe to cache under the call key. Limit hits depend on the
-    /// caller's limits and the machine, so they are never cached.
-    pub fn is_cacheable(&self) -> bool {
-        matches!(self, CallError::NonZeroExit { .. } | CallError::Trap { .. })
-    }
 }
 
 impl Outcome {
     pub fn kind(&self) -> &'static str {
         match self {
             Outcome::Success { .. } => "success",
-            Outcome::Failed(error) => error.kind(),
+            Outcome::Failed(failure) => failure.kind(),
         }
     }
 
     pub fn is_cacheable(&self) -> bool {
         match self {
             Outcome::Success { .. } => true,
-            Outcome::Failed(error) => error.is_cacheable(),
+            Outcome::Failed(failure) => failure.is_cacheable(),
         }
     }
+}
+
+/// Where an answer came from.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CacheStatus {
+    /// Answered from a stored result; nothing ran.
+    Hit,
+    /// This caller's request started the execution.
+    Miss,
+    /// Joined an identical call that was already running.
+    Joined,
 }
 
 /// Where the time of one execution went, in microseconds.
@@ -133,18 +165,6 @@ pub struct ExecutionRecord {
 }
 
 impl ExecutionRecord {
-    /// A failure found before anything ran (resolution, validation, input size).
-    pub fn rejected(module: ModuleId, error: CallError) -> Self {
-        Self {
-            module,
-            outcome: Outcome::Failed(error),
-            fuel_used: 0,
-            timings: Timings::default(),
-            executed_by: String::new(),
-            signature: Vec::new(),
-        }
-    }
-
     /// What the executor signs: the call it answers and everything about the
     /// answer that other nodes rely on (timings are informational and left out).
     pub fn signed_content(&self, key: &CallKey) -> Vec<u8> {
@@ -177,12 +197,11 @@ mod tests {
     fn only_limit_independent_outcomes_are_cacheable() {
         assert!(Outcome::Success { stdout: vec![] }.is_cacheable());
         assert!(
-            Outcome::Failed(CallError::Trap { message: "unreachable".into(), stderr_tail: String::new() })
-                .is_cacheable()
+            Outcome::Failed(Failure::Trap { message: "unreachable".into(), stderr_tail: String::new() }).is_cacheable()
         );
-        assert!(!Outcome::Failed(CallError::OutOfFuel { limit: 1 }).is_cacheable());
-        assert!(!Outcome::Failed(CallError::DeadlineExceeded { deadline_ms: 1 }).is_cacheable());
-        assert!(!Outcome::Failed(CallError::MemoryLimit { limit_bytes: 1 }).is_cacheable());
-        assert!(!Outcome::Failed(CallError::ModuleCorrupt { module: ModuleId::of_bytes(b"") }).is_cacheable());
+        assert!(!Outcome::Failed(Failure::OutOfFuel { limit: 1 }).is_cacheable());
+        assert!(!Outcome::Failed(Failure::DeadlineExceeded { deadline_ms: 1 }).is_cacheable());
+        assert!(!Outcome::Failed(Failure::MemoryLimit { limit_bytes: 1 }).is_cacheable());
+        assert!(!Outcome::Failed(Failure::OutputTooLarge { limit_bytes: 1 }).is_cacheable());
     }
 }

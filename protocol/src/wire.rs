@@ -8,13 +8,13 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::core::CacheStatus;
 use crate::ids::{CallKey, ModuleId};
 use crate::limits::Limits;
 use crate::names::NameRecord;
-use crate::outcome::{CallError, ExecutionRecord};
+use crate::outcome::{CacheStatus, CallError, ExecutionRecord};
 
-pub const WIRE_VERSION: u8 = 2;
+/// 3: guest failures and call errors are separate types (`Failure`, `CallError`).
+pub const WIRE_VERSION: u8 = 3;
 
 /// Largest request-response frame: a module of the largest deployable size
 /// plus headroom. Checked before anything is allocated.

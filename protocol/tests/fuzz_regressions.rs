@@ -64,7 +64,9 @@ fn every_seed_passes_its_check() {
 #[ignore = "writes fuzz/seeds/; run by hand when the wire format changes"]
 fn write_fuzz_seeds() {
     use nebula_protocol::wire::{self, Gossip, Load, RemoteAnswer, Request, ResultRef, SyncRequest, SyncResponse};
-    use nebula_protocol::{CacheStatus, CallError, CallKey, ExecutionRecord, Limits, ModuleId, NameRecord, Outcome};
+    use nebula_protocol::{
+        CacheStatus, CallError, CallKey, ExecutionRecord, Failure, Limits, ModuleId, NameRecord, Outcome,
+    };
 
     let module = ModuleId::of_bytes(b"\0asm");
     let key = CallKey::new(&module, b"10");
@@ -76,8 +78,10 @@ fn write_fuzz_seeds() {
         executed_by: "12D3KooWpeer".into(),
         signature: vec![7; 64],
     };
-    let trap =
-        ExecutionRecord::rejected(module, CallError::Trap { message: "unreachable".into(), stderr_tail: "x".into() });
+    let trap = ExecutionRecord {
+        outcome: Outcome::Failed(Failure::Trap { message: "unreachable".into(), stderr_tail: "x".into() }),
+        ..record.clone()
+    };
     let name = NameRecord { name: "fib".into(), module, version: 3, publisher: "12D3KooWpeer".into() };
     let load = Load { executing: 1, capacity: 2 };
     let gossip = [

@@ -1,127 +1,139 @@
 //! The call path: flights (one per distinct call in progress), cache, fetch,
-//! execute or forward.
+//! execute or forward, and replies to everyone waiting.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use super::{Action, Answer, CacheStatus, Core, FetchFailure, Flight, FlightId, ModuleFetch, Peer, RequestId, Stage};
+use super::events::FetchFailure;
+use super::flights::{Flight, Stage, Waiter};
+use super::modules::ModuleFetch;
+use super::requests::Purpose;
+use super::{Action, Answer, Core, FlightId, LookupFor, LookupId, PeerKey};
 use crate::ids::{CallKey, ModuleId};
 use crate::limits::Limits;
-use crate::outcome::{CallError, ExecutionRecord, Outcome};
-use crate::wire::{Gossip, RemoteAnswer, ResultRef};
+use crate::outcome::{CacheStatus, CallError, ExecutionRecord, Outcome};
+use crate::wire::{Gossip, RemoteAnswer, Request, Response, ResultRef};
 
-/// Inputs above this size skip [`Core::answer_from_memory`]: on a miss they
-/// would be hashed twice, which costs more than the shortcut saves.
-pub(super) const MEMORY_SHORTCUT_MAX_INPUT: usize = 64 << 10;
-
-impl Core {
-    /// The answer to a call whose result `memory` already holds: the shell's
-    /// in-memory results, looked up without I/O. The common case (a hot
-    /// result) is answered here without a flight, a lookup action or a second
-    /// event; the answer is the one [`Event::CallRequested`] would give.
-    /// `None` means: send `CallRequested`, which also produces every error.
-    pub fn answer_from_memory(
-        &self,
-        reference: &str,
-        input: &[u8],
-        limits: &Limits,
-        memory: impl FnOnce(&CallKey) -> Option<Arc<ExecutionRecord>>,
-    ) -> Option<Answer> {
-        if input.len() > MEMORY_SHORTCUT_MAX_INPUT || input.len() as u64 > limits.input_bytes {
-            return None;
-        }
-        let module = self.resolve(reference).ok()?;
-        let key = CallKey::new(&module, input);
-        let record = memory(&key)?;
-        Some(Answer { key, cache: CacheStatus::Hit, record })
-    }
-
-    pub(super) fn on_call_requested(
+impl<P: PeerKey> Core<P> {
+    /// A call from a local caller (`hops` 0) or forwarded by a peer.
+    pub(super) fn start_call(
         &mut self,
-        request: RequestId,
+        waiter: Waiter,
         reference: &str,
         input: Arc<[u8]>,
         limits: Limits,
         hops: u8,
-    ) -> Vec<Action> {
-        let reject = |error| vec![Action::Reply { request, reply: Err(error) }];
-        let module = match self.resolve(reference) {
+    ) -> Vec<Action<P>> {
+        let module = match self.resolver.resolve(reference) {
             Ok(module) => module,
-            Err(error) => return reject(error),
+            Err(error) => return vec![reply_error(waiter, error)],
         };
         if input.len() as u64 > limits.input_bytes {
-            return reject(CallError::InputTooLarge { size: input.len() as u64, limit_bytes: limits.input_bytes });
+            let error = CallError::InputTooLarge { size: input.len() as u64, limit_bytes: limits.input_bytes };
+            return vec![reply_error(waiter, error)];
         }
         let key = CallKey::new(&module, &input);
-        if let Some(flight) = self.flight_by_call.get(&(key, limits)) {
-            self.flights.get_mut(flight).expect("flight index is consistent").waiters.push(request);
+        if self.flights.join(key, limits, waiter) {
             return Vec::new();
         }
-        let flight = FlightId(self.next_flight);
-        self.next_flight += 1;
-        self.flight_by_call.insert((key, limits), flight);
-        let tried = BTreeSet::new();
-        let waiters = vec![request];
-        let stage = Stage::LookingUp;
-        self.flights
-            .insert(flight, Flight { key, module, input, limits, hops, stage, tried, waiters, candidate: None });
-        vec![Action::LookupResult { flight, key }]
+        let flight = self.flights.start(Flight {
+            key,
+            module,
+            input,
+            limits,
+            hops,
+            stage: Stage::LookingUp,
+            tried: BTreeSet::new(),
+            waiters: vec![waiter],
+            candidate: None,
+        });
+        vec![self.look_up(key, LookupFor::Flight(flight))]
     }
 
-    pub(super) fn on_result_looked_up(&mut self, flight: FlightId, found: Option<Arc<ExecutionRecord>>) -> Vec<Action> {
-        if let Some(record) = found {
-            return self.land(flight).map_or_else(Vec::new, |landed| reply_all(landed, record, |_| CacheStatus::Hit));
+    pub(super) fn look_up(&mut self, key: CallKey, purpose: LookupFor) -> Action<P> {
+        let lookup = LookupId(self.next_lookup);
+        self.next_lookup += 1;
+        self.lookups.insert(lookup, purpose);
+        Action::LookupResult { lookup, key }
+    }
+
+    pub(super) fn on_result_looked_up(
+        &mut self,
+        lookup: LookupId,
+        found: Option<Arc<ExecutionRecord>>,
+    ) -> Vec<Action<P>> {
+        match self.lookups.remove(&lookup) {
+            Some(LookupFor::Flight(flight)) => self.on_flight_looked_up(flight, found),
+            Some(LookupFor::Peer(inbound)) => {
+                let response = Response::Result(found.map(|record| (*record).clone()));
+                vec![Action::Respond { inbound, response }]
+            }
+            None => Vec::new(),
         }
-        let Some(state) = self.flights.get(&flight) else { return Vec::new() };
+    }
+
+    pub(super) fn on_flight_looked_up(
+        &mut self,
+        flight: FlightId,
+        found: Option<Arc<ExecutionRecord>>,
+    ) -> Vec<Action<P>> {
+        if let Some(record) = found {
+            return self
+                .flights
+                .land(flight)
+                .map_or_else(Vec::new, |landed| reply_all(landed, record, |_| CacheStatus::Hit));
+        }
+        let Some(state) = self.flights.get(flight) else { return Vec::new() };
         // A peer announced this result: fetching it beats recomputing.
-        let holder = self.remote_results.get(&state.key).and_then(|holders| {
-            holders.iter().find(|peer| !state.tried.contains(*peer) && self.is_connected(peer)).cloned()
-        });
+        let holder = self
+            .holders
+            .result_holders(&state.key)
+            .find(|peer| !state.tried.contains(*peer) && self.peers.is_connected(peer))
+            .cloned();
         match holder {
             Some(from) => {
                 let key = state.key;
-                self.set_stage(flight, Stage::FetchingResult);
-                vec![Action::FetchResult { flight, key, from }]
+                self.flights.set_stage(flight, Stage::FetchingResult);
+                let timeout = self.config.request_timeout_ms;
+                vec![self.send(from, Request::FetchResult { key }, Purpose::FetchResult { flight, key }, timeout)]
             }
             None => self.proceed(flight),
         }
     }
 
+    /// A peer's answer to a result fetch (`None`: it failed or had nothing).
     pub(super) fn on_result_fetched(
         &mut self,
         flight: FlightId,
-        from: Peer,
-        found: Option<Arc<ExecutionRecord>>,
-    ) -> Vec<Action> {
-        let expected = self.flights.get(&flight).map(|state| state.module);
-        match found {
-            Some(record) if Some(record.module) == expected => {
-                self.remote_result(flight, from, record, CacheStatus::Hit)
-            }
-            other => {
-                let mut actions = Vec::new();
-                if other.is_some() {
-                    actions.push(self.penalise(&from, "answered a result fetch with another module's result"));
-                }
-                self.forget_remote_result_holder(flight, &from);
-                if let Some(state) = self.flights.get_mut(&flight) {
-                    state.tried.insert(from);
-                    actions.extend(self.on_result_looked_up(flight, None));
-                }
-                actions
+        key: CallKey,
+        from: P,
+        found: Option<ExecutionRecord>,
+    ) -> Vec<Action<P>> {
+        let mut actions = Vec::new();
+        let expected = self.flights.get(flight).map(|state| state.module);
+        if let Some(record) = found {
+            match self.judge_record(&from, &key, expected, record) {
+                Ok(record) => return self.remote_result(flight, from, Arc::new(record), CacheStatus::Hit),
+                Err(penalty) => actions.push(penalty),
             }
         }
+        self.holders.forget_result_holder(&key, &from);
+        if let Some(state) = self.flights.get_mut(flight) {
+            state.tried.insert(from);
+            actions.extend(self.on_flight_looked_up(flight, None));
+        }
+        actions
     }
 
     /// No cached result anywhere: execute here, fetch the module, or forward.
-    pub(super) fn proceed(&mut self, flight: FlightId) -> Vec<Action> {
-        let Some(state) = self.flights.get(&flight) else { return Vec::new() };
+    pub(super) fn proceed(&mut self, flight: FlightId) -> Vec<Action<P>> {
+        let Some(state) = self.flights.get(flight) else { return Vec::new() };
         if state.candidate.is_some() {
             return self.seek_confirmation(flight);
         }
         let (module, hops) = (state.module, state.hops);
         let may_forward = hops < self.config.max_hops;
-        if self.modules.contains_key(&module) {
+        if self.modules.holds(&module) {
             if self.executing >= self.config.capacity
                 && may_forward
                 && let Some(to) = self.least_loaded_holder(flight, true)
@@ -130,77 +142,82 @@ impl Core {
             }
             return self.execute(flight);
         }
-        let size = self.remote_modules.get(&module).map_or(0, |remote| remote.size);
+        let size = self.holders.module(&module).map_or(0, |remote| remote.size);
         let fetchable = size <= self.config.fetch_for_call_max_bytes;
         if fetchable && let Some(actions) = self.start_module_fetch(module, Some(flight), 0) {
-            self.set_stage(flight, Stage::AwaitingModule);
+            self.flights.set_stage(flight, Stage::AwaitingModule);
             return actions;
         }
         if may_forward && let Some(to) = self.least_loaded_holder(flight, false) {
             return self.forward(flight, to, hops + 1);
         }
-        let reason = match self.remote_modules.get(&module) {
-            Some(remote) if !remote.holders.is_empty() => format!("{module} (every peer holding it is unreachable)"),
-            _ => format!("{module} (no peer holds it)"),
-        };
-        self.fail(flight, CallError::ModuleNotFound { reference: reason })
+        let reference = self.unreachable_module(&module);
+        self.fail(flight, CallError::ModuleNotFound { reference })
     }
 
-    pub(super) fn execute(&mut self, flight: FlightId) -> Vec<Action> {
-        self.set_stage(flight, Stage::Executing);
+    fn unreachable_module(&self, module: &ModuleId) -> String {
+        match self.holders.module(module) {
+            Some(remote) if !remote.holders.is_empty() => format!("{module} (every peer holding it is unreachable)"),
+            _ => format!("{module} (no peer holds it)"),
+        }
+    }
+
+    pub(super) fn execute(&mut self, flight: FlightId) -> Vec<Action<P>> {
+        self.flights.set_stage(flight, Stage::Executing);
         self.executing += 1;
-        let state = &self.flights[&flight];
-        vec![Action::Execute {
+        let mut actions = self.load_changed();
+        let state = self.flights.get(flight).expect("the flight is under way");
+        actions.push(Action::Execute {
             flight,
             key: state.key,
             module: state.module,
             input: state.input.clone(),
             limits: state.limits,
-        }]
+        });
+        actions
     }
 
     /// Asks `to` to answer the call; `hops` bounds how far it travels on.
-    pub(super) fn forward(&mut self, flight: FlightId, to: Peer, hops: u8) -> Vec<Action> {
-        self.set_stage(flight, Stage::Forwarded);
-        let state = &self.flights[&flight];
-        vec![Action::ForwardCall {
-            flight,
-            to,
-            module: state.module,
-            input: state.input.clone(),
-            limits: state.limits,
-            hops,
-        }]
+    pub(super) fn forward(&mut self, flight: FlightId, to: P, hops: u8) -> Vec<Action<P>> {
+        self.flights.set_stage(flight, Stage::Forwarded);
+        let state = self.flights.get(flight).expect("the flight is under way");
+        let message =
+            Request::Call { reference: state.module.to_hex(), input: state.input.to_vec(), limits: state.limits, hops };
+        let timeout = self.config.forward_timeout_ms(&state.limits);
+        vec![self.send(to, message, Purpose::Forward { flight }, timeout)]
     }
 
     /// A connected holder of the flight's module that has not failed it, with
     /// spare capacity if `spare_only`: fewest penalties, then lightest load.
-    pub(super) fn least_loaded_holder(&self, flight: FlightId, spare_only: bool) -> Option<Peer> {
-        let state = self.flights.get(&flight)?;
-        let holders = &self.remote_modules.get(&state.module)?.holders;
+    pub(super) fn least_loaded_holder(&self, flight: FlightId, spare_only: bool) -> Option<P> {
+        let state = self.flights.get(flight)?;
+        let holders = &self.holders.module(&state.module)?.holders;
         holders
             .iter()
-            .filter(|peer| !state.tried.contains(*peer))
-            .filter_map(|peer| self.peers.get(peer).filter(|p| p.connected).map(|p| (peer, p)))
-            .filter(|(_, p)| !spare_only || p.executing < p.capacity.max(1))
-            .min_by_key(|(peer, p)| (p.penalty, p.executing, (*peer).clone()))
-            .map(|(peer, _)| peer.clone())
+            .filter(|peer| !state.tried.contains(*peer) && self.peers.is_connected(peer))
+            .filter(|peer| !spare_only || self.peers.has_spare_capacity(peer))
+            .min_by_key(|peer| (self.peers.preference(peer), (*peer).clone()))
+            .cloned()
     }
 
+    /// A peer's answer to a forwarded call (outer `Err`: it never came).
     pub(super) fn on_forward_answered(
         &mut self,
         flight: FlightId,
-        from: Peer,
+        from: P,
         answer: Result<Result<RemoteAnswer, CallError>, String>,
-    ) -> Vec<Action> {
-        let Some(state) = self.flights.get(&flight) else { return Vec::new() };
+    ) -> Vec<Action<P>> {
+        let Some(state) = self.flights.get(flight) else { return Vec::new() };
         let (key, module, confirming) = (state.key, state.module, state.candidate.is_some());
         let mut actions = Vec::new();
         match answer {
-            Ok(Ok(remote)) if remote.key == key && remote.record.module == module => {
-                return self.remote_result(flight, from, Arc::new(remote.record), remote.cache);
+            Ok(Ok(remote)) if remote.key != key => {
+                actions.push(self.penalise(&from, super::Misbehaviour::AnotherCall));
             }
-            Ok(Ok(_)) => actions.push(self.penalise(&from, "answered a forwarded call with another call's result")),
+            Ok(Ok(remote)) => match self.judge_record(&from, &key, Some(module), remote.record) {
+                Ok(record) => return self.remote_result(flight, from, Arc::new(record), remote.cache),
+                Err(penalty) => actions.push(penalty),
+            },
             // The peer gave a clear answer about the call itself: pass it on,
             // unless it is "I do not have that module", which another may have
             // (or, while confirming a result, the peer could not help).
@@ -212,18 +229,30 @@ impl Core {
             Ok(Err(_)) | Err(_) => {}
         }
         // Calls are pure: running it elsewhere (or here) is always safe.
-        if let Some(state) = self.flights.get_mut(&flight) {
+        if let Some(state) = self.flights.get_mut(flight) {
             state.tried.insert(from);
         }
         actions.extend(self.proceed(flight));
         actions
     }
 
-    pub(super) fn on_execution_finished(&mut self, flight: FlightId, record: Arc<ExecutionRecord>) -> Vec<Action> {
-        let Some(landed) = self.land(flight) else { return Vec::new() };
+    pub(super) fn on_execution_finished(
+        &mut self,
+        flight: FlightId,
+        result: Result<Arc<ExecutionRecord>, CallError>,
+    ) -> Vec<Action<P>> {
+        let Some(landed) = self.flights.land(flight) else { return Vec::new() };
         self.executing = self.executing.saturating_sub(1);
+        let mut actions = self.load_changed();
+        let record = match result {
+            Ok(record) => record,
+            Err(error) => {
+                actions.extend(fail_all(landed, error));
+                return actions;
+            }
+        };
         // Our own run settles any peer's result it was confirming.
-        let mut actions = self.penalise_disagreeing(landed.candidate.as_ref(), &record);
+        actions.extend(self.penalise_disagreeing(landed.candidate.as_ref(), &record));
         if record.outcome.is_cacheable() {
             actions.push(Action::StoreResult { key: landed.key, record: record.clone() });
             actions.push(self.announce_result(landed.key, &record));
@@ -235,17 +264,12 @@ impl Core {
         actions
     }
 
-    fn announce_result(&mut self, key: CallKey, record: &ExecutionRecord) -> Action {
+    fn announce_result(&mut self, key: CallKey, record: &ExecutionRecord) -> Action<P> {
         let size = match &record.outcome {
             Outcome::Success { stdout } => stdout.len() as u64,
             Outcome::Failed(_) => 0,
         };
-        let reference = ResultRef { key, module: record.module, size };
-        self.result_log.push_back((self.next_result_seq, reference));
-        self.next_result_seq += 1;
-        if self.result_log.len() > self.config.result_log_len {
-            self.result_log.pop_front();
-        }
+        self.result_log.append(ResultRef { key, module: record.module, size });
         let inline = (size <= self.config.inline_result_max_bytes).then(|| record.clone());
         Action::Publish(Gossip::ResultAvailable { key, module: record.module, size, inline })
     }
@@ -258,81 +282,130 @@ impl Core {
         module: ModuleId,
         flight: Option<FlightId>,
         budgeted: u64,
-    ) -> Option<Vec<Action>> {
-        if let Some(fetch) = self.module_fetches.get_mut(&module) {
+    ) -> Option<Vec<Action<P>>> {
+        if let Some(fetch) = self.modules.fetches.get_mut(&module) {
             fetch.flights.extend(flight);
             return Some(Vec::new());
         }
         let from = self.best_module_source(module, &BTreeSet::new())?;
-        self.replicated_bytes += budgeted;
-        let fetch =
-            ModuleFetch { from: from.clone(), tried: BTreeSet::new(), flights: flight.into_iter().collect(), budgeted };
-        self.module_fetches.insert(module, fetch);
-        Some(vec![Action::FetchModule { module, from }])
+        self.modules.reserve(budgeted);
+        let send = self.send_module_fetch(module, from.clone());
+        let Action::Send { request, .. } = &send else { unreachable!("send gives a Send") };
+        let fetch = ModuleFetch {
+            from,
+            request: *request,
+            tried: BTreeSet::new(),
+            flights: flight.into_iter().collect(),
+            budgeted,
+        };
+        self.modules.fetches.insert(module, fetch);
+        Some(vec![send])
     }
 
-    fn best_module_source(&self, module: ModuleId, tried: &BTreeSet<Peer>) -> Option<Peer> {
-        let holders = &self.remote_modules.get(&module)?.holders;
+    fn send_module_fetch(&mut self, module: ModuleId, from: P) -> Action<P> {
+        let size = self.holders.module(&module).map_or(0, |remote| remote.size);
+        let timeout = self.config.module_fetch_timeout_ms(size.min(self.config.max_module_bytes));
+        self.send(from, Request::FetchModule { module }, Purpose::FetchModule { module }, timeout)
+    }
+
+    fn best_module_source(&self, module: ModuleId, tried: &BTreeSet<P>) -> Option<P> {
+        let holders = &self.holders.module(&module)?.holders;
         holders
             .iter()
-            .filter(|peer| !tried.contains(*peer))
-            .filter_map(|peer| self.peers.get(peer).filter(|p| p.connected).map(|p| (peer, p)))
-            .min_by_key(|(peer, p)| (p.penalty, p.executing, (*peer).clone()))
-            .map(|(peer, _)| peer.clone())
+            .filter(|peer| !tried.contains(*peer) && self.peers.is_connected(peer))
+            .min_by_key(|peer| (self.peers.preference(peer), (*peer).clone()))
+            .cloned()
     }
 
-    pub(super) fn on_module_stored(&mut self, module: ModuleId, size: u64) -> Vec<Action> {
-        self.modules.insert(module, super::ModuleInfo { size });
-        let fetch = self.module_fetches.remove(&module);
+    pub(super) fn on_module_stored(&mut self, module: ModuleId, size: u64) -> Vec<Action<P>> {
+        self.modules.hold(module, size);
+        self.know_module(module);
+        let fetch = self.modules.fetches.remove(&module);
         let announcement = Gossip::ModuleAvailable { module, size };
         // A deploy is news for the whole mesh; a replica only for its neighbours,
         // who may fetch from it (and tell theirs in turn).
-        let mut actions = vec![match fetch {
-            None => Action::Publish(announcement),
-            Some(_) => Action::TellPeers(announcement),
-        }];
-        let waiting = fetch.map(|fetch| fetch.flights).unwrap_or_default();
-        for flight in waiting {
+        let mut actions = match fetch {
+            None => vec![Action::Publish(announcement)],
+            Some(_) => self.tell_peers(announcement),
+        };
+        for flight in fetch.map(|fetch| fetch.flights).unwrap_or_default() {
             actions.extend(self.proceed(flight));
         }
         actions
     }
 
+    pub(super) fn on_module_not_stored(&mut self, module: ModuleId, reason: String, invalid: bool) -> Vec<Action<P>> {
+        let Some(fetch) = self.modules.fetches.remove(&module) else { return Vec::new() };
+        self.modules.release(fetch.budgeted);
+        // The hash matched, so every holder has the same bytes: no one else can help.
+        let error = match invalid {
+            true => CallError::InvalidModule { reason },
+            false => CallError::Internal { message: format!("storing module {module}: {reason}") },
+        };
+        let mut actions = Vec::new();
+        for flight in fetch.flights {
+            actions.extend(self.fail(flight, error.clone()));
+        }
+        actions
+    }
+
+    /// Module bytes arrived for request `request` (hashed by the shell).
+    pub(super) fn on_module_bytes(
+        &mut self,
+        request: super::RequestId,
+        from: P,
+        module: ModuleId,
+        hash: ModuleId,
+        size: u64,
+    ) -> Vec<Action<P>> {
+        if self.modules.holds(&module) {
+            // Deployed here meanwhile: nothing to store.
+            return vec![Action::DiscardReceivedModule { request }];
+        }
+        if hash != module {
+            let mut actions = vec![
+                Action::DiscardReceivedModule { request },
+                self.penalise(&from, super::Misbehaviour::BadModuleBytes { module }),
+            ];
+            actions.extend(self.on_module_fetch_failed(module, from, FetchFailure::BadHash));
+            return actions;
+        }
+        if size > self.config.max_module_bytes {
+            let reason = format!("{size} bytes is over this node's module limit of {}", self.config.max_module_bytes);
+            let mut actions = vec![Action::DiscardReceivedModule { request }];
+            actions.extend(self.on_module_not_stored(module, reason, true));
+            return actions;
+        }
+        vec![Action::StoreReceivedModule { request, module }]
+    }
+
     pub(super) fn on_module_fetch_failed(
         &mut self,
         module: ModuleId,
-        from: Peer,
+        from: P,
         failure: FetchFailure,
-    ) -> Vec<Action> {
+    ) -> Vec<Action<P>> {
         let mut actions = Vec::new();
-        if failure == FetchFailure::BadHash {
-            actions.push(self.penalise(&from, &format!("sent bytes that are not {module}")));
+        if matches!(failure, FetchFailure::BadHash | FetchFailure::NotFound) {
+            self.holders.forget_module_holder(&module, &from);
         }
-        if matches!(failure, FetchFailure::BadHash | FetchFailure::NotFound)
-            && let Some(remote) = self.remote_modules.get_mut(&module)
-        {
-            remote.holders.remove(&from);
-        }
-        let Some(mut fetch) = self.module_fetches.remove(&module) else { return actions };
+        let Some(mut fetch) = self.modules.fetches.remove(&module) else { return actions };
         fetch.tried.insert(from);
-        if let FetchFailure::Invalid(reason) = failure {
-            // The hash matched, so every holder has the same unacceptable bytes.
-            for flight in fetch.flights {
-                actions.extend(self.fail(flight, CallError::InvalidModule { reason: reason.clone() }));
-            }
-            return actions;
-        }
         match self.best_module_source(module, &fetch.tried) {
             Some(next) => {
-                actions.push(Action::FetchModule { module, from: next.clone() });
+                let send = self.send_module_fetch(module, next.clone());
+                if let Action::Send { request, .. } = &send {
+                    fetch.request = *request;
+                }
+                actions.push(send);
                 fetch.from = next;
-                self.module_fetches.insert(module, fetch);
+                self.modules.fetches.insert(module, fetch);
             }
             None => {
-                self.replicated_bytes = self.replicated_bytes.saturating_sub(fetch.budgeted);
+                self.modules.release(fetch.budgeted);
                 for flight in fetch.flights {
                     // No holder could deliver: a forward may still work.
-                    if let Some(state) = self.flights.get_mut(&flight) {
+                    if let Some(state) = self.flights.get_mut(flight) {
                         state.tried.extend(fetch.tried.iter().cloned());
                     }
                     actions.extend(self.forward_or_fail(flight));
@@ -342,59 +415,55 @@ impl Core {
         actions
     }
 
-    fn forward_or_fail(&mut self, flight: FlightId) -> Vec<Action> {
-        if self.flights.get(&flight).is_some_and(|state| state.candidate.is_some()) {
+    fn forward_or_fail(&mut self, flight: FlightId) -> Vec<Action<P>> {
+        let Some(state) = self.flights.get(flight) else { return Vec::new() };
+        if state.candidate.is_some() {
             return self.seek_confirmation(flight);
         }
-        let may_forward = self.flights.get(&flight).is_some_and(|state| state.hops < self.config.max_hops);
-        if may_forward && let Some(to) = self.least_loaded_holder(flight, false) {
-            let hops = self.flights[&flight].hops + 1;
-            return self.forward(flight, to, hops);
+        let (hops, module) = (state.hops, state.module);
+        if hops < self.config.max_hops
+            && let Some(to) = self.least_loaded_holder(flight, false)
+        {
+            return self.forward(flight, to, hops + 1);
         }
-        let module = self.flights.get(&flight).map(|state| state.module);
-        let reference = module.map_or_else(String::new, |m| format!("{m} (every peer holding it is unreachable)"));
+        let reference = format!("{module} (every peer holding it is unreachable)");
         self.fail(flight, CallError::ModuleNotFound { reference })
     }
 
-    pub(super) fn fail(&mut self, flight: FlightId, error: CallError) -> Vec<Action> {
-        let Some(landed) = self.land(flight) else { return Vec::new() };
-        landed.waiters.into_iter().map(|request| Action::Reply { request, reply: Err(error.clone()) }).collect()
-    }
-
-    pub(super) fn set_stage(&mut self, flight: FlightId, stage: Stage) {
-        if let Some(state) = self.flights.get_mut(&flight) {
-            state.stage = stage;
-        }
-    }
-
-    /// Removes a finished flight from both indexes.
-    pub(super) fn land(&mut self, flight: FlightId) -> Option<Flight> {
-        let landed = self.flights.remove(&flight)?;
-        self.flight_by_call.remove(&(landed.key, landed.limits));
-        Some(landed)
-    }
-
-    fn forget_remote_result_holder(&mut self, flight: FlightId, from: &Peer) {
-        if let Some(state) = self.flights.get(&flight)
-            && let Some(holders) = self.remote_results.get_mut(&state.key)
-        {
-            holders.remove(from);
-        }
+    pub(super) fn fail(&mut self, flight: FlightId, error: CallError) -> Vec<Action<P>> {
+        self.flights.land(flight).map_or_else(Vec::new, |landed| fail_all(landed, error))
     }
 }
 
-pub(super) fn reply_all(
-    flight: Flight,
+pub(super) fn reply_error<P>(waiter: Waiter, error: CallError) -> Action<P> {
+    match waiter {
+        Waiter::Local(caller) => Action::Reply { caller, reply: Err(error) },
+        Waiter::Peer(inbound) => Action::Respond { inbound, response: Response::Call(Err(error)) },
+    }
+}
+
+fn fail_all<P>(flight: Flight<P>, error: CallError) -> Vec<Action<P>> {
+    flight.waiters.into_iter().map(|waiter| reply_error(waiter, error.clone())).collect()
+}
+
+pub(super) fn reply_all<P>(
+    flight: Flight<P>,
     record: Arc<ExecutionRecord>,
     status: impl Fn(usize) -> CacheStatus,
-) -> Vec<Action> {
+) -> Vec<Action<P>> {
+    let key = flight.key;
     flight
         .waiters
         .into_iter()
         .enumerate()
-        .map(|(index, request)| Action::Reply {
-            request,
-            reply: Ok(Answer { key: flight.key, cache: status(index), record: record.clone() }),
+        .map(|(index, waiter)| match waiter {
+            Waiter::Local(caller) => {
+                Action::Reply { caller, reply: Ok(Answer { key, cache: status(index), record: record.clone() }) }
+            }
+            Waiter::Peer(inbound) => {
+                let answer = RemoteAnswer { key, cache: status(index), record: (*record).clone() };
+                Action::Respond { inbound, response: Response::Call(Ok(answer)) }
+            }
         })
         .collect()
 }

@@ -1,23 +1,28 @@
-//! Trusting peers' results (`MeshConfig::verify_remote`): a result from a
-//! peer is held until enough *independent* executors produced the same
-//! outcome. Records are signed by their executor (checked by the shell before
-//! they reach the core), so `executed_by` can be relied on to tell executors
-//! apart: a peer repeating a liar's cached answer confirms nothing.
+//! Judging peers' results, and trusting them (`MeshConfig::verify_remote`).
 //!
-//! A run on this node settles everything: it is what the caller gets, and
-//! every executor that disagreed with it is penalised.
+//! Every record a peer sends is checked before anything is kept: its
+//! signature must hold for the call asked (the shell supplies the check,
+//! [`Signatures`](super::Signatures)), so a record that was altered, replayed
+//! from another call or pinned on another node is refused and its sender
+//! penalised. Signatures make `executed_by` reliable, so executors can be
+//! told apart: a result from a peer is held until enough *independent*
+//! executors produced the same outcome (a peer repeating a liar's cached
+//! answer confirms nothing). A run on this node settles everything: it is
+//! what the caller gets, and every executor that disagreed with it is penalised.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use super::calls::reply_all;
-use super::{Action, CacheStatus, Core, FlightId, Peer, Stage};
-use crate::outcome::{CallError, ExecutionRecord};
+use super::flights::Stage;
+use super::{Action, Core, FlightId, Misbehaviour, PeerKey};
+use crate::ids::{CallKey, ModuleId};
+use crate::outcome::{CacheStatus, CallError, ExecutionRecord};
 
 pub(super) struct Candidate {
     record: Arc<ExecutionRecord>,
     cache: CacheStatus,
-    /// Executors whose outcomes agree with `record`, its own included.
+    /// Executors (by name) whose outcomes agree with `record`, its own included.
     agreeing: BTreeSet<String>,
     /// Two executors disagreed: only a run here can settle it.
     disputed: bool,
@@ -26,17 +31,36 @@ pub(super) struct Candidate {
     fetch_tried: bool,
 }
 
-impl Core {
-    /// A result a peer sent for `flight` (fetched, or the answer to a forward).
+impl<P: PeerKey> Core<P> {
+    /// `record` as `from` sent it for the call `key` (of `module`, when the
+    /// flight is still known): kept if its signature holds and it answers
+    /// that call, otherwise the penalty its sender earned.
+    pub(super) fn judge_record(
+        &mut self,
+        from: &P,
+        key: &CallKey,
+        module: Option<ModuleId>,
+        record: ExecutionRecord,
+    ) -> Result<ExecutionRecord, Action<P>> {
+        if let Err(reason) = self.signatures.verify(key, &record) {
+            return Err(self.penalise(from, Misbehaviour::ForgedRecord { reason }));
+        }
+        if module.is_some_and(|module| module != record.module) {
+            return Err(self.penalise(from, Misbehaviour::AnotherCall));
+        }
+        Ok(record)
+    }
+
+    /// A checked result a peer sent for `flight` (fetched, or the answer to a forward).
     pub(super) fn remote_result(
         &mut self,
         flight: FlightId,
-        from: Peer,
+        from: P,
         record: Arc<ExecutionRecord>,
         cache: CacheStatus,
-    ) -> Vec<Action> {
+    ) -> Vec<Action<P>> {
         let verify = self.config.verify_remote > 0 && record.outcome.is_cacheable();
-        let Some(state) = self.flights.get_mut(&flight) else { return Vec::new() };
+        let Some(state) = self.flights.get_mut(flight) else { return Vec::new() };
         if !verify && state.candidate.is_none() {
             return self.trust(flight, record, cache);
         }
@@ -58,8 +82,8 @@ impl Core {
     }
 
     /// Lands the flight with a peer's result.
-    fn trust(&mut self, flight: FlightId, record: Arc<ExecutionRecord>, cache: CacheStatus) -> Vec<Action> {
-        let Some(landed) = self.land(flight) else { return Vec::new() };
+    fn trust(&mut self, flight: FlightId, record: Arc<ExecutionRecord>, cache: CacheStatus) -> Vec<Action<P>> {
+        let Some(landed) = self.flights.land(flight) else { return Vec::new() };
         let mut actions = Vec::new();
         if record.outcome.is_cacheable() {
             actions.push(Action::StoreResult { key: landed.key, record: record.clone() });
@@ -70,10 +94,11 @@ impl Core {
 
     /// The next step for a flight holding a candidate result: accept it, ask
     /// another holder, run the call here, or give up.
-    pub(super) fn seek_confirmation(&mut self, flight: FlightId) -> Vec<Action> {
+    pub(super) fn seek_confirmation(&mut self, flight: FlightId) -> Vec<Action<P>> {
         let needed = 1 + usize::from(self.config.verify_remote);
-        let Some(state) = self.flights.get_mut(&flight) else { return Vec::new() };
-        let (module, last_hop) = (state.module, state.hops >= self.config.max_hops);
+        let max_hops = self.config.max_hops;
+        let Some(state) = self.flights.get_mut(flight) else { return Vec::new() };
+        let (module, last_hop) = (state.module, state.hops >= max_hops);
         let Some(candidate) = state.candidate.as_mut() else { return Vec::new() };
         if !candidate.disputed && candidate.agreeing.len() >= needed {
             let (record, cache) = (candidate.record.clone(), candidate.cache);
@@ -88,21 +113,20 @@ impl Core {
             && !last_hop
             && let Some(to) = self.least_loaded_holder(flight, false)
         {
-            let hops = self.config.max_hops;
-            return self.forward(flight, to, hops);
+            return self.forward(flight, to, max_hops);
         }
-        if self.modules.contains_key(&module) {
+        if self.modules.holds(&module) {
             return self.execute(flight);
         }
-        let size = self.remote_modules.get(&module).map_or(u64::MAX, |remote| remote.size);
+        let size = self.holders.module(&module).map_or(u64::MAX, |remote| remote.size);
         if !fetch_tried
             && size <= self.config.fetch_for_call_max_bytes
             && let Some(actions) = self.start_module_fetch(module, Some(flight), 0)
         {
-            if let Some(candidate) = self.flights.get_mut(&flight).and_then(|state| state.candidate.as_mut()) {
+            if let Some(candidate) = self.flights.get_mut(flight).and_then(|state| state.candidate.as_mut()) {
                 candidate.fetch_tried = true;
             }
-            self.set_stage(flight, Stage::AwaitingModule);
+            self.flights.set_stage(flight, Stage::AwaitingModule);
             return actions;
         }
         let reason = match disputed {
@@ -117,19 +141,17 @@ impl Core {
         &mut self,
         candidate: Option<&Candidate>,
         truth: &ExecutionRecord,
-    ) -> Vec<Action> {
+    ) -> Vec<Action<P>> {
         // A limit hit here (a slow machine, tighter limits) contradicts no one.
         let contradicted =
             |candidate: &&Candidate| truth.outcome.is_cacheable() && candidate.record.outcome != truth.outcome;
         let Some(candidate) = candidate.filter(contradicted) else { return Vec::new() };
-        let liars: Vec<String> = candidate.agreeing.iter().filter(|peer| **peer != self.local_id).cloned().collect();
-        liars.iter().map(|peer| self.penalise(peer, "its result differs from this node's own run")).collect()
-    }
-
-    pub(super) fn penalise(&mut self, peer: &str, reason: &str) -> Action {
-        if let Some(state) = self.peers.get_mut(peer) {
-            state.penalty += 1;
-        }
-        Action::Penalise { peer: peer.to_owned(), reason: reason.to_owned() }
+        let liars: Vec<P> = candidate
+            .agreeing
+            .iter()
+            .filter(|name| **name != self.local_name)
+            .filter_map(|name| self.peers.named(name))
+            .collect();
+        liars.iter().map(|peer| self.penalise(peer, Misbehaviour::Contradicted)).collect()
     }
 }

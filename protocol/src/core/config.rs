@@ -1,0 +1,75 @@
+//! A node's mesh settings. Node and simulator use the same defaults, so their
+//! figures (convergence, timeouts) are comparable.
+
+use crate::limits::Limits;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeshConfig {
+    /// Calls this node executes at once; beyond it, calls may be forwarded.
+    pub capacity: u32,
+    /// The most a forwarded call may ask of this node (the caller's limits
+    /// come along, clamped to these).
+    pub max_limits: Limits,
+    /// The largest module this node stores; bigger fetched bytes are refused.
+    pub max_module_bytes: u64,
+    /// Announced modules are fetched ahead of need until they take this much.
+    pub replicate_budget_bytes: u64,
+    /// A call needing a module at most this big fetches it; a bigger one is forwarded.
+    pub fetch_for_call_max_bytes: u64,
+    /// Results up to this size travel inside their announcement.
+    pub inline_result_max_bytes: u64,
+    /// A forwarded call is never forwarded more than this many times.
+    pub max_hops: u8,
+    /// Anti-entropy with each connected peer.
+    pub sync_interval_ms: u64,
+    /// Load changes are told to neighbours at most this often.
+    pub load_interval_ms: u64,
+    /// How long a peer may take to answer a request (a result, a sync, a tell).
+    pub request_timeout_ms: u64,
+    /// A forwarded call may take its own deadline plus this.
+    pub forward_margin_ms: u64,
+    /// A module fetch may take `request_timeout_ms` plus its size at this rate.
+    pub min_transfer_bytes_per_s: u64,
+    /// Own results remembered for anti-entropy, and peers' results indexed.
+    pub result_log_len: usize,
+    pub remote_results_len: usize,
+    /// A result from a peer is trusted only once this many other executors
+    /// (other peers, or this node) produced the same outcome. 0 trusts a
+    /// peer's (signed) result as it is.
+    pub verify_remote: u8,
+}
+
+impl Default for MeshConfig {
+    fn default() -> Self {
+        Self {
+            capacity: 2,
+            max_limits: Limits::default(),
+            max_module_bytes: 64 << 20,
+            replicate_budget_bytes: 1 << 30,
+            fetch_for_call_max_bytes: 16 << 20,
+            inline_result_max_bytes: 16 << 10,
+            max_hops: 2,
+            sync_interval_ms: 10_000,
+            load_interval_ms: 1_000,
+            request_timeout_ms: 10_000,
+            forward_margin_ms: 5_000,
+            min_transfer_bytes_per_s: 1 << 20,
+            result_log_len: 100_000,
+            remote_results_len: 100_000,
+            verify_remote: 0,
+        }
+    }
+}
+
+impl MeshConfig {
+    /// How long fetching a module of `size` bytes may take.
+    pub(super) fn module_fetch_timeout_ms(&self, size: u64) -> u64 {
+        let transfer = size.saturating_mul(1000) / self.min_transfer_bytes_per_s.max(1);
+        self.request_timeout_ms.saturating_add(transfer)
+    }
+
+    /// How long a forwarded call with these limits may take.
+    pub(super) fn forward_timeout_ms(&self, limits: &Limits) -> u64 {
+        limits.deadline_ms.saturating_add(self.forward_margin_ms)
+    }
+}

@@ -1,0 +1,216 @@
+//! What the core learns from other nodes and tells them: connections,
+//! gossip (judged before gossipsub passes it on), anti-entropy, and load.
+
+use std::sync::Arc;
+
+use super::requests::Purpose;
+use super::timers::Timer;
+use super::{Action, Core, MessageId, Misbehaviour, PeerKey, Verdict};
+use crate::ids::{CallKey, ModuleId};
+use crate::names::{NameRecord, validate_name};
+use crate::wire::{Gossip, Load, Request, SyncRequest, SyncResponse};
+
+impl<P: PeerKey> Core<P> {
+    pub(super) fn on_peer_connected(&mut self, peer: P) -> Vec<Action<P>> {
+        if peer == self.local {
+            return Vec::new();
+        }
+        self.peers.entry(&peer).connected = true;
+        // Gossip does not backfill: reconcile at once with every new connection.
+        self.sync_with(peer)
+    }
+
+    pub(super) fn on_peer_disconnected(&mut self, peer: &P) -> Vec<Action<P>> {
+        if let Some(state) = self.peers.get(peer)
+            && state.connected
+        {
+            self.peers.entry(peer).connected = false;
+        }
+        self.timers.cancel(&Timer::Sync(peer.clone()));
+        self.fail_requests_to(peer)
+    }
+
+    /// Anti-entropy with `peer` now, and again after the sync interval.
+    pub(super) fn sync_with(&mut self, peer: P) -> Vec<Action<P>> {
+        if !self.peers.is_connected(&peer) {
+            return Vec::new();
+        }
+        self.timers.set(Timer::Sync(peer.clone()), self.now_ms.saturating_add(self.config.sync_interval_ms));
+        let request = Request::Sync(self.sync_request(&peer));
+        let timeout = self.config.request_timeout_ms;
+        vec![self.send(peer, request, Purpose::Sync, timeout)]
+    }
+
+    /// A gossip message delivered by gossipsub: judged (its verdict decides
+    /// whether gossipsub passes it on), then used.
+    pub(super) fn on_gossip_message(
+        &mut self,
+        from: P,
+        message: MessageId,
+        gossip: Result<Gossip, String>,
+    ) -> Vec<Action<P>> {
+        let (verdict, mut actions) = match gossip {
+            Ok(gossip) => self.on_gossip(from, gossip),
+            Err(error) => (Verdict::Reject, vec![self.penalise(&from, Misbehaviour::MalformedGossip { error })]),
+        };
+        actions.insert(0, Action::GossipVerdict { message, verdict });
+        actions
+    }
+
+    /// Judges and uses one gossip message, however it came.
+    pub(super) fn on_gossip(&mut self, from: P, gossip: Gossip) -> (Verdict, Vec<Action<P>>) {
+        if from == self.local {
+            return (Verdict::Ignore, Vec::new());
+        }
+        self.peers.entry(&from);
+        match gossip {
+            Gossip::ModuleAvailable { module, size } => (Verdict::Accept, self.learn_module_holder(module, size, from)),
+            Gossip::Name(record) if validate_name(&record.name).is_err() => {
+                (Verdict::Reject, vec![self.penalise(&from, Misbehaviour::InvalidName)])
+            }
+            Gossip::Name(record) => (Verdict::Accept, self.adopt_name(record)),
+            Gossip::ResultAvailable { key, module, inline, .. } => self.on_result_announced(from, key, module, inline),
+            Gossip::Load { executing, capacity } => {
+                self.peers.note_load(&from, Load { executing, capacity });
+                (Verdict::Accept, Vec::new())
+            }
+        }
+    }
+
+    /// A peer holds the result of `key`; a small one comes inline, and is
+    /// kept only if it answers the key it claims (signature included) and
+    /// only when peers' results are trusted without confirmation.
+    fn on_result_announced(
+        &mut self,
+        from: P,
+        key: CallKey,
+        module: ModuleId,
+        inline: Option<crate::outcome::ExecutionRecord>,
+    ) -> (Verdict, Vec<Action<P>>) {
+        let Some(record) = inline else {
+            self.holders.learn_result(key, from);
+            return (Verdict::Accept, Vec::new());
+        };
+        let record = match self.judge_record(&from, &key, Some(module), record) {
+            Ok(record) => record,
+            Err(penalty) => return (Verdict::Reject, vec![penalty]),
+        };
+        self.holders.learn_result(key, from);
+        let keep = record.outcome.is_cacheable() && self.config.verify_remote == 0;
+        let actions = match keep {
+            true => vec![Action::StoreResult { key, record: Arc::new(record) }],
+            false => Vec::new(),
+        };
+        (Verdict::Accept, actions)
+    }
+
+    /// Keeps a name record that is newer than ours, and passes it on to the
+    /// neighbours. A record learned by anti-entropy after a heal reached only
+    /// the nodes with a link across; without this, the rest would wait for
+    /// their next periodic sync (up to `sync_interval_ms`). Each node passes a
+    /// record on at most once, since only a newer record is passed on.
+    fn adopt_name(&mut self, record: NameRecord) -> Vec<Action<P>> {
+        match self.merge_name(record.clone()) {
+            true => {
+                let mut actions = vec![Action::PersistName(record.clone())];
+                actions.extend(self.tell_peers(Gossip::Name(record)));
+                actions
+            }
+            false => Vec::new(),
+        }
+    }
+
+    /// Records that `from` holds `module`, and replicates it here while the
+    /// replication budget allows.
+    fn learn_module_holder(&mut self, module: ModuleId, size: u64, from: P) -> Vec<Action<P>> {
+        // Holders of modules we have are worth knowing too: calls can be forwarded there.
+        self.holders.learn_module(module, size, from);
+        self.know_module(module);
+        if self.modules.holds(&module) || self.modules.fetches.contains_key(&module) {
+            return Vec::new();
+        }
+        if self.modules.budget_allows(size, self.config.replicate_budget_bytes) {
+            return self.start_module_fetch(module, None, size).unwrap_or_default();
+        }
+        Vec::new()
+    }
+
+    pub(super) fn sync_request(&self, peer: &P) -> SyncRequest {
+        SyncRequest {
+            modules_digest: self.modules.digest(),
+            names_digest: self.resolver.names_digest(),
+            results_since: self.peers.get(peer).map_or(0, |state| state.results_cursor),
+            load: self.load(),
+        }
+    }
+
+    fn load(&self) -> Load {
+        Load { executing: self.executing, capacity: self.config.capacity }
+    }
+
+    pub(super) fn sync_response(&mut self, from: &P, request: &SyncRequest) -> SyncResponse {
+        self.peers.note_load(from, request.load);
+        let modules = (request.modules_digest != self.modules.digest())
+            .then(|| self.modules.held().map(|(module, info)| (*module, info.size)).collect());
+        let names =
+            (request.names_digest != self.resolver.names_digest()).then(|| self.resolver.names().cloned().collect());
+        let batch = self.result_log.since(request.results_since);
+        SyncResponse {
+            modules,
+            names,
+            results: batch.results,
+            results_next: batch.next,
+            more: batch.more,
+            load: self.load(),
+        }
+    }
+
+    pub(super) fn on_sync_answered(&mut self, from: P, response: SyncResponse) -> Vec<Action<P>> {
+        let mut actions = Vec::new();
+        self.peers.note_load(&from, response.load);
+        for (module, size) in response.modules.unwrap_or_default() {
+            actions.extend(self.learn_module_holder(module, size, from.clone()));
+        }
+        for record in response.names.unwrap_or_default() {
+            // Anti-entropy answers are judged like gossip.
+            match validate_name(&record.name) {
+                Ok(()) => actions.extend(self.adopt_name(record)),
+                Err(_) => actions.push(self.penalise(&from, Misbehaviour::InvalidName)),
+            }
+        }
+        for reference in response.results {
+            self.holders.learn_result(reference.key, from.clone());
+        }
+        let state = self.peers.entry(&from);
+        state.results_cursor = state.results_cursor.max(response.results_next);
+        if response.more && self.peers.is_connected(&from) {
+            let request = Request::Sync(self.sync_request(&from));
+            let timeout = self.config.request_timeout_ms;
+            actions.push(self.send(from, request, Purpose::Sync, timeout));
+        }
+        actions
+    }
+
+    /// The number of executions changed: tell the neighbours, at most once per
+    /// `load_interval_ms` (later changes ride on the next announcement).
+    pub(super) fn load_changed(&mut self) -> Vec<Action<P>> {
+        if self.timers.is_set(&Timer::Load) {
+            return Vec::new();
+        }
+        let earliest = self.load_told.map_or(self.now_ms, |(at, _)| at.saturating_add(self.config.load_interval_ms));
+        if earliest <= self.now_ms {
+            return self.tell_load();
+        }
+        self.timers.set(Timer::Load, earliest);
+        Vec::new()
+    }
+
+    /// Tells the neighbours this node's load, if it changed since last told.
+    pub(super) fn tell_load(&mut self) -> Vec<Action<P>> {
+        if self.load_told.is_some_and(|(_, executing)| executing == self.executing) {
+            return Vec::new();
+        }
+        self.load_told = Some((self.now_ms, self.executing));
+        self.tell_peers(Gossip::Load { executing: self.executing, capacity: self.config.capacity })
+    }
+}

@@ -1,0 +1,95 @@
+//! What peers answer to this node's requests, and what happens when they
+//! do not: every answer is routed by what was asked, and an answer of the
+//! wrong kind is the peer's misbehaviour.
+
+use super::events::FetchFailure;
+use super::requests::{Purpose, answered};
+use super::timers::Timer;
+use super::{Action, Core, Misbehaviour, PeerKey, RequestId};
+use crate::ids::ModuleId;
+use crate::wire::Response;
+
+impl<P: PeerKey> Core<P> {
+    pub(super) fn on_peer_response(&mut self, request: RequestId, from: P, response: Response) -> Vec<Action<P>> {
+        // Unknown: answered after it timed out, or a duplicate. Nothing waits for it.
+        let Some(open) = self.requests.finish(request) else { return Vec::new() };
+        self.timers.cancel(&Timer::Request(request));
+        match (open.purpose, response) {
+            (Purpose::FetchResult { flight, key }, Response::Result(found)) => {
+                self.on_result_fetched(flight, key, open.to, found)
+            }
+            (Purpose::Forward { flight }, Response::Call(answer)) => {
+                self.on_forward_answered(flight, open.to, Ok(answer))
+            }
+            (Purpose::Sync, Response::Sync(response)) => self.on_sync_answered(open.to, response),
+            (Purpose::Tell, Response::Told) => Vec::new(),
+            (Purpose::FetchModule { module }, Response::Module(None)) => {
+                self.on_module_fetch_failed(module, open.to, FetchFailure::NotFound)
+            }
+            (purpose, Response::Refused(reason)) => self.purpose_failed(purpose, open.to, &reason),
+            // The shell delivers module bytes as `ModuleReceived`, hashed; not the peer's fault.
+            (purpose @ Purpose::FetchModule { .. }, Response::Module(Some(_))) => {
+                self.purpose_failed(purpose, open.to, "module bytes delivered unhashed")
+            }
+            (purpose, other) => {
+                let misbehaviour = Misbehaviour::WrongKind { asked: purpose.asked(), answered: answered(&other) };
+                let mut actions = vec![self.penalise(&from, misbehaviour)];
+                actions.extend(self.purpose_failed(purpose, open.to, "answered the wrong kind of message"));
+                actions
+            }
+        }
+    }
+
+    /// Module bytes arrived, hashed by the shell, which keeps them until told.
+    pub(super) fn on_module_received(
+        &mut self,
+        request: RequestId,
+        from: P,
+        hash: ModuleId,
+        size: u64,
+    ) -> Vec<Action<P>> {
+        let Some(open) = self.requests.finish(request) else {
+            return vec![Action::DiscardReceivedModule { request }];
+        };
+        self.timers.cancel(&Timer::Request(request));
+        match open.purpose {
+            Purpose::FetchModule { module } if self.modules.fetch_by_request(request) == Some(module) => {
+                self.on_module_bytes(request, open.to, module, hash, size)
+            }
+            Purpose::FetchModule { .. } => vec![Action::DiscardReceivedModule { request }],
+            purpose => {
+                let misbehaviour = Misbehaviour::WrongKind { asked: purpose.asked(), answered: "a module" };
+                let mut actions = vec![Action::DiscardReceivedModule { request }, self.penalise(&from, misbehaviour)];
+                actions.extend(self.purpose_failed(purpose, open.to, "answered the wrong kind of message"));
+                actions
+            }
+        }
+    }
+
+    /// A request failed in transport, or timed out (`Timer::Request`).
+    pub(super) fn on_request_failed(&mut self, request: RequestId, reason: &str) -> Vec<Action<P>> {
+        let Some(open) = self.requests.finish(request) else { return Vec::new() };
+        self.timers.cancel(&Timer::Request(request));
+        self.purpose_failed(open.purpose, open.to, reason)
+    }
+
+    /// What was asked of `peer` will not be answered.
+    fn purpose_failed(&mut self, purpose: Purpose, peer: P, reason: &str) -> Vec<Action<P>> {
+        match purpose {
+            Purpose::FetchResult { flight, key } => self.on_result_fetched(flight, key, peer, None),
+            Purpose::Forward { flight } => self.on_forward_answered(flight, peer, Err(reason.to_owned())),
+            Purpose::FetchModule { module } => self.on_module_fetch_failed(module, peer, FetchFailure::Unreachable),
+            Purpose::Sync | Purpose::Tell => Vec::new(),
+        }
+    }
+
+    /// A lost connection fails every request still open to the peer, as
+    /// libp2p does: nothing waits for a timeout.
+    pub(super) fn fail_requests_to(&mut self, peer: &P) -> Vec<Action<P>> {
+        let mut actions = Vec::new();
+        for request in self.requests.to_peer(peer) {
+            actions.extend(self.on_request_failed(request, "the connection was lost"));
+        }
+        actions
+    }
+}

@@ -1,0 +1,40 @@
+//! Answering peers' requests: modules and results held here, forwarded
+//! calls (under this node's limits), anti-entropy, and direct tells.
+
+use std::sync::Arc;
+
+use super::flights::Waiter;
+use super::{Action, Core, InboundId, LookupFor, PeerKey};
+use crate::wire::{Request, Response};
+
+impl<P: PeerKey> Core<P> {
+    pub(super) fn on_peer_request(&mut self, from: P, inbound: InboundId, request: Request) -> Vec<Action<P>> {
+        if from == self.local {
+            return vec![Action::Respond { inbound, response: Response::Refused("a node does not ask itself".into()) }];
+        }
+        match request {
+            Request::FetchModule { module } => match self.modules.holds(&module) {
+                true => vec![Action::ServeModule { inbound, module }],
+                false => vec![Action::Respond { inbound, response: Response::Module(None) }],
+            },
+            Request::FetchResult { key } => vec![self.look_up(key, LookupFor::Peer(inbound))],
+            Request::Call { reference, input, limits, hops } => {
+                // The caller's limits come along; this node's maximums still hold.
+                let limits = limits.clamped_to(&self.config.max_limits);
+                let hops = hops.max(1);
+                self.start_call(Waiter::Peer(inbound), &reference, Arc::from(input), limits, hops)
+            }
+            Request::Sync(request) => {
+                let response = self.sync_response(&from, &request);
+                vec![Action::Respond { inbound, response: Response::Sync(response) }]
+            }
+            Request::Tell(gossip) => {
+                let mut actions = vec![Action::Respond { inbound, response: Response::Told }];
+                // Told directly, not relayed by gossipsub: no verdict to give.
+                let (_, judged) = self.on_gossip(from, gossip);
+                actions.extend(judged);
+                actions
+            }
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! Serving peers' requests, and judging their answers to ours.
+
+use super::*;
+
+#[test]
+fn a_module_held_here_is_served_and_one_not_held_is_refused() {
+    let (mut core, module) = core_with_module(b"m");
+    let serve =
+        step(&mut core, Event::PeerRequest { from: "b".into(), inbound: 3, request: Request::FetchModule { module } });
+    assert!(matches!(serve.as_slice(), [Action::ServeModule { inbound: 3, module: m }] if *m == module));
+    let other = ModuleId::of_bytes(b"other");
+    let none = step(
+        &mut core,
+        Event::PeerRequest { from: "b".into(), inbound: 4, request: Request::FetchModule { module: other } },
+    );
+    assert!(matches!(responses(&none).as_slice(), [(4, Response::Module(None))]));
+}
+
+#[test]
+fn a_result_fetch_is_answered_from_the_store() {
+    let (mut core, module) = core_with_module(b"m");
+    let key = CallKey::new(&module, b"1");
+    let lookup = lookup_of(&step(
+        &mut core,
+        Event::PeerRequest { from: "b".into(), inbound: 5, request: Request::FetchResult { key } },
+    ));
+    let found = Some(Arc::new(success(module, b"1", b"one", "node-a")));
+    let actions = step(&mut core, Event::ResultLookedUp { lookup, found });
+    assert!(matches!(responses(&actions).as_slice(), [(5, Response::Result(Some(record)))] if record.module == module));
+}
+
+#[test]
+fn a_forwarded_call_runs_under_this_nodes_maximums() {
+    let config = MeshConfig { max_limits: Limits { fuel: 100, ..Limits::default() }, ..MeshConfig::default() };
+    let mut core = new_core("a", config);
+    let module = ModuleId::of_bytes(b"m");
+    step(&mut core, Event::ModuleStored { module, size: 1 });
+    let greedy = Limits { fuel: u64::MAX, ..Limits::default() };
+    let request = Request::Call { reference: module.to_hex(), input: b"x".to_vec(), limits: greedy, hops: 1 };
+    let lookup = lookup_of(&step(&mut core, Event::PeerRequest { from: "b".into(), inbound: 6, request }));
+    let actions = step(&mut core, Event::ResultLookedUp { lookup, found: None });
+    assert!(matches!(actions.as_slice(), [Action::Execute { limits, .. }] if limits.fuel == 100), "{actions:?}");
+    let flight = flight_of(&actions);
+    let done =
+        step(&mut core, Event::ExecutionFinished { flight, result: Ok(Arc::new(success(module, b"x", b"y", "a"))) });
+    assert!(
+        matches!(responses(&done).as_slice(), [(6, Response::Call(Ok(answer)))] if answer.cache == CacheStatus::Miss)
+    );
+    // A call this node cannot place is answered with the error.
+    let request = Request::Call { reference: "nope".into(), input: vec![], limits: Limits::default(), hops: 1 };
+    let refused = step(&mut core, Event::PeerRequest { from: "b".into(), inbound: 7, request });
+    assert!(matches!(responses(&refused).as_slice(), [(7, Response::Call(Err(CallError::NameNotFound { .. })))]));
+}
+
+#[test]
+fn an_answer_of_the_wrong_kind_is_misbehaviour_and_the_call_goes_on() {
+    let module = ModuleId::of_bytes(b"m");
+    let config = MeshConfig { fetch_for_call_max_bytes: 5, ..MeshConfig::default() };
+    let mut core = core_without_module(module, 10, config);
+    let (_, request, _) = only_sent(&miss(&mut core, 1, &module.to_hex(), b"in"));
+    let actions = respond(&mut core, request, "b", Response::Module(None));
+    assert!(
+        matches!(penalties(&actions).as_slice(), [("b", Misbehaviour::WrongKind { answered: "a module", .. })]),
+        "{actions:?}"
+    );
+    let (to, _, message) = only_sent(&actions);
+    assert!(to == "c" && matches!(message, Request::Call { .. }));
+    // A module's bytes sent for a call are refused the same way, and dropped.
+    let mut core = core_without_module(module, 10, MeshConfig { fetch_for_call_max_bytes: 5, ..MeshConfig::default() });
+    let (_, request, _) = only_sent(&miss(&mut core, 1, &module.to_hex(), b"in"));
+    let actions = step(&mut core, Event::ModuleReceived { request, from: "b".into(), hash: module, size: 10 });
+    assert!(matches!(actions[0], Action::DiscardReceivedModule { request: r } if r == request));
+    assert_eq!(penalties(&actions).len(), 1);
+}
+
+#[test]
+fn module_bytes_that_do_not_hash_right_are_dropped_and_fetched_elsewhere() {
+    let module = ModuleId::of_bytes(b"m");
+    let mut core = new_core("a", MeshConfig::default());
+    connect(&mut core, "b");
+    connect(&mut core, "c");
+    let (to, request, _) = only_sent(&announce(&mut core, "b", module, 10));
+    assert_eq!(to, "b");
+    announce(&mut core, "c", module, 10);
+    let lie = ModuleId::of_bytes(b"not m");
+    let actions = step(&mut core, Event::ModuleReceived { request, from: "b".into(), hash: lie, size: 10 });
+    assert!(matches!(actions[0], Action::DiscardReceivedModule { .. }));
+    assert!(matches!(penalties(&actions).as_slice(), [("b", Misbehaviour::BadModuleBytes { .. })]));
+    assert_eq!(only_sent(&actions).0, "c");
+    assert_eq!(core.peers().find(|(peer, _)| *peer == "b").unwrap().1.penalty, 1);
+}
+
+#[test]
+fn a_module_over_this_nodes_limit_is_refused_for_every_caller() {
+    let module = ModuleId::of_bytes(b"m");
+    let config = MeshConfig { max_module_bytes: 5, ..MeshConfig::default() };
+    let mut core = core_without_module(module, 3, config);
+    let (_, request, _) = only_sent(&miss(&mut core, 1, &module.to_hex(), b"in"));
+    // The peer announced 3 bytes and sent 10: the bytes hash right, but are too many.
+    let actions = step(&mut core, Event::ModuleReceived { request, from: "b".into(), hash: module, size: 10 });
+    assert!(matches!(actions[0], Action::DiscardReceivedModule { .. }));
+    assert!(matches!(replies(&actions).as_slice(), [(1, Err(CallError::InvalidModule { .. }))]), "{actions:?}");
+}
+
+#[test]
+fn a_fetched_module_that_is_not_valid_fails_its_callers() {
+    let module = ModuleId::of_bytes(b"m");
+    let mut core = core_without_module(module, 10, MeshConfig::default());
+    let (_, request, _) = only_sent(&miss(&mut core, 1, &module.to_hex(), b"in"));
+    step(&mut core, Event::ModuleReceived { request, from: "b".into(), hash: module, size: 10 });
+    let reason = "imports sockets".to_owned();
+    let actions = step(&mut core, Event::ModuleNotStored { module, reason, invalid: true });
+    assert!(matches!(replies(&actions).as_slice(), [(1, Err(CallError::InvalidModule { .. }))]));
+}
+
+#[test]
+fn late_or_unknown_answers_change_nothing() {
+    let module = ModuleId::of_bytes(b"m");
+    let config = MeshConfig { fetch_for_call_max_bytes: 5, ..MeshConfig::default() };
+    let mut core = core_without_module(module, 10, config);
+    let (_, request, _) = only_sent(&miss(&mut core, 1, &module.to_hex(), b"in"));
+    let (_, second, _) = only_sent(&step(&mut core, Event::RequestFailed { request, reason: "gone".into() }));
+    assert!(respond(&mut core, request, "b", remote_answer(module, b"in", b"x", "b")).is_empty(), "too late");
+    let late_bytes = step(&mut core, Event::ModuleReceived { request, from: "b".into(), hash: module, size: 1 });
+    assert!(matches!(late_bytes.as_slice(), [Action::DiscardReceivedModule { .. }]), "the shell may drop them");
+    let done = respond(&mut core, second, "c", remote_answer(module, b"in", b"x", "c"));
+    assert_eq!(replies(&done).len(), 1);
+    assert_eq!(core.requests_in_progress(), 2, "only the two anti-entropy requests are left");
+}
+
+#[test]
+fn a_lost_connection_fails_what_was_asked_of_the_peer_at_once() {
+    let module = ModuleId::of_bytes(b"m");
+    let config = MeshConfig { fetch_for_call_max_bytes: 5, ..MeshConfig::default() };
+    let mut core = core_without_module(module, 10, config);
+    let (to, _, _) = only_sent(&miss(&mut core, 1, &module.to_hex(), b"in"));
+    assert_eq!(to, "b");
+    let actions = step(&mut core, Event::PeerDisconnected { peer: "b".into() });
+    assert_eq!(only_sent(&actions).0, "c", "retried at once, not after a timeout");
+}
