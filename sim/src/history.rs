@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use nebula_protocol::ModuleId;
-use nebula_protocol::core::{Answer, CacheStatus};
+use nebula_protocol::{Answer, CacheStatus};
 use serde::{Deserialize, Serialize};
 
 /// Milliseconds since the start of the run (virtual in the simulator, wall
@@ -87,6 +87,8 @@ pub struct History {
     pub calls: Vec<CallRecord>,
     pub faults: Vec<FaultEvent>,
     pub penalties: u64,
+    /// Penalties by the rule broken (`Misbehaviour::kind`).
+    pub penalties_by_kind: BTreeMap<String, u64>,
 }
 
 impl History {

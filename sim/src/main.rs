@@ -4,6 +4,7 @@
 
 mod executor;
 mod history;
+mod liar;
 mod plot;
 mod scenario;
 mod world;
@@ -181,6 +182,15 @@ fn summary(report: &Report) {
         (report.messages_per_call, report.bytes_per_call, report.peer_penalties)
     {
         println!("  messages/call {messages:.1}  bytes/call {bytes:.0}  penalties {penalties}");
+        if !report.misbehaviours.is_empty() {
+            println!("  penalties by misbehaviour: {:?}", report.misbehaviours);
+        }
+        if !report.lies_told.is_empty() {
+            println!(
+                "  the liar told {:?}; forged records rejected: {}",
+                report.lies_told, report.forged_records_rejected
+            );
+        }
         println!("  wall time {} ms", report.wall_time_ms);
     }
     println!("  → {}", if report.passed { "PASS" } else { "FAIL" });

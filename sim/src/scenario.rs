@@ -155,6 +155,13 @@ pub struct Report {
     pub messages_per_call: Option<f64>,
     pub bytes_per_call: Option<f64>,
     pub peer_penalties: Option<u64>,
+    /// Penalties by the rule the peer broke (simulator only).
+    pub misbehaviours: BTreeMap<String, u64>,
+    /// Forged, replayed or misattributed records, and answers to other calls,
+    /// refused by the cores (simulator only).
+    pub forged_records_rejected: u64,
+    /// What the lying node told, by kind (simulator only).
+    pub lies_told: BTreeMap<String, u64>,
     pub wall_time_ms: u128,
     pub passed: bool,
 }
@@ -179,6 +186,9 @@ impl Report {
             messages_per_call: None,
             bytes_per_call: None,
             peer_penalties: None,
+            misbehaviours: BTreeMap::new(),
+            forged_records_rejected: 0,
+            lies_told: BTreeMap::new(),
             wall_time_ms: 0,
         }
     }
@@ -216,8 +226,11 @@ pub fn run(
     if scenario == Name::LyingNode {
         run.world.set_liar(0);
     }
+    // The liar (node 0) deploys nothing: a module only a liar holds is never
+    // fetched intact anywhere, which would measure its modules, not its lies.
+    let first_deployer = usize::from(run.world.has_liar()).min(nodes - 1);
     for i in 0..MODULES {
-        let node = run.world.rng.random_range(0..nodes);
+        let node = run.world.rng.random_range(first_deployer..nodes);
         let module = run.new_module(node);
         if i < NAMES {
             run.publish(node, &format!("f{i}"), module);
@@ -285,6 +298,11 @@ pub fn run(
     report.messages_per_call = Some(run.world.messages as f64 / calls);
     report.bytes_per_call = Some(run.world.bytes as f64 / calls);
     report.peer_penalties = Some(run.world.history.penalties);
+    let misbehaviours = std::mem::take(&mut run.world.history.penalties_by_kind);
+    report.forged_records_rejected =
+        ["forged_record", "another_call"].iter().filter_map(|kind| misbehaviours.get(*kind)).sum();
+    report.misbehaviours = misbehaviours;
+    report.lies_told = run.world.lies.counts();
     report.wall_time_ms = wall.elapsed().as_millis();
     Outcome { report, history }
 }

@@ -3,29 +3,33 @@
 //! run replays exactly from its seed.
 //!
 //! Nodes connect along a random graph of bounded degree (plus a ring, so it
-//! is connected), as a node with a few dozen peers would; requests and
-//! anti-entropy use those links only.
+//! is connected), as a node with a few dozen peers would; requests,
+//! responses and anti-entropy use those links only. Everything a node
+//! decides comes from its core, as in the real node: which requests to
+//! send and how to answer peers' ones, whether a record or a module is
+//! genuine, whether gossip is passed on, and when a request has waited too
+//! long (the world wakes each core when its `poll_timeout` says).
 //!
-//! Where this differs from the real node: gossip floods the graph, each hop
-//! costing one link latency, and its route is fixed when it is published
-//! (gossipsub forwards along a mesh of degree ~6 and would re-route around a
-//! link that breaks mid-flight); like gossipsub, nothing is backfilled after a
-//! heal. A link breaks and comes back the instant a fault says so, where a
-//! real node needs a missed ping to notice a cut and a redial to heal it (see
-//! the README's comparison with scripts/partition-experiment). Executions are
-//! modelled (the output derived from module and input, the cost drawn from a
-//! range) unless the run uses `--wasm`. Module bytes are not moved, only their
-//! size is charged against bandwidth.
+//! Where this differs from the real node: gossip floods the graph hop by
+//! hop (each node passing on what its core accepts) instead of a gossipsub
+//! mesh of degree ~6. A link breaks and comes back the instant a fault says
+//! so, where a real node needs a missed ping to notice a cut and a redial to
+//! heal it (see the README's comparison with scripts/partition-experiment).
+//! Executions are modelled (the output derived from module and input, the
+//! cost drawn from a range) unless the run uses `--wasm`. Module bytes are
+//! not moved, only their size is charged against bandwidth, and their hash is
+//! the module's (a liar's, another). Signatures are modelled
+//! ([`ModelledSignatures`]).
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::fmt;
 use std::sync::Arc;
 
-use nebula_protocol::core::FlightId;
-use nebula_protocol::wire::Gossip;
+use nebula_protocol::wire::{Gossip, Request, Response};
 use nebula_protocol::{
-    Action, CallKey, Core, Event, ExecutionRecord, FetchFailure, Limits, MeshConfig, ModuleId, NameRecord, Outcome,
-    RequestId, Timings,
+    Action, CallKey, CallerId, Core, Event, ExecutionRecord, InboundId, MeshConfig, MessageId, ModelledSignatures,
+    ModuleId, NameRecord, Outcome, RequestId, Timings, Verdict,
 };
 use rand::{RngExt, SeedableRng};
 use rand_pcg::Pcg64Mcg;
@@ -33,6 +37,7 @@ use rand_pcg::Pcg64Mcg;
 use crate::executor::Executor;
 pub use crate::history::Time;
 use crate::history::{CallRecord, History};
+use crate::liar::{Lies, flipped};
 
 #[derive(Debug, Clone)]
 pub struct NetworkModel {
@@ -42,7 +47,6 @@ pub struct NetworkModel {
     /// so copies and later messages can also arrive out of order).
     pub duplicate: f64,
     pub bandwidth_bytes_per_ms: u64,
-    pub request_timeout_ms: u64,
     pub exec_ms: (u64, u64),
     /// A slow node executes this many times slower…
     pub slow_exec_factor: u64,
@@ -57,7 +61,6 @@ impl Default for NetworkModel {
             loss: 0.0,
             duplicate: 0.0,
             bandwidth_bytes_per_ms: 100_000,
-            request_timeout_ms: 2_000,
             exec_ms: (1, 20),
             slow_exec_factor: 10,
             slow_link_ms: 100,
@@ -65,12 +68,22 @@ impl Default for NetworkModel {
     }
 }
 
-pub fn node_name(index: usize) -> String {
-    format!("n{index:04}")
+/// A simulated node's identity: its index. It signs as `n0004`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SimPeer(pub u32);
+
+impl fmt::Display for SimPeer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "n{:04}", self.0)
+    }
 }
 
-fn node_index(name: &str) -> Option<usize> {
-    name.strip_prefix('n')?.parse().ok()
+fn peer(index: usize) -> SimPeer {
+    SimPeer(index as u32)
+}
+
+pub fn node_name(index: usize) -> String {
+    peer(index).to_string()
 }
 
 /// What survives a crash: the node's data directory.
@@ -82,7 +95,7 @@ struct Disk {
 }
 
 struct SimNode {
-    core: Core,
+    core: Core<SimPeer>,
     alive: bool,
     /// Answers wrong results and serves wrong module bytes.
     liar: bool,
@@ -91,29 +104,55 @@ struct SimNode {
     /// Stays linked to every group during a partition.
     bridge: bool,
     disk: Disk,
-    /// Client calls waiting here, by request id: index into the history.
-    clients: HashMap<RequestId, usize>,
-    /// Calls forwarded here by a peer: where to send the answer.
-    forwarded: HashMap<RequestId, (usize, FlightId)>,
-    /// Anti-entropy requests received, by token: who asked.
-    sync_tokens: HashMap<u64, usize>,
+    /// Client calls waiting here: index into the history.
+    clients: HashMap<CallerId, usize>,
+    /// Peers' requests waiting for this node's answer: who asked, their
+    /// request id, and what they asked.
+    inbound: HashMap<InboundId, (usize, RequestId, Request)>,
+    /// Module bytes received and not yet stored or dropped: their size.
+    received: HashMap<RequestId, u64>,
+    /// When this node's core is next woken (the earliest wake scheduled).
+    wake_at: Option<Time>,
+}
+
+impl SimNode {
+    fn new(index: usize, config: &MeshConfig) -> Self {
+        Self {
+            core: Core::new(peer(index), config.clone(), Box::new(ModelledSignatures)),
+            alive: true,
+            liar: false,
+            slow: false,
+            bridge: false,
+            disk: Disk::default(),
+            clients: HashMap::new(),
+            inbound: HashMap::new(),
+            received: HashMap::new(),
+            wake_at: None,
+        }
+    }
 }
 
 enum Pending {
-    Deliver(usize, Event),
-    /// A forwarded call's answer is due here unless it already arrived.
-    ForwardTimeout(usize, FlightId, u64),
-    Tick(usize),
-    /// A fetched module's bytes reach `node` (`size` None: the peer had none).
-    ModuleArrives {
+    Deliver(usize, Event<SimPeer>),
+    /// Gossip reaching `node` from a neighbour.
+    Gossip {
         node: usize,
-        module: ModuleId,
-        from: String,
-        size: Option<u64>,
-        lie: bool,
+        message: MessageId,
     },
+    /// The core of `node` asked to be woken about now.
+    Wake(usize),
     Client(usize, CallRecord),
     Hook(usize),
+}
+
+/// A gossip message spreading through the graph.
+struct Flood {
+    origin: usize,
+    gossip: Gossip,
+    /// Nodes it was sent to (each receives it once, as gossipsub's seen cache ensures).
+    reached: HashSet<usize>,
+    /// Deliveries scheduled and not yet judged; the flood is forgotten at 0.
+    in_transit: usize,
 }
 
 /// A pending event, ordered by time, then by the order it was scheduled in.
@@ -156,10 +195,10 @@ pub struct World {
     neighbours: Vec<Vec<usize>>,
     queue: BinaryHeap<Reverse<Scheduled>>,
     next_seq: u64,
-    next_request: RequestId,
-    /// Forwards still waiting for an answer: (origin, flight) -> attempt id.
-    open_forwards: HashMap<(usize, FlightId), u64>,
+    next_id: u64,
+    floods: HashMap<MessageId, Flood>,
     pub history: History,
+    pub lies: Lies,
     pub messages: u64,
     pub bytes: u64,
 }
@@ -173,41 +212,25 @@ impl World {
         config: MeshConfig,
         degree: usize,
     ) -> World {
-        let nodes = (0..nodes)
-            .map(|i| SimNode {
-                core: Core::with_config(node_name(i), config.clone()),
-                alive: true,
-                liar: false,
-                slow: false,
-                bridge: false,
-                disk: Disk::default(),
-                clients: HashMap::new(),
-                forwarded: HashMap::new(),
-                sync_tokens: HashMap::new(),
-            })
-            .collect::<Vec<_>>();
-        let count = nodes.len();
+        let count = nodes;
         let mut world = World {
             now: 0,
             rng: Pcg64Mcg::seed_from_u64(seed),
             network,
             executor,
-            nodes,
+            nodes: (0..nodes).map(|i| SimNode::new(i, &config)).collect(),
             groups: vec![0; count],
             neighbours: vec![Vec::new(); count],
             queue: BinaryHeap::new(),
             next_seq: 0,
-            next_request: 0,
-            open_forwards: HashMap::new(),
+            next_id: 0,
+            floods: HashMap::new(),
             history: History::default(),
+            lies: Lies::default(),
             messages: 0,
             bytes: 0,
         };
         world.build_graph(degree);
-        for i in 0..count {
-            let offset = world.rng.random_range(0..250);
-            world.schedule(offset, Pending::Tick(i));
-        }
         world
     }
 
@@ -270,7 +293,7 @@ impl World {
     pub fn connect_all(&mut self) {
         for a in 0..self.len() {
             for b in self.neighbours[a].clone() {
-                self.deliver_now(a, Event::PeerConnected { peer: node_name(b) });
+                self.deliver_now(a, Event::PeerConnected { peer: peer(b) });
             }
         }
     }
@@ -292,8 +315,11 @@ impl World {
 
     pub fn crash(&mut self, node: usize) {
         let before = self.link_matrix();
-        self.nodes[node].alive = false;
-        self.nodes[node].clients.clear();
+        let sim = &mut self.nodes[node];
+        sim.alive = false;
+        sim.clients.clear();
+        sim.inbound.clear();
+        sim.received.clear();
         self.announce_link_changes(&before);
         // Callers waiting on it get nothing back: record them as unanswered.
         self.history.abandon_node(node, self.now);
@@ -303,15 +329,14 @@ impl World {
     pub fn restart(&mut self, node: usize, config: MeshConfig) {
         let before = self.link_matrix();
         let sim = &mut self.nodes[node];
-        sim.core = Core::with_config(node_name(node), config);
+        sim.core = Core::new(peer(node), config, Box::new(ModelledSignatures));
         for (module, size) in &sim.disk.modules {
-            sim.core.handle(Event::ModuleStored { module: *module, size: *size });
+            sim.core.restore_module(*module, *size);
         }
         for record in sim.disk.names.values() {
-            sim.core.merge_name(record.clone());
+            sim.core.restore_name(record.clone());
         }
-        sim.forwarded.clear();
-        sim.sync_tokens.clear();
+        sim.wake_at = None;
         sim.alive = true;
         self.announce_link_changes(&before);
     }
@@ -328,8 +353,8 @@ impl World {
             }
             for (b, was) in self.neighbours[a].clone().into_iter().zip(was_up) {
                 match (*was, self.linked(a, b)) {
-                    (true, false) => self.deliver_now(a, Event::PeerDisconnected { peer: node_name(b) }),
-                    (false, true) => self.deliver_now(a, Event::PeerConnected { peer: node_name(b) }),
+                    (true, false) => self.deliver_now(a, Event::PeerDisconnected { peer: peer(b) }),
+                    (false, true) => self.deliver_now(a, Event::PeerConnected { peer: peer(b) }),
                     _ => {}
                 }
             }
@@ -365,32 +390,8 @@ impl World {
             self.now = at;
             match *pending {
                 Pending::Deliver(node, event) => self.deliver_now(node, event),
-                Pending::ForwardTimeout(node, flight, attempt) => {
-                    if self.open_forwards.get(&(node, flight)) == Some(&attempt) {
-                        self.open_forwards.remove(&(node, flight));
-                        let from = String::new();
-                        let answer = Err("timed out".to_owned());
-                        self.deliver_now(node, Event::ForwardAnswered { flight, from, answer });
-                    }
-                }
-                Pending::Tick(node) => {
-                    if self.nodes[node].alive {
-                        self.deliver_now(node, Event::Tick { now_ms: self.now });
-                    }
-                    self.schedule(250, Pending::Tick(node));
-                }
-                Pending::ModuleArrives { node, module, from, size, lie } => {
-                    // The shell verifies bytes before storing them, as the node does.
-                    let event = match (size, lie) {
-                        (None, _) => Event::ModuleFetchFailed { module, from, failure: FetchFailure::NotFound },
-                        (Some(_), true) => Event::ModuleFetchFailed { module, from, failure: FetchFailure::BadHash },
-                        (Some(size), false) => {
-                            self.nodes[node].disk.modules.insert(module, size);
-                            Event::ModuleStored { module, size }
-                        }
-                    };
-                    self.deliver_now(node, event);
-                }
+                Pending::Gossip { node, message } => self.deliver_gossip(node, message),
+                Pending::Wake(node) => self.wake(node),
                 Pending::Client(node, record) => self.start_client_call(node, record),
                 Pending::Hook(hook) => return Some(hook),
             }
@@ -405,26 +406,30 @@ impl World {
             self.history.fail(index, self.now, "node down");
             return;
         }
-        let request = self.next_request;
-        self.next_request += 1;
-        self.nodes[node].clients.insert(request, index);
+        let caller = self.next_id();
+        self.nodes[node].clients.insert(caller, index);
         let call = &self.history.calls[index];
-        // As the real node does: a result already held is answered without a flight.
+        // As the real node does: a result already held is answered without the core.
         let held = &self.nodes[node];
-        let limits = Limits::default();
+        let limits = nebula_protocol::Limits::default();
         let results = |key: &CallKey| held.disk.results.get(key).cloned();
-        if let Some(answer) = held.core.answer_from_memory(&call.reference, call.input.as_bytes(), &limits, results) {
-            self.reply(node, request, Ok(answer));
+        let resolver = held.core.resolver();
+        if let Some(answer) = resolver.answer_from_memory(&call.reference, call.input.as_bytes(), &limits, results) {
+            self.reply(node, caller, Ok(answer));
             return;
         }
         let event = Event::CallRequested {
-            request,
+            caller,
             reference: call.reference.clone(),
             input: call.input.clone().into_bytes().into(),
             limits,
-            hops: 0,
         };
         self.deliver_now(node, event);
+    }
+
+    fn next_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
     }
 
     fn schedule(&mut self, delay: Time, pending: Pending) {
@@ -438,65 +443,93 @@ impl World {
         self.rng.random_range(low..=high)
     }
 
-    /// Latency of one message between `a` and `b`, slower if either is slow.
-    fn link_latency(&mut self, a: usize, b: usize) -> Time {
+    /// Latency of one message of `bytes` between `a` and `b`, slower if either is slow.
+    fn link_latency(&mut self, a: usize, b: usize, bytes: u64) -> Time {
         let extra = if self.nodes[a].slow || self.nodes[b].slow { self.network.slow_link_ms } else { 0 };
-        self.latency() + extra
+        self.latency() + extra + bytes / self.network.bandwidth_bytes_per_ms
     }
 
-    /// One message from `from` to `to`: dropped if the link is down or lost.
-    fn send(&mut self, from: usize, to: usize, bytes: u64, event: Event) -> bool {
+    /// One message from `from` to `to`, delivered as `event`: dropped if the
+    /// link is down or the message lost, maybe duplicated.
+    fn send(&mut self, from: usize, to: usize, bytes: u64, event: Event<SimPeer>) {
         self.messages += 1;
         self.bytes += bytes;
         if !self.linked(from, to) || self.rng.random_bool(self.network.loss) {
-            return false;
+            return;
         }
-        let delay = self.link_latency(from, to) + bytes / self.network.bandwidth_bytes_per_ms;
         if self.rng.random_bool(self.network.duplicate) {
-            let again = self.link_latency(from, to) + bytes / self.network.bandwidth_bytes_per_ms;
+            let again = self.link_latency(from, to, bytes);
             self.schedule(again, Pending::Deliver(to, event.clone()));
         }
+        let delay = self.link_latency(from, to, bytes);
         self.schedule(delay, Pending::Deliver(to, event));
-        true
     }
 
-    fn deliver_now(&mut self, node: usize, event: Event) {
+    fn deliver_now(&mut self, node: usize, event: Event<SimPeer>) {
         if !self.nodes[node].alive {
             return;
         }
-        let actions = self.nodes[node].core.handle(event);
+        let actions = self.nodes[node].core.handle(self.now, event);
         self.perform(node, actions);
     }
 
-    fn perform(&mut self, node: usize, actions: Vec<Action>) {
-        for action in actions {
-            self.perform_one(node, action);
+    /// Wakes the core of `node` if its time has come, and keeps one wake
+    /// scheduled for its next deadline.
+    fn wake(&mut self, node: usize) {
+        if self.nodes[node].wake_at.is_some_and(|at| at <= self.now) {
+            self.nodes[node].wake_at = None;
+        }
+        let due = self.nodes[node].core.poll_timeout().is_some_and(|at| at <= self.now);
+        if due {
+            self.deliver_now(node, Event::Timeout);
+        } else {
+            self.arm_wake(node);
         }
     }
 
-    fn perform_one(&mut self, n: usize, action: Action) {
+    fn arm_wake(&mut self, node: usize) {
+        let sim = &self.nodes[node];
+        let Some(at) = sim.core.poll_timeout().filter(|_| sim.alive) else { return };
+        if sim.wake_at.is_some_and(|scheduled| scheduled <= at) {
+            return;
+        }
+        self.nodes[node].wake_at = Some(at);
+        self.schedule(at.saturating_sub(self.now), Pending::Wake(node));
+    }
+
+    fn perform(&mut self, node: usize, actions: Vec<Action<SimPeer>>) {
+        for action in actions {
+            self.perform_one(node, action);
+        }
+        self.arm_wake(node);
+    }
+
+    fn perform_one(&mut self, n: usize, action: Action<SimPeer>) {
         match action {
-            Action::LookupResult { flight, key } => {
+            Action::LookupResult { lookup, key } => {
                 let found = self.nodes[n].disk.results.get(&key).cloned();
-                self.deliver_now(n, Event::ResultLookedUp { flight, found });
+                self.deliver_now(n, Event::ResultLookedUp { lookup, found });
             }
-            Action::Execute { flight, module, input, .. } => {
-                let mut stdout = self.executor.execute(&module, &input);
+            Action::Execute { flight, key, module, input, .. } => {
+                let stdout = self.executor.execute(&module, &input);
+                let mut outcome = Outcome::Success { stdout };
                 if self.nodes[n].liar {
-                    stdout[0] ^= 0xff;
+                    outcome = flipped(&outcome);
                 }
-                let record = ExecutionRecord {
+                let mut record = ExecutionRecord {
                     module,
-                    outcome: Outcome::Success { stdout },
+                    outcome,
                     fuel_used: 0,
                     timings: Timings::default(),
                     executed_by: node_name(n),
                     signature: Vec::new(),
                 };
+                ModelledSignatures::sign(&key, &mut record);
                 let (low, high) = self.network.exec_ms;
                 let factor = if self.nodes[n].slow { self.network.slow_exec_factor } else { 1 };
                 let cost = self.rng.random_range(low..=high) * factor;
-                self.schedule(cost, Pending::Deliver(n, Event::ExecutionFinished { flight, record: Arc::new(record) }));
+                let event = Event::ExecutionFinished { flight, result: Ok(Arc::new(record)) };
+                self.schedule(cost, Pending::Deliver(n, event));
             }
             Action::StoreResult { key, record } => {
                 self.nodes[n].disk.results.insert(key, record);
@@ -504,117 +537,143 @@ impl World {
             Action::PersistName(record) => {
                 self.nodes[n].disk.names.insert(record.name.clone(), record);
             }
-            Action::Reply { request, reply } => self.reply(n, request, reply),
-            Action::Publish(gossip) => self.flood(n, &gossip),
-            Action::TellPeers(gossip) => {
-                let size = gossip_size(&gossip);
-                for m in self.neighbours[n].clone() {
-                    self.send(n, m, size, Event::GossipReceived { from: node_name(n), gossip: gossip.clone() });
-                }
+            Action::Reply { caller, reply } => self.reply(n, caller, reply),
+            Action::Publish(gossip) => self.publish(n, gossip),
+            Action::GossipVerdict { message, verdict } => self.judged(n, message, verdict),
+            Action::Send { to, request, message } => self.request(n, to.0 as usize, request, message),
+            Action::Respond { inbound, response } => self.respond(n, inbound, response),
+            Action::ServeModule { inbound, module } => self.serve_module(n, inbound, module),
+            Action::StoreReceivedModule { request, module } => {
+                let size = self.nodes[n].received.remove(&request).unwrap_or(0);
+                self.nodes[n].disk.modules.insert(module, size);
+                self.deliver_now(n, Event::ModuleStored { module, size });
             }
-            Action::FetchModule { module, from } => {
-                let Some(m) = node_index(&from) else { return };
-                if !self.linked(n, m) {
-                    let failure = FetchFailure::Unreachable;
-                    let timeout = self.network.request_timeout_ms;
-                    self.schedule(timeout, Pending::Deliver(n, Event::ModuleFetchFailed { module, from, failure }));
-                    return;
-                }
-                let held = self.nodes[m].disk.modules.get(&module).copied();
-                let size = held.unwrap_or(0);
-                self.messages += 2;
-                self.bytes += size;
-                let delay = 2 * self.link_latency(n, m) + size / self.network.bandwidth_bytes_per_ms;
-                let lie = self.nodes[m].liar;
-                self.schedule(delay, Pending::ModuleArrives { node: n, module, from, size: held, lie });
+            Action::DiscardReceivedModule { request } => {
+                self.nodes[n].received.remove(&request);
             }
-            Action::FetchResult { flight, key, from } => {
-                let Some(m) = node_index(&from) else { return };
-                let (found, delay) = match self.linked(n, m) {
-                    true => (self.nodes[m].disk.results.get(&key).cloned(), 2 * self.link_latency(n, m)),
-                    false => (None, self.network.request_timeout_ms),
-                };
-                self.messages += 2;
-                self.schedule(delay, Pending::Deliver(n, Event::ResultFetched { flight, key, from, found }));
-            }
-            Action::ForwardCall { flight, to, module, input, limits, hops } => {
-                let Some(m) = node_index(&to) else { return };
-                let attempt = self.next_seq;
-                self.open_forwards.insert((n, flight), attempt);
-                self.schedule(self.network.request_timeout_ms, Pending::ForwardTimeout(n, flight, attempt));
-                let request = self.next_request;
-                self.next_request += 1;
-                if self.linked(n, m) {
-                    self.nodes[m].forwarded.insert(request, (n, flight));
-                }
-                let event = Event::CallRequested { request, reference: module.to_hex(), input, limits, hops };
-                self.send(n, m, 64, event);
-            }
-            Action::SendSync { to, request } => {
-                let Some(m) = node_index(&to) else { return };
-                let token = self.next_request;
-                self.next_request += 1;
-                self.nodes[m].sync_tokens.insert(token, n);
-                self.send(n, m, 96, Event::SyncRequested { from: node_name(n), token, request });
-            }
-            Action::RespondSync { token, response } => {
-                if let Some(m) = self.nodes[n].sync_tokens.remove(&token) {
-                    let size = 64 + 40 * response.results.len() as u64;
-                    self.send(n, m, size, Event::SyncAnswered { from: node_name(n), response });
-                }
-            }
-            Action::Penalise { .. } => self.history.penalties += 1,
-        }
-    }
-
-    /// Floods gossip from `origin` over the links that are up, each node
-    /// receiving it once, at the sum of the hop latencies along its route.
-    fn flood(&mut self, origin: usize, gossip: &Gossip) {
-        let size = gossip_size(gossip);
-        let mut arrival: HashMap<usize, Time> = HashMap::from([(origin, 0)]);
-        let mut frontier = std::collections::VecDeque::from([origin]);
-        while let Some(node) = frontier.pop_front() {
-            let at = arrival[&node];
-            for next in self.neighbours[node].clone() {
-                if arrival.contains_key(&next) || !self.linked(node, next) {
-                    continue;
-                }
-                self.messages += 1;
-                self.bytes += size;
-                if self.rng.random_bool(self.network.loss) {
-                    continue;
-                }
-                let when = at + self.link_latency(node, next);
-                arrival.insert(next, when);
-                frontier.push_back(next);
-                let event = Event::GossipReceived { from: node_name(origin), gossip: gossip.clone() };
-                if self.rng.random_bool(self.network.duplicate) {
-                    let again = at + self.link_latency(node, next);
-                    self.schedule(again, Pending::Deliver(next, event.clone()));
-                }
-                self.schedule(when, Pending::Deliver(next, event));
+            Action::Penalise { misbehaviour, .. } => {
+                self.history.penalties += 1;
+                *self.history.penalties_by_kind.entry(misbehaviour.kind().to_owned()).or_default() += 1;
             }
         }
     }
 
-    fn reply(&mut self, n: usize, request: RequestId, reply: nebula_protocol::Reply) {
-        if let Some(index) = self.nodes[n].clients.remove(&request) {
+    /// A request from `n` to `m`: it reaches `m`'s core as a peer's request.
+    fn request(&mut self, n: usize, m: usize, request: RequestId, message: Request) {
+        if !self.linked(n, m) {
+            // As libp2p does for a peer it cannot reach: the dial fails at once.
+            let event = Event::RequestFailed { request, reason: "not connected".into() };
+            self.schedule(1, Pending::Deliver(n, event));
+            return;
+        }
+        let bytes = nebula_protocol::wire::encode(&message).len() as u64;
+        let inbound = self.next_id();
+        self.nodes[m].inbound.insert(inbound, (n, request, message.clone()));
+        self.send(n, m, bytes, Event::PeerRequest { from: peer(n), inbound, request: message });
+    }
+
+    /// `n` answers a peer's request; a liar tampers with what it answers.
+    fn respond(&mut self, n: usize, inbound: InboundId, response: Response) {
+        let Some((origin, request, asked)) = self.nodes[n].inbound.remove(&inbound) else { return };
+        let response = match (&asked, self.nodes[n].liar) {
+            (Request::FetchResult { key }, true) => self.tamper(n, response, *key),
+            (Request::Call { reference, input, .. }, true) => match reference.parse::<ModuleId>() {
+                Ok(module) => self.tamper(n, response, CallKey::new(&module, input)),
+                Err(_) => response,
+            },
+            _ => response,
+        };
+        let bytes = nebula_protocol::wire::encode(&response).len() as u64;
+        self.send(n, origin, bytes, Event::PeerResponse { request, from: peer(n), response });
+    }
+
+    fn tamper(&mut self, liar: usize, response: Response, key: CallKey) -> Response {
+        let other = node_name(self.neighbours[liar].first().copied().unwrap_or(liar));
+        let replay = self.nodes[liar].disk.results.iter().find(|(held, _)| **held != key).map(|(_, r)| (**r).clone());
+        self.lies.tamper(&mut self.rng, response, &key, &node_name(liar), &other, replay)
+    }
+
+    /// `n` serves a module it holds: its bytes reach the asker, to be hashed
+    /// there (a liar's hash to something else).
+    fn serve_module(&mut self, n: usize, inbound: InboundId, module: ModuleId) {
+        let Some((origin, request, _)) = self.nodes[n].inbound.remove(&inbound) else { return };
+        let Some(&size) = self.nodes[n].disk.modules.get(&module) else {
+            let response = Response::Module(None);
+            return self.send(n, origin, 16, Event::PeerResponse { request, from: peer(n), response });
+        };
+        let hash = match self.nodes[n].liar {
+            true => {
+                self.lies.bad_module_bytes += 1;
+                ModuleId::of_bytes(b"not the module")
+            }
+            false => module,
+        };
+        self.nodes[origin].received.insert(request, size);
+        self.send(n, origin, size, Event::ModuleReceived { request, from: peer(n), hash, size });
+    }
+
+    /// A node publishes gossip: it spreads hop by hop from there.
+    fn publish(&mut self, origin: usize, gossip: Gossip) {
+        let message = self.next_id();
+        self.floods.insert(message, Flood { origin, gossip, reached: HashSet::from([origin]), in_transit: 0 });
+        self.pass_on(origin, message);
+    }
+
+    /// Sends `message` from `node` to each linked neighbour that has not had it.
+    fn pass_on(&mut self, node: usize, message: MessageId) {
+        let Some(flood) = self.floods.get(&message) else { return };
+        let size = nebula_protocol::wire::encode(&flood.gossip).len() as u64;
+        for next in self.neighbours[node].clone() {
+            let reached = self.floods.get(&message).is_some_and(|flood| flood.reached.contains(&next));
+            if reached || !self.linked(node, next) {
+                continue;
+            }
+            self.messages += 1;
+            self.bytes += size;
+            if self.rng.random_bool(self.network.loss) {
+                continue;
+            }
+            let delay = self.link_latency(node, next, size);
+            if let Some(flood) = self.floods.get_mut(&message) {
+                flood.reached.insert(next);
+                flood.in_transit += 1;
+            }
+            self.schedule(delay, Pending::Gossip { node: next, message });
+        }
+        self.forget_flood_if_done(message);
+    }
+
+    fn deliver_gossip(&mut self, node: usize, message: MessageId) {
+        let Some(flood) = self.floods.get(&message) else { return };
+        let event = Event::GossipReceived { from: peer(flood.origin), message, gossip: Ok(flood.gossip.clone()) };
+        if !self.nodes[node].alive {
+            return self.judged(node, message, Verdict::Ignore);
+        }
+        self.deliver_now(node, event);
+    }
+
+    /// The core of `node` judged `message`: accepted gossip goes on.
+    fn judged(&mut self, node: usize, message: MessageId, verdict: Verdict) {
+        if let Some(flood) = self.floods.get_mut(&message) {
+            flood.in_transit = flood.in_transit.saturating_sub(1);
+        }
+        match verdict {
+            Verdict::Accept => self.pass_on(node, message),
+            Verdict::Reject | Verdict::Ignore => self.forget_flood_if_done(message),
+        }
+    }
+
+    fn forget_flood_if_done(&mut self, message: MessageId) {
+        if self.floods.get(&message).is_some_and(|flood| flood.in_transit == 0) {
+            self.floods.remove(&message);
+        }
+    }
+
+    fn reply(&mut self, n: usize, caller: CallerId, reply: nebula_protocol::Reply) {
+        if let Some(index) = self.nodes[n].clients.remove(&caller) {
             match reply {
                 Ok(answer) => self.history.answer(index, self.now, &answer),
                 Err(error) => self.history.fail(index, self.now, error.kind()),
-            }
-            return;
-        }
-        if let Some((origin, flight)) = self.nodes[n].forwarded.remove(&request) {
-            let answer = reply.map(|answer| nebula_protocol::wire::RemoteAnswer {
-                key: answer.key,
-                cache: answer.cache,
-                record: (*answer.record).clone(),
-            });
-            if self.linked(n, origin) && self.open_forwards.contains_key(&(origin, flight)) {
-                self.open_forwards.remove(&(origin, flight));
-                let event = Event::ForwardAnswered { flight, from: node_name(n), answer: Ok(answer) };
-                self.send(n, origin, 64, event);
             }
         }
     }
@@ -627,8 +686,4 @@ impl World {
         let names = |node: &SimNode| node.core.names().map(|r| (r.name.clone(), r.module)).collect::<Vec<_>>();
         alive.iter().all(|node| modules(node) == modules(first) && names(node) == names(first))
     }
-}
-
-fn gossip_size(gossip: &Gossip) -> u64 {
-    nebula_protocol::wire::encode(gossip).len() as u64
 }

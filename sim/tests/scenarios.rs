@@ -58,6 +58,16 @@ fn verified_results_keep_a_lying_node_from_fooling_anyone_else() {
     assert_eq!(run["checks"]["by_hash_violations"], 0, "{run}");
     assert!(run["checks"]["availability"].as_f64().unwrap() > 0.95, "{run}");
     assert!(run["peer_penalties"].as_u64().unwrap() > 0, "the liar is caught: {run}");
+    // Its forged, replayed and misattributed records, and its answers of the
+    // wrong kind, are refused by the cores themselves.
+    assert!(run["forged_records_rejected"].as_u64().unwrap() > 0, "{run}");
+    for lie in ["altered", "replayed", "pinned_on_another", "wrong_kind", "bad_module_bytes"] {
+        assert!(run["lies_told"][lie].as_u64().unwrap() > 0, "the liar told no {lie}: {run}");
+    }
+    let caught = &run["misbehaviours"];
+    for kind in ["forged_record", "wrong_kind", "bad_module_bytes"] {
+        assert!(caught[kind].as_u64().unwrap() > 0, "no {kind} caught: {run}");
+    }
     assert_eq!(run["passed"], true);
 }
 
