@@ -6,6 +6,7 @@
 //!     cargo run --release -p nebula-node --example mesh_figures -- 5
 //!     cargo run --release -p nebula-node --example mesh_figures -- 20
 
+use futures::executor::block_on;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -46,7 +47,8 @@ fn variant(wasm: &[u8], n: u64) -> Vec<u8> {
 }
 
 /// Polls on a thread of its own: tokio's timer ticks in whole milliseconds,
-/// too coarse for what is measured here.
+/// too coarse for what is measured here (state the core holds is read with
+/// `block_on`, from that thread).
 async fn wait_until(condition: impl FnMut() -> bool + Send + 'static) -> Duration {
     let mut condition = condition;
     tokio::task::spawn_blocking(move || {
@@ -80,7 +82,7 @@ async fn start_mesh(n: usize, scratch: &Path) -> Vec<Node> {
         nodes.push(node);
     }
     for node in nodes.clone() {
-        wait_until(move || node.peers().iter().filter(|p| p.connected).count() == n - 1).await;
+        wait_until(move || block_on(node.peers()).iter().filter(|p| p.connected).count() == n - 1).await;
     }
     // Let gossipsub meshes form (subscriptions travel on the first heartbeats).
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -104,7 +106,8 @@ async fn main() {
         let deployed = Instant::now();
         nodes[0].deploy(wasm, None).await.unwrap();
         let holders = holders.clone();
-        wait_until(move || holders.iter().all(|node| node.modules().iter().any(|m| m.module == module))).await;
+        wait_until(move || holders.iter().all(|node| block_on(node.modules()).iter().any(|m| m.module == module)))
+            .await;
         module_times.push(deployed.elapsed());
     }
     report("deploy -> module callable on every replicating node", &mut module_times);
@@ -124,7 +127,7 @@ async fn main() {
 
     let forwarder = nodes[n - 1].clone();
     let watched = forwarder.clone();
-    wait_until(move || watched.peers().iter().filter(|p| p.capacity > 0).count() == n - 1).await;
+    wait_until(move || block_on(watched.peers()).iter().filter(|p| p.capacity > 0).count() == n - 1).await;
     let (mut local, mut forwarded) = (Vec::new(), Vec::new());
     for round in 0..200 {
         // Spaced out, so each call meets an idle mesh: the gossip that the

@@ -210,10 +210,7 @@ pub struct NodeArgs {
     #[arg(long)]
     pub watts_per_core: Option<f64>,
     /// Timers an idle node runs; longer ones cost less idle CPU (README:
-    /// "Idle footprint"). The core's tick, in milliseconds (default 1000).
-    #[arg(long)]
-    pub tick_ms: Option<u64>,
-    /// Gossipsub heartbeat, in milliseconds (default 1000).
+    /// "Idle footprint"). Gossipsub heartbeat, in milliseconds (default 1000).
     #[arg(long)]
     pub gossip_heartbeat_ms: Option<u64>,
     /// Liveness ping of each connection, in seconds (default 15); a peer
@@ -315,7 +312,6 @@ impl NodeArgs {
                 swarm_key,
                 bootstrap: self.peers.clone(),
                 mdns: !self.no_mdns,
-                tick: millis(self.tick_ms, defaults.tick),
                 gossip_heartbeat: millis(self.gossip_heartbeat_ms, defaults.gossip_heartbeat),
                 ping_interval: self.ping_interval_s.map_or(defaults.ping_interval, Duration::from_secs),
                 sync_interval: millis(self.sync_interval_ms, defaults.sync_interval),

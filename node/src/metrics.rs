@@ -19,6 +19,11 @@ pub struct CacheLabel {
     pub result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MisbehaviourLabel {
+    pub misbehaviour: &'static str,
+}
+
 /// Why a peer's message was dropped unread.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum DropReason {
@@ -48,6 +53,16 @@ pub struct DropLabel {
     pub reason: DropReason,
 }
 
+/// Counts peers' messages dropped unread, by reason.
+#[derive(Clone)]
+pub struct DroppedCounter(Family<DropLabel, Counter>);
+
+impl DroppedCounter {
+    pub fn inc(&self, reason: DropReason) {
+        self.0.get_or_create(&DropLabel { reason }).inc();
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
     pub calls: Family<OutcomeLabel, Counter>,
@@ -57,7 +72,7 @@ pub struct Metrics {
     pub call_seconds: Histogram,
     pub modules: Gauge,
     pub memory_cache_bytes: Gauge,
-    pub peer_penalties: Counter,
+    pub peer_penalties: Family<MisbehaviourLabel, Counter>,
     pub peer_messages_dropped: Family<DropLabel, Counter>,
     /// The common series, looked up once: no label allocated per call.
     calls_success: Counter,
@@ -88,8 +103,12 @@ impl Default for Metrics {
         registry.register("modules", "Modules stored", modules.clone());
         let memory_cache_bytes = Gauge::default();
         registry.register("memory_cache_bytes", "Bytes of results held in memory", memory_cache_bytes.clone());
-        let peer_penalties = Counter::default();
-        registry.register("peer_penalties", "Misbehaviours of peers detected", peer_penalties.clone());
+        let peer_penalties = Family::<MisbehaviourLabel, Counter>::default();
+        registry.register(
+            "peer_penalties",
+            "Misbehaviours of peers detected, by kind (forged_record, wrong_kind, bad_module_bytes, ...)",
+            peer_penalties.clone(),
+        );
         let peer_messages_dropped = Family::<DropLabel, Counter>::default();
         registry.register(
             "peer_messages_dropped",
@@ -127,8 +146,13 @@ impl Metrics {
         self.call_seconds.observe(seconds);
     }
 
-    pub fn record_dropped(&self, reason: DropReason) {
-        self.peer_messages_dropped.get_or_create(&DropLabel { reason }).inc();
+    pub fn record_penalty(&self, misbehaviour: &'static str) {
+        self.peer_penalties.get_or_create(&MisbehaviourLabel { misbehaviour }).inc();
+    }
+
+    /// A handle the swarm counts its dropped messages with.
+    pub fn dropped_counter(&self) -> DroppedCounter {
+        DroppedCounter(self.peer_messages_dropped.clone())
     }
 
     pub fn record_cache(&self, result: &str) {

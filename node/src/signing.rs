@@ -5,14 +5,14 @@
 
 use libp2p::PeerId;
 use libp2p::identity::{Keypair, PublicKey};
-use nebula_protocol::{CallKey, ExecutionRecord};
+use nebula_protocol::{CallKey, ExecutionRecord, Signatures};
 
 /// The multihash code of an inlined ("identity") key, as ed25519 peer ids use.
 const IDENTITY_MULTIHASH: u64 = 0;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SignatureError {
-    #[error("the record names no executor, yet its outcome claims something ran")]
+    #[error("the record names no executor")]
     NoExecutor,
     #[error("executed_by '{0}' is not a peer id that carries its public key")]
     UnknownKey(String),
@@ -26,20 +26,25 @@ pub fn sign(identity: &Keypair, key: &CallKey, record: &mut ExecutionRecord) {
 }
 
 /// Checks that `record`, as an answer to `key`, was signed by the node it names.
-/// Records of calls that never ran (rejected before executing) name no one
-/// and are never cached, so they need no signature.
 pub fn verify(key: &CallKey, record: &ExecutionRecord) -> Result<(), SignatureError> {
     if record.executed_by.is_empty() {
-        return match record.outcome.is_cacheable() {
-            true => Err(SignatureError::NoExecutor),
-            false => Ok(()),
-        };
+        return Err(SignatureError::NoExecutor);
     }
     let public =
         public_key_of(&record.executed_by).ok_or_else(|| SignatureError::UnknownKey(record.executed_by.clone()))?;
     match public.verify(&record.signed_content(key), &record.signature) {
         true => Ok(()),
         false => Err(SignatureError::Invalid),
+    }
+}
+
+/// The signature check the core relies on: ed25519, against the key the
+/// executor's peer id carries.
+pub struct Ed25519Signatures;
+
+impl Signatures for Ed25519Signatures {
+    fn verify(&self, key: &CallKey, record: &ExecutionRecord) -> Result<(), String> {
+        verify(key, record).map_err(|error| error.to_string())
     }
 }
 
@@ -52,7 +57,7 @@ fn public_key_of(peer: &str) -> Option<PublicKey> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nebula_protocol::{CallError, ModuleId, Outcome, Timings};
+    use nebula_protocol::{ModuleId, Outcome, Timings};
 
     fn signed_record(identity: &Keypair, key: &CallKey) -> ExecutionRecord {
         let mut record = ExecutionRecord {
@@ -94,15 +99,13 @@ mod tests {
     }
 
     #[test]
-    fn records_naming_no_key_are_refused_unless_nothing_ran() {
+    fn records_naming_no_key_are_refused() {
         let key = CallKey::new(&ModuleId::of_bytes(b"m"), b"10");
         let mut record = signed_record(&Keypair::generate_ed25519(), &key);
         record.executed_by = "node-7".into();
         assert!(matches!(verify(&key, &record), Err(SignatureError::UnknownKey(_))));
         record.executed_by.clear();
         assert_eq!(verify(&key, &record), Err(SignatureError::NoExecutor));
-        let rejected =
-            ExecutionRecord::rejected(ModuleId::of_bytes(b"m"), CallError::InputTooLarge { size: 9, limit_bytes: 1 });
-        assert_eq!(verify(&key, &rejected), Ok(()));
+        assert!(Ed25519Signatures.verify(&key, &record).is_err());
     }
 }

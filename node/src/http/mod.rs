@@ -94,7 +94,7 @@ async fn deploy(
 }
 
 async fn list_modules(State(node): State<Node>) -> impl IntoResponse {
-    Json(node.modules())
+    Json(node.modules().await)
 }
 
 async fn show_module(State(node): State<Node>, Path(reference): Path<String>) -> Response {
@@ -102,7 +102,7 @@ async fn show_module(State(node): State<Node>, Path(reference): Path<String>) ->
         Ok(module) => module,
         Err(error) => return errors::error_response(&error),
     };
-    match node.modules().into_iter().find(|summary| summary.module == module) {
+    match node.modules().await.into_iter().find(|summary| summary.module == module) {
         Some(summary) => Json(summary).into_response(),
         None => errors::error_response(&nebula_protocol::CallError::ModuleNotFound { reference }),
     }
@@ -133,7 +133,7 @@ async fn set_name(
 }
 
 async fn peers(State(node): State<Node>) -> impl IntoResponse {
-    Json(node.peers())
+    Json(node.peers().await)
 }
 
 async fn health(State(node): State<Node>) -> impl IntoResponse {
@@ -141,7 +141,7 @@ async fn health(State(node): State<Node>) -> impl IntoResponse {
 }
 
 async fn status(State(node): State<Node>) -> impl IntoResponse {
-    Json(node.status())
+    Json(node.status().await)
 }
 
 /// Per-function footprint (`nebula footprint`, the dashboard), with the energy model.

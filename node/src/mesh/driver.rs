@@ -1,8 +1,9 @@
-//! The swarm task: one loop over swarm events, commands from the node, and
-//! the core's clock tick.
+//! The swarm task: one loop over swarm events and commands from the node.
+//! Network facts and peers' messages go to the node as [`NetworkEvent`]s;
+//! what the node's core decided comes back as [`Command`]s.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -10,21 +11,20 @@ use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, identify, mdns, ping};
 use nebula_protocol::wire::{self, Gossip, MAX_GOSSIP_BYTES, Response};
-use nebula_protocol::{Event, FetchFailure};
+use nebula_protocol::{InboundId, MessageId, RequestId, Verdict};
 use tokio::sync::mpsc;
-
-use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 
 use super::behaviour::{Behaviour, BehaviourEvent, build_swarm};
 use super::flood::PeerBudgets;
-use super::{Command, MeshHost, MeshSettings, NetworkHandle, PeerLink, Purpose};
-use crate::metrics::DropReason;
+use super::{Command, MeshSettings, NetworkEvent, NetworkHandle, PeerLink};
+use crate::metrics::{DropReason, Metrics};
 
 /// How soon a lost bootstrap peer is dialled again: after a partition heals,
 /// this bounds how long the two sides stay apart (5 s made heals take 2.5 s
-/// on average). Cheap: a peer being dialled or connected is skipped.
+/// on average). Only while one is missing: a connected mesh has no timer here.
 const REDIAL: Duration = Duration::from_secs(1);
 
 /// Gossip topics, one per kind of announcement.
@@ -38,9 +38,14 @@ fn topic_of(gossip: &Gossip) -> &'static str {
 }
 pub(super) const TOPICS: [&str; 4] = ["nebula/modules/1", "nebula/names/1", "nebula/results/1", "nebula/load/1"];
 
-/// Starts the swarm task. It ends when the node drops its handle (the
-/// command channel closes) or the host is gone.
-pub fn spawn(key: Keypair, settings: MeshSettings, host: Weak<dyn MeshHost>) -> anyhow::Result<NetworkHandle> {
+/// Starts the swarm task. It ends on [`Command::Shutdown`], or when every
+/// [`NetworkHandle`] is gone (the command channel closes).
+pub fn spawn(
+    key: Keypair,
+    settings: MeshSettings,
+    events: mpsc::UnboundedSender<NetworkEvent>,
+    metrics: &Metrics,
+) -> anyhow::Result<NetworkHandle> {
     let mut swarm = build_swarm(key, &settings)?;
     for topic in TOPICS {
         swarm.behaviour_mut().gossipsub.subscribe(&gossipsub::IdentTopic::new(topic))?;
@@ -62,15 +67,15 @@ pub fn spawn(key: Keypair, settings: MeshSettings, host: Weak<dyn MeshHost>) -> 
     };
     let driver = Driver {
         swarm,
-        host,
+        events,
+        dropped: metrics.dropped_counter(),
         bootstrap: settings.bootstrap,
-        tick: settings.tick,
         links: handle.links.clone(),
         listening: handle.listening.clone(),
-        pending: HashMap::new(),
-        channels: HashMap::new(),
+        requests: HashMap::new(),
+        inbound: HashMap::new(),
+        gossip: HashMap::new(),
         next_token: 0,
-        started: Instant::now(),
         budgets: PeerBudgets::new(settings.peer_message_budget),
     };
     tokio::spawn(driver.run(receiver));
@@ -79,70 +84,61 @@ pub fn spawn(key: Keypair, settings: MeshSettings, host: Weak<dyn MeshHost>) -> 
 
 struct Driver {
     swarm: Swarm<Behaviour>,
-    host: Weak<dyn MeshHost>,
+    events: mpsc::UnboundedSender<NetworkEvent>,
+    dropped: crate::metrics::DroppedCounter,
     bootstrap: Vec<Multiaddr>,
-    tick: Duration,
-    links: Arc<Mutex<std::collections::BTreeMap<String, PeerLink>>>,
+    links: Arc<Mutex<BTreeMap<String, PeerLink>>>,
     listening: Arc<Mutex<Vec<Multiaddr>>>,
-    /// Outbound requests awaiting their answer.
-    pending: HashMap<OutboundRequestId, (String, Purpose)>,
-    /// Inbound requests awaiting the node's answer, by token.
-    channels: HashMap<u64, ResponseChannel<Response>>,
+    /// The node's requests awaiting their answer.
+    requests: HashMap<OutboundRequestId, RequestId>,
+    /// Peers' requests awaiting the node's answer.
+    inbound: HashMap<InboundId, ResponseChannel<Response>>,
+    /// Gossip awaiting the core's verdict: gossipsub's id and who passed it on.
+    gossip: HashMap<MessageId, (gossipsub::MessageId, PeerId)>,
     next_token: u64,
-    started: Instant,
     budgets: PeerBudgets,
 }
 
 impl Driver {
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
-        // One timer for the core's tick and the re-dial check: every wake-up
-        // of this task also polls the whole swarm, so with the default 1 s
-        // tick both share a single wake-up per second.
-        let period = self.tick.min(REDIAL);
-        let mut timer = tokio::time::interval(period);
-        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // A wake-up counts as due when at most half a period early.
-        let due = |last: Option<Instant>, every: Duration| last.is_none_or(|at| at.elapsed() + period / 2 >= every);
-        let (mut last_tick, mut last_redial) = (None, None);
+        let mut redial = tokio::time::interval(REDIAL);
+        redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut redialling = !self.bootstrap.is_empty();
         loop {
             tokio::select! {
-                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                event = self.swarm.select_next_some() => {
+                    if self.on_swarm_event(event) {
+                        redialling = true;
+                    }
+                }
                 command = commands.recv() => match command {
                     Some(Command::Shutdown) | None => break,
                     Some(command) => self.on_command(command),
                 },
-                _ = timer.tick() => {
-                    if due(last_tick, self.tick) {
-                        last_tick = Some(Instant::now());
-                        let now_ms = self.started.elapsed().as_millis() as u64;
-                        self.to_core(Event::Tick { now_ms });
-                    }
-                    if due(last_redial, REDIAL) {
-                        last_redial = Some(Instant::now());
-                        self.dial_bootstrap_peers();
-                    }
-                }
-            }
-            if self.host.strong_count() == 0 {
-                break;
+                _ = redial.tick(), if redialling => redialling = self.dial_bootstrap_peers(),
             }
         }
         tracing::debug!("network stopped");
     }
 
-    fn dropped(&self, peer: &PeerId, why: DropReason) {
-        if let Some(host) = self.host.upgrade() {
-            host.message_dropped(&peer.to_string(), why);
-        }
+    fn token(&mut self) -> u64 {
+        self.next_token += 1;
+        self.next_token
     }
 
-    fn to_core(&self, event: Event) {
-        if let Some(host) = self.host.upgrade() {
-            host.core_event(event);
-        }
+    fn tell_node(&self, event: NetworkEvent) {
+        // Fails only once the node has stopped; the swarm follows shortly.
+        let _ = self.events.send(event);
     }
 
-    fn dial_bootstrap_peers(&mut self) {
+    fn dropped(&self, peer: &PeerId, reason: DropReason) {
+        tracing::debug!(%peer, reason = reason.as_str(), "dropped a peer's message");
+        self.dropped.inc(reason);
+    }
+
+    /// Dials the bootstrap peers not connected; true while any is missing.
+    fn dial_bootstrap_peers(&mut self) -> bool {
+        let mut missing = false;
         for address in self.bootstrap.clone() {
             let peer = address.iter().find_map(|protocol| match protocol {
                 Protocol::P2p(peer) => Some(peer),
@@ -155,6 +151,7 @@ impl Driver {
                 // Without a peer id we cannot tell whether this one is connected.
                 continue;
             }
+            missing = true;
             let dial = match peer {
                 Some(peer) => DialOpts::peer_id(peer)
                     .condition(PeerCondition::DisconnectedAndNotDialing)
@@ -166,6 +163,7 @@ impl Driver {
                 tracing::debug!(%address, %error, "bootstrap dial failed");
             }
         }
+        missing
     }
 
     fn on_command(&mut self, command: Command) {
@@ -180,30 +178,33 @@ impl Driver {
                     Err(error) => tracing::warn!(%error, "publishing gossip failed"),
                 }
             }
-            Command::TellPeers(gossip) => {
-                let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
-                for peer in peers {
-                    let id = self.swarm.behaviour_mut().rpc.send_request(&peer, wire::Request::Tell(gossip.clone()));
-                    self.pending.insert(id, (peer.to_string(), Purpose::Tell));
+            Command::Verdict { message, verdict } => {
+                if let Some((id, source)) = self.gossip.remove(&message) {
+                    let acceptance = match verdict {
+                        Verdict::Accept => gossipsub::MessageAcceptance::Accept,
+                        Verdict::Reject => gossipsub::MessageAcceptance::Reject,
+                        Verdict::Ignore => gossipsub::MessageAcceptance::Ignore,
+                    };
+                    let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
+                    gossipsub.report_message_validation_result(&id, &source, acceptance);
                 }
             }
-            Command::Request { peer, request, purpose } => match peer.parse::<PeerId>() {
-                Ok(peer_id) => {
-                    let id = self.swarm.behaviour_mut().rpc.send_request(&peer_id, request);
-                    self.pending.insert(id, (peer, purpose));
-                }
-                Err(_) => self.request_failed(peer, purpose, "not a peer id".into()),
-            },
-            Command::Respond { token, response } => {
-                if let Some(channel) = self.channels.remove(&token) {
+            Command::Send { to, request, message } => {
+                let id = self.swarm.behaviour_mut().rpc.send_request(&to, message);
+                self.requests.insert(id, request);
+            }
+            Command::Respond { inbound, response } => {
+                if let Some(channel) = self.inbound.remove(&inbound) {
                     // Err: the peer went away meanwhile; nothing to do.
                     let _ = self.swarm.behaviour_mut().rpc.send_response(channel, response);
                 }
             }
             Command::Block(peer) => {
-                if let Ok(peer) = peer.parse::<PeerId>() {
-                    self.swarm.behaviour_mut().blocked.block_peer(peer);
-                }
+                self.swarm.behaviour_mut().blocked.block_peer(peer);
+            }
+            Command::Unblock(peer) => {
+                self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+                let _ = self.swarm.dial(peer);
             }
             Command::Dial(address) => {
                 if let Err(error) = self.swarm.dial(address.clone()) {
@@ -212,16 +213,12 @@ impl Driver {
             }
             // The run loop stops on it before it gets here.
             Command::Shutdown => {}
-            Command::Unblock(peer) => {
-                if let Ok(peer_id) = peer.parse::<PeerId>() {
-                    self.swarm.behaviour_mut().blocked.unblock_peer(peer_id);
-                    let _ = self.swarm.dial(peer_id);
-                }
-            }
         }
     }
 
-    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+    /// Handles one swarm event; true if a connection closed (bootstrap
+    /// peers may need dialling again).
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) -> bool {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::info!(%address, "listening");
@@ -238,7 +235,7 @@ impl Driver {
                 drop(links);
                 if num_established.get() == 1 {
                     tracing::info!(peer = %peer_id, "peer connected");
-                    self.to_core(Event::PeerConnected { peer: peer_id.to_string() });
+                    self.tell_node(NetworkEvent::Connected(peer_id));
                 }
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
@@ -247,37 +244,39 @@ impl Driver {
                     link.connected = false;
                 }
                 tracing::info!(peer = %peer_id, "peer disconnected");
-                self.to_core(Event::PeerDisconnected { peer: peer_id.to_string() });
+                self.tell_node(NetworkEvent::Disconnected(peer_id));
+                return true;
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
             _ => {}
         }
+        false
     }
 
     fn on_behaviour_event(&mut self, event: BehaviourEvent) {
         match event {
             BehaviourEvent::Gossipsub(gossipsub::Event::Message { propagation_source, message_id, message }) => {
-                // Only what is accepted here is passed on to other peers;
-                // rejections count against the sender's gossipsub score.
-                let (verdict, gossip) = if !self.budgets.allow(propagation_source, Instant::now()) {
+                // A flood is cut off before anything is decoded. The rest goes
+                // to the core, whose verdict decides whether gossipsub passes it on.
+                if !self.budgets.allow(propagation_source, Instant::now()) {
                     self.dropped(&propagation_source, DropReason::OverBudget);
-                    (gossipsub::MessageAcceptance::Ignore, None)
-                } else {
-                    match wire::decode::<Gossip>(&message.data, MAX_GOSSIP_BYTES) {
-                        Ok(gossip) => (gossipsub::MessageAcceptance::Accept, Some(gossip)),
-                        Err(error) => {
-                            tracing::warn!(peer = %propagation_source, %error, "dropped malformed gossip");
-                            self.dropped(&propagation_source, DropReason::Malformed);
-                            (gossipsub::MessageAcceptance::Reject, None)
-                        }
-                    }
-                };
-                let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
-                gossipsub.report_message_validation_result(&message_id, &propagation_source, verdict);
-                if let Some(gossip) = gossip {
-                    let from = message.source.unwrap_or(propagation_source).to_string();
-                    self.to_core(Event::GossipReceived { from, gossip });
+                    let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
+                    gossipsub.report_message_validation_result(
+                        &message_id,
+                        &propagation_source,
+                        gossipsub::MessageAcceptance::Ignore,
+                    );
+                    return;
                 }
+                let gossip = wire::decode::<Gossip>(&message.data, MAX_GOSSIP_BYTES).map_err(|error| {
+                    tracing::warn!(peer = %propagation_source, %error, "malformed gossip");
+                    self.dropped(&propagation_source, DropReason::Malformed);
+                    error.to_string()
+                });
+                let token = self.token();
+                self.gossip.insert(token, (message_id, propagation_source));
+                let from = message.source.unwrap_or(propagation_source);
+                self.tell_node(NetworkEvent::Gossip { from, message: token, gossip });
             }
             BehaviourEvent::Rpc(event) => self.on_rpc_event(event),
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
@@ -324,22 +323,22 @@ impl Driver {
                 let _ = self.swarm.behaviour_mut().rpc.send_response(channel, refusal);
             }
             Rpc::Message { peer, message: Message::Request { request, channel, .. }, .. } => {
-                let token = self.next_token;
-                self.next_token += 1;
-                self.channels.insert(token, channel);
-                if let Some(host) = self.host.upgrade() {
-                    host.serve_request(peer.to_string(), token, request);
-                }
+                let inbound = self.token();
+                self.inbound.insert(inbound, channel);
+                self.tell_node(NetworkEvent::Request { from: peer, inbound, request });
             }
-            Rpc::Message { message: Message::Response { request_id, response }, .. } => {
-                if let Some((peer, purpose)) = self.pending.remove(&request_id) {
-                    self.request_answered(peer, purpose, response);
-                }
+            Rpc::Message { peer, message: Message::Response { request_id, response }, .. } => {
+                let Some(request) = self.requests.remove(&request_id) else { return };
+                let event = match response {
+                    Response::Module(Some(bytes)) => NetworkEvent::ModuleBytes { request, from: peer, bytes },
+                    response => NetworkEvent::Response { request, from: peer, response },
+                };
+                self.tell_node(event);
             }
-            Rpc::OutboundFailure { request_id, error, .. } => {
-                if let Some((peer, purpose)) = self.pending.remove(&request_id) {
+            Rpc::OutboundFailure { request_id, error, peer, .. } => {
+                if let Some(request) = self.requests.remove(&request_id) {
                     tracing::debug!(%peer, %error, "request failed");
-                    self.request_failed(peer, purpose, error.to_string());
+                    self.tell_node(NetworkEvent::RequestFailed { request, reason: error.to_string() });
                 }
             }
             Rpc::InboundFailure { peer, error, .. } => {
@@ -347,40 +346,5 @@ impl Driver {
             }
             Rpc::ResponseSent { .. } => {}
         }
-    }
-
-    fn request_answered(&mut self, peer: String, purpose: Purpose, response: Response) {
-        let Some(host) = self.host.upgrade() else { return };
-        match (purpose, response) {
-            (Purpose::Module(module), Response::Module(bytes)) => host.module_received(module, peer, bytes),
-            (Purpose::Result(flight, key), Response::Result(found)) => {
-                host.core_event(Event::ResultFetched { flight, key, from: peer, found: found.map(Arc::new) })
-            }
-            (Purpose::Forward(flight), Response::Call(answer)) => {
-                host.core_event(Event::ForwardAnswered { flight, from: peer, answer: Ok(answer) })
-            }
-            (Purpose::Sync, Response::Sync(response)) => host.core_event(Event::SyncAnswered { from: peer, response }),
-            (Purpose::Tell, Response::Told) => {}
-            (purpose, other) => {
-                let reason = match other {
-                    Response::Refused(reason) => reason,
-                    _ => "answered with the wrong kind of message".into(),
-                };
-                tracing::warn!(%peer, %reason, "unusable answer");
-                self.request_failed(peer, purpose, reason);
-            }
-        }
-    }
-
-    fn request_failed(&self, peer: String, purpose: Purpose, reason: String) {
-        let event = match purpose {
-            Purpose::Module(module) => {
-                Event::ModuleFetchFailed { module, from: peer, failure: FetchFailure::Unreachable }
-            }
-            Purpose::Result(flight, key) => Event::ResultFetched { flight, key, from: peer, found: None },
-            Purpose::Forward(flight) => Event::ForwardAnswered { flight, from: peer, answer: Err(reason) },
-            Purpose::Sync | Purpose::Tell => return,
-        };
-        self.to_core(event);
     }
 }

@@ -1,6 +1,8 @@
 //! The libp2p side of a node: a swarm task that turns network events into
-//! core events and carries out the network actions the core asks for. It
-//! decides nothing about calls, modules or names itself.
+//! [`NetworkEvent`]s for the node and carries out the [`Command`]s it is
+//! given. It decides nothing about calls, modules, names or peers' honesty
+//! (the core does); it only protects the node from floods (per-peer message
+//! budgets) and oversized frames, and keeps connections alive.
 
 mod behaviour;
 pub mod codec;
@@ -15,7 +17,7 @@ use std::time::Duration;
 use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId};
 use nebula_protocol::wire::{Gossip, Request, Response};
-use nebula_protocol::{CallKey, Event, FlightId, ModuleId};
+use nebula_protocol::{InboundId, MessageId, RequestId, Verdict};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
@@ -29,12 +31,13 @@ pub struct MeshSettings {
     /// Multicast discovery on the LAN; off in tests and containers.
     pub mdns: bool,
     pub idle_timeout: Duration,
+    /// libp2p's own bound on a request. The core gives up on each request
+    /// much sooner, by its own deadlines; this only frees a stream that a
+    /// silent peer would hold forever.
     pub request_timeout: Duration,
     /// The timers an idle node still runs (see README, "Idle footprint"):
-    /// how often the core is ticked (anti-entropy and load announcements fall
-    /// due on ticks), gossipsub's mesh maintenance, the liveness ping of each
-    /// connection, and anti-entropy with each peer.
-    pub tick: Duration,
+    /// gossipsub's mesh maintenance, the liveness ping of each connection,
+    /// and anti-entropy with each peer (kept by the core).
     pub gossip_heartbeat: Duration,
     /// How often each connection is pinged; a ping unanswered for as long
     /// closes the connection. TCP alone would keep a connection across a
@@ -56,11 +59,7 @@ impl Default for MeshSettings {
             bootstrap: Vec::new(),
             mdns: true,
             idle_timeout: Duration::from_secs(3600),
-            request_timeout: Duration::from_secs(30),
-            // 250 ms cost an idle 5-node mesh 0.13-0.15% CPU per node, 1 s
-            // half that; a load change is announced at most 1 s late either
-            // way (announcements are rate-limited to one a second).
-            tick: Duration::from_millis(1000),
+            request_timeout: Duration::from_secs(15 * 60),
             gossip_heartbeat: Duration::from_secs(1),
             ping_interval: Duration::from_secs(15),
             sync_interval: Duration::from_secs(10),
@@ -81,47 +80,63 @@ impl MeshSettings {
     }
 }
 
-/// What an outbound request was for, to route its answer.
-#[derive(Debug, Clone, Copy)]
-pub enum Purpose {
-    Module(ModuleId),
-    Result(FlightId, CallKey),
-    Forward(FlightId),
-    Sync,
-    Tell,
-}
-
+/// What the node asks of the swarm (every decision was made by the core).
 #[derive(Debug)]
 pub enum Command {
     Publish(Gossip),
-    /// Send to every connected peer directly.
-    TellPeers(Gossip),
-    Request {
-        peer: String,
-        request: Request,
-        purpose: Purpose,
+    /// The core's verdict on a gossip message the swarm delivered.
+    Verdict {
+        message: MessageId,
+        verdict: Verdict,
+    },
+    Send {
+        to: PeerId,
+        request: RequestId,
+        message: Request,
     },
     Respond {
-        token: u64,
+        inbound: InboundId,
         response: Response,
     },
-    Block(String),
-    Unblock(String),
+    Block(PeerId),
+    Unblock(PeerId),
     Dial(Multiaddr),
     /// Close every connection and stop the swarm.
     Shutdown,
 }
 
-/// What the node does with what arrives from the network.
-pub trait MeshHost: Send + Sync + 'static {
-    /// Feeds the core and performs what it returns.
-    fn core_event(&self, event: Event);
-    /// Answers a peer's request, now or later, with [`NetworkHandle::respond`].
-    fn serve_request(&self, from: String, token: u64, request: Request);
-    /// A module's bytes arrived (or `None`: the peer does not have it): verify, store, report.
-    fn module_received(&self, module: ModuleId, from: String, bytes: Option<Vec<u8>>);
-    /// A message from `peer` was dropped unread (over its budget, or malformed).
-    fn message_dropped(&self, peer: &str, why: crate::metrics::DropReason);
+/// What the swarm tells the node: network facts and peers' messages, decoded.
+#[derive(Debug)]
+pub enum NetworkEvent {
+    Connected(PeerId),
+    Disconnected(PeerId),
+    /// A gossip message (or why it did not decode), awaiting the core's verdict.
+    Gossip {
+        from: PeerId,
+        message: MessageId,
+        gossip: Result<Gossip, String>,
+    },
+    /// A peer's request, awaiting the node's [`Command::Respond`].
+    Request {
+        from: PeerId,
+        inbound: InboundId,
+        request: Request,
+    },
+    Response {
+        request: RequestId,
+        from: PeerId,
+        response: Response,
+    },
+    /// Module bytes answering a fetch: the node hashes them before the core judges them.
+    ModuleBytes {
+        request: RequestId,
+        from: PeerId,
+        bytes: Vec<u8>,
+    },
+    RequestFailed {
+        request: RequestId,
+        reason: String,
+    },
 }
 
 /// Network facts about a peer, for `/peers`.
@@ -144,10 +159,6 @@ impl NetworkHandle {
     pub fn send(&self, command: Command) {
         // Fails only once the swarm task has ended (shutdown).
         let _ = self.commands.send(command);
-    }
-
-    pub fn respond(&self, token: u64, response: Response) {
-        self.send(Command::Respond { token, response });
     }
 
     pub fn local_peer(&self) -> PeerId {

@@ -1,6 +1,6 @@
 //! Turns what wasmtime reports into one clear [`Outcome`].
 
-use nebula_protocol::{CallError, Limits, Outcome};
+use nebula_protocol::{Failure, Limits, Outcome};
 use wasmtime::{ResourceLimiter, Trap};
 use wasmtime_wasi::I32Exit;
 
@@ -53,10 +53,10 @@ pub fn classify(result: wasmtime::Result<()>, memory_limit_hit: bool, pipes: &Ca
     // Limit hits come first: a guest that hits one often fails in some other
     // way right after (a panic, an exit code), which would hide the cause.
     if memory_limit_hit {
-        return Outcome::Failed(CallError::MemoryLimit { limit_bytes: limits.memory_bytes });
+        return Outcome::Failed(Failure::MemoryLimit { limit_bytes: limits.memory_bytes });
     }
     if stdout.len() as u64 > limits.output_bytes {
-        return Outcome::Failed(CallError::OutputTooLarge { limit_bytes: limits.output_bytes });
+        return Outcome::Failed(Failure::OutputTooLarge { limit_bytes: limits.output_bytes });
     }
     let error = match result {
         Ok(()) => return Outcome::Success { stdout: stdout.to_vec() },
@@ -65,14 +65,14 @@ pub fn classify(result: wasmtime::Result<()>, memory_limit_hit: bool, pipes: &Ca
     if let Some(I32Exit(code)) = error.downcast_ref::<I32Exit>() {
         return match code {
             0 => Outcome::Success { stdout: stdout.to_vec() },
-            code => Outcome::Failed(CallError::NonZeroExit { code: *code, stderr_tail: stderr_tail(pipes) }),
+            code => Outcome::Failed(Failure::NonZeroExit { code: *code, stderr_tail: stderr_tail(pipes) }),
         };
     }
     Outcome::Failed(match error.downcast_ref::<Trap>() {
-        Some(Trap::OutOfFuel) => CallError::OutOfFuel { limit: limits.fuel },
-        Some(Trap::Interrupt) => CallError::DeadlineExceeded { deadline_ms: limits.deadline_ms },
-        Some(trap) => CallError::Trap { message: trap.to_string(), stderr_tail: stderr_tail(pipes) },
-        None => CallError::Trap { message: format!("{error:#}"), stderr_tail: stderr_tail(pipes) },
+        Some(Trap::OutOfFuel) => Failure::OutOfFuel { limit: limits.fuel },
+        Some(Trap::Interrupt) => Failure::DeadlineExceeded { deadline_ms: limits.deadline_ms },
+        Some(trap) => Failure::Trap { message: trap.to_string(), stderr_tail: stderr_tail(pipes) },
+        None => Failure::Trap { message: format!("{error:#}"), stderr_tail: stderr_tail(pipes) },
     })
 }
 

@@ -1,43 +1,50 @@
-//! The node's I/O shell: it feeds the sans-io [`Core`] with events and carries
-//! out the actions it returns (look up and store results, execute on the
-//! runtime, persist names, talk to peers, reply to callers).
+//! The node's I/O shell around the sans-io core: a handle ([`Node`]) for
+//! callers, the one task that owns the core ([`core_task`]), and the work it
+//! hands out (executions, store I/O), which reports back to it.
 
 mod activity;
-mod mesh_host;
-mod shell;
+mod core_task;
+mod executions;
+mod storage;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use nebula_protocol::core::FlightId;
+use arc_swap::ArcSwap;
+use libp2p::PeerId;
 use nebula_protocol::{
-    Action, CallError, CallKey, Core, Event, LimitOverrides, Limits, MeshConfig, ModuleId, NameRecord, Reply, RequestId,
+    CallError, CallKey, Core, LimitOverrides, Limits, MeshConfig, ModuleId, NameRecord, Reply, Resolver,
 };
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use activity::Activity;
 pub use activity::{ActivitySnapshot, ModuleCounters, RecentCall, SecondCounts};
+use core_task::{CoreTask, Input, Inputs};
+use storage::StoredKeys;
 
 use crate::config::NodeConfig;
-use crate::footprint::{CallFootprint, EnergyMeter, EnergyModel, FunctionFootprint, Ledger};
-use crate::mesh::{self, Command, MeshHost, NetworkHandle};
+use crate::footprint::{AnswerKind, CallFootprint, EnergyMeter, EnergyModel, FunctionFootprint, Ledger};
+use crate::mesh::{self, Command, NetworkHandle};
 use crate::metrics::Metrics;
 use crate::result_cache::MemoryResults;
 use crate::runtime::Runtime;
+use crate::signing::Ed25519Signatures;
 use crate::store::{BlobStore, Index, ResultWriter};
 
-/// A running node. Cheap to clone; all clones share one node.
+/// A running node. Cheap to clone; all clones share one node, which runs
+/// until every clone is gone (or [`Node::shutdown`]).
 #[derive(Clone)]
 pub struct Node {
     shared: Arc<Shared>,
+    /// To the task that owns the core.
+    inbox: mpsc::UnboundedSender<Input>,
 }
 
+/// What the handle, the core task and the workers share: the stores, the
+/// runtime, the counters; never the core.
 struct Shared {
-    /// Lets callbacks that only get `&self` (the mesh host) reach the `Arc`.
-    this: Weak<Shared>,
     config: NodeConfig,
     /// Shared by every answer (no copy per call).
     node_id: Arc<str>,
@@ -46,9 +53,8 @@ struct Shared {
     /// The node's libp2p key; it also signs the results executed here.
     identity: libp2p::identity::Keypair,
     started: Instant,
-    core: Mutex<Core>,
-    waiters: Mutex<HashMap<RequestId, oneshot::Sender<Reply>>>,
-    next_request: AtomicU64,
+    /// The core's names and known modules, as it last published them.
+    resolver: ArcSwap<Resolver>,
     runtime: Runtime,
     blobs: BlobStore,
     index: Arc<Index>,
@@ -61,24 +67,14 @@ struct Shared {
     /// Bounds executions in flight so a flood of slow calls cannot starve the
     /// HTTP server (they wait here instead of occupying blocking threads).
     execution_slots: Arc<Semaphore>,
-    /// Bounds modules from peers being compiled at once (see `module_received`).
+    /// Bounds modules from peers being compiled at once.
     replication_slots: Arc<Semaphore>,
-    /// Set once the swarm runs; absent when the node runs without a mesh.
-    network: OnceLock<NetworkHandle>,
+    /// Absent when the node runs without a mesh.
+    network: Option<NetworkHandle>,
     /// Recent calls and per-second counts, for the dashboard.
     activity: Mutex<Activity>,
     /// The content type each module declares (read from its bytes once).
     content_types: Mutex<HashMap<ModuleId, Option<&'static str>>>,
-}
-
-/// An execution the core asked for, waiting for a slot.
-struct ExecutionJob {
-    flight: FlightId,
-    key: CallKey,
-    module: ModuleId,
-    input: Arc<[u8]>,
-    limits: Limits,
-    queued: Instant,
 }
 
 /// A call's answer as the node reports it to a client.
@@ -139,75 +135,59 @@ pub struct NodeStatus {
 
 impl Node {
     /// Opens (or creates) the data directory and restores modules and names.
-    /// Must run inside a tokio runtime (it starts a background flusher).
+    /// Must run inside a tokio runtime (it starts the core task).
     pub async fn open(config: NodeConfig) -> anyhow::Result<Node> {
         std::fs::create_dir_all(&config.data_dir)?;
         let key = mesh::load_or_create_key(&config.data_dir.join("node-key"))?;
-        let node_id = key.public().to_peer_id().to_string();
+        let peer_id = key.public().to_peer_id();
+        let node_id = peer_id.to_string();
         let blobs = BlobStore::open(config.data_dir.join("blobs"))?;
         let index = Arc::new(Index::open(&config.data_dir.join("index.redb"))?);
         let runtime =
             Runtime::new(config.data_dir.join("compiled"), config.concurrency, config.max_limits.memory_bytes)?;
-
-        let mesh_config = MeshConfig {
-            capacity: config.concurrency,
-            replicate_budget_bytes: config.replicate_budget_bytes,
-            fetch_for_call_max_bytes: config.fetch_for_call_max_bytes,
-            verify_remote: config.verify_remote,
-            sync_interval_ms: config.mesh.as_ref().map_or(10_000, |mesh| mesh.sync_interval.as_millis() as u64),
-            ..MeshConfig::default()
-        };
-        let mut core = Core::with_config(node_id.clone(), mesh_config);
-        for (module, meta) in index.modules()? {
-            if blobs.contains(&module) {
-                // Nothing to announce to yet: peers learn of it by anti-entropy.
-                core.handle(Event::ModuleStored { module, size: meta.size });
-            } else {
-                // The blob is written before its index entry, so this only
-                // happens if someone removed the file by hand.
-                tracing::warn!(module = %module.short(), "module indexed but its blob is gone; forgetting it");
-                index.remove_module(&module)?;
-            }
-        }
-        for record in index.names()? {
-            if !core.merge_name(record.clone()) {
-                tracing::warn!(name = %record.name, "ignoring a stored name record that is not valid");
-            }
-        }
+        let core = restore_core(&config, peer_id, &index, &blobs)?;
+        let stored_keys = StoredKeys::load(&index)?;
 
         let metrics = Metrics::default();
         metrics.modules.set(core.modules().count() as i64);
-        let shared = Arc::new_cyclic(|this| Shared {
-            this: this.clone(),
+        let (network, network_events) = match config.mesh.clone() {
+            Some(settings) => {
+                let (events, received) = mpsc::unbounded_channel();
+                (Some(mesh::spawn(key.clone(), settings, events, &metrics)?), Some(received))
+            }
+            None => (None, None),
+        };
+        let shared = Arc::new(Shared {
+            resolver: ArcSwap::new(core.resolver().clone()),
             memory: MemoryResults::new(config.memory_cache_bytes),
             execution_slots: Arc::new(Semaphore::new(config.concurrency as usize)),
             replication_slots: Arc::new(Semaphore::new((config.concurrency as usize / 2).max(1))),
             energy: EnergyMeter::new(config.watts_per_core),
-            config,
             node_id_header: axum::http::HeaderValue::from_str(&node_id).expect("a peer id is a valid header value"),
             node_id: Arc::from(node_id),
-            identity: key.clone(),
+            identity: key,
             started: Instant::now(),
-            core: Mutex::new(core),
-            waiters: Mutex::new(HashMap::new()),
-            next_request: AtomicU64::new(0),
             runtime,
             blobs,
             results: ResultWriter::start(index.clone()),
             index,
             metrics,
             ledger: Ledger::default(),
-            network: OnceLock::new(),
+            network: network.clone(),
             activity: Mutex::new(Activity::default()),
             content_types: Mutex::new(HashMap::new()),
+            config,
         });
-        if let Some(settings) = shared.config.mesh.clone() {
-            let host: Weak<dyn MeshHost> = Arc::downgrade(&shared) as Weak<dyn MeshHost>;
-            let network = mesh::spawn(key, settings, host)?;
-            let _ = shared.network.set(network);
-        }
+        let (inbox, received) = mpsc::unbounded_channel();
+        CoreTask::spawn(
+            core,
+            shared.clone(),
+            network,
+            stored_keys,
+            Inputs { inbox: received, network: network_events },
+        );
         tracing::info!(node = %shared.node_id, data = %shared.config.data_dir.display(), "node opened");
-        Ok(Node { shared })
+        Ok(Node { shared, inbox })
     }
 
     pub fn id(&self) -> &str {
@@ -227,7 +207,22 @@ impl Node {
     pub async fn call(&self, reference: &str, input: Vec<u8>, overrides: &LimitOverrides) -> CallResponse {
         let config = &self.shared.config;
         let limits = config.default_limits.with_overrides(overrides, &config.max_limits);
-        self.shared.call(reference, input, limits, 0).await
+        let started = Instant::now();
+        // Most calls to a busy node repeat: their result is in memory, and the
+        // core's resolver answers here, without a trip to the core task.
+        let resolver = self.shared.resolver.load();
+        let memory = |key: &CallKey| self.shared.memory.get(key);
+        if let Some(answer) = resolver.answer_from_memory(reference, &input, &limits, memory) {
+            return self.shared.answered(started, activity::CallSeen { reference, input: &input, hops: 0 }, Ok(answer));
+        }
+        let input: Arc<[u8]> = input.into();
+        let (reply, answer) = oneshot::channel();
+        let call = Input::Call { reference: reference.to_owned(), input: input.clone(), limits, reply };
+        let reply = match self.inbox.send(call) {
+            Ok(()) => answer.await.unwrap_or_else(|_| Err(internal("the call was dropped before it was answered"))),
+            Err(_) => Err(internal("the node is shutting down")),
+        };
+        self.shared.answered(started, activity::CallSeen { reference, input: &input, hops: 0 }, reply)
     }
 
     /// Validates, compiles, stores and indexes a module; optionally names it.
@@ -244,15 +239,16 @@ impl Node {
                 .map_err(|error| CallError::InvalidName { name: name.to_owned(), reason: error.to_string() })?;
         }
         let module = ModuleId::of_bytes(&wasm);
-        let new = shared.core().module_info(&module).is_none();
+        let new = self.query(move |core| core.module_info(&module).is_none()).await?;
         // Deploying a known module again also repairs a damaged or lost blob.
         if new || shared.blobs.get(&module).is_err() {
             let store = shared.clone();
             tokio::task::spawn_blocking(move || store.store_module(module, &wasm))
                 .await
                 .map_err(|error| internal(&format!("deploy task failed: {error}")))??;
-            let actions = shared.core().handle(Event::ModuleStored { module, size });
-            shared.perform(actions);
+            let (done, stored) = oneshot::channel();
+            self.send(Input::Deployed { module, size, done })?;
+            stored.await.map_err(|_| internal("the node is shutting down"))?;
             if new {
                 shared.metrics.modules.inc();
             }
@@ -266,84 +262,79 @@ impl Node {
 
     /// Points `name` at the module `reference` resolves to; durable when it returns.
     pub async fn set_name(&self, name: &str, reference: &str) -> Result<NameRecord, CallError> {
-        let (record, actions) = self.shared.core().publish_name(name, reference)?;
-        for action in actions {
-            match action {
-                Action::PersistName(record) => {
-                    let shared = self.shared.clone();
-                    tokio::task::spawn_blocking(move || shared.index.put_name(&record))
-                        .await
-                        .map_err(|error| internal(&error.to_string()))?
-                        .map_err(|error| internal(&format!("storing the name: {error:#}")))?;
-                }
-                other => self.shared.perform(vec![other]),
-            }
-        }
+        let (reply, answer) = oneshot::channel();
+        self.send(Input::PublishName { name: name.to_owned(), reference: reference.to_owned(), reply })?;
+        let record = answer.await.map_err(|_| internal("the node is shutting down"))??;
         tracing::info!(name = %record.name, module = %record.module.short(), version = record.version, "name set");
         Ok(record)
     }
 
     pub fn resolve(&self, reference: &str) -> Result<ModuleId, CallError> {
-        self.shared.core().resolve(reference)
+        self.shared.resolver.load().resolve(reference)
     }
 
     pub fn names(&self) -> Vec<NameRecord> {
-        self.shared.core().names().cloned().collect()
+        self.shared.resolver.load().names().cloned().collect()
     }
 
-    pub fn modules(&self) -> Vec<ModuleSummary> {
-        let core = self.shared.core();
+    pub async fn modules(&self) -> Vec<ModuleSummary> {
+        let held: Vec<(ModuleId, u64)> = self
+            .query(|core| core.modules().map(|(module, info)| (*module, info.size)).collect())
+            .await
+            .unwrap_or_default();
         let mut names: HashMap<ModuleId, Vec<String>> = HashMap::new();
-        for record in core.names() {
-            names.entry(record.module).or_default().push(record.name.clone());
+        for record in self.names() {
+            names.entry(record.module).or_default().push(record.name);
         }
-        core.modules()
-            .map(|(module, info)| ModuleSummary {
-                module: *module,
-                size: info.size,
-                names: names.remove(module).unwrap_or_default(),
-            })
+        held.into_iter()
+            .map(|(module, size)| ModuleSummary { module, size, names: names.remove(&module).unwrap_or_default() })
             .collect()
     }
 
-    pub fn status(&self) -> NodeStatus {
+    pub async fn status(&self) -> NodeStatus {
         let shared = &self.shared;
-        let (modules, names, calls_in_flight) = {
-            let core = shared.core();
-            (core.modules().count(), core.names().count(), core.flights_in_progress())
-        };
+        let (modules, calls_in_flight) =
+            self.query(|core| (core.modules().count(), core.flights_in_progress())).await.unwrap_or_default();
+        let index = shared.index.clone();
+        let stored_results =
+            tokio::task::spawn_blocking(move || index.result_count().unwrap_or(0)).await.unwrap_or_default();
         NodeStatus {
             node_id: shared.node_id.to_string(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             uptime_seconds: shared.started.elapsed().as_secs(),
             modules,
-            names,
+            names: self.names().len(),
             memory_cache_entries: shared.memory.len(),
             memory_cache_bytes: shared.memory.bytes(),
-            stored_results: shared.index.result_count().unwrap_or(0),
+            stored_results,
             calls_in_flight,
             concurrency: shared.config.concurrency,
             default_limits: shared.config.default_limits,
             max_limits: shared.config.max_limits,
-            peers_connected: self.peers().iter().filter(|peer| peer.connected).count(),
+            peers_connected: self.peers().await.iter().filter(|peer| peer.connected).count(),
             listen_addresses: self.listen_addresses(),
         }
     }
 
     /// Peers this node knows to hold the result of `key`.
-    pub fn result_holders(&self, key: &CallKey) -> Vec<String> {
-        self.shared.core().result_holders(key).cloned().collect()
+    pub async fn result_holders(&self, key: &CallKey) -> Vec<String> {
+        let key = *key;
+        self.query(move |core| core.result_holders(&key).map(ToString::to_string).collect()).await.unwrap_or_default()
     }
 
     /// Peers known to the core, with what the network knows of them.
-    pub fn peers(&self) -> Vec<PeerSummary> {
-        let links = self.shared.network.get().map(NetworkHandle::links).unwrap_or_default();
-        let core = self.shared.core();
-        core.peers()
+    pub async fn peers(&self) -> Vec<PeerSummary> {
+        let links = self.shared.network.as_ref().map(NetworkHandle::links).unwrap_or_default();
+        let known: Vec<(String, nebula_protocol::core::PeerState)> = self
+            .query(|core| core.peers().map(|(peer, state)| (peer.to_string(), state.clone())).collect())
+            .await
+            .unwrap_or_default();
+        known
+            .into_iter()
             .map(|(peer, state)| {
-                let link = links.get(peer).cloned().unwrap_or_default();
+                let link = links.get(&peer).cloned().unwrap_or_default();
                 PeerSummary {
-                    peer: peer.clone(),
+                    peer,
                     connected: state.connected,
                     addresses: link.addresses,
                     rtt_ms: link.rtt_ms,
@@ -359,7 +350,7 @@ impl Node {
     pub fn listen_addresses(&self) -> Vec<String> {
         self.shared
             .network
-            .get()
+            .as_ref()
             .map_or_else(Vec::new, |network| network.listen_addresses().iter().map(ToString::to_string).collect())
     }
 
@@ -371,27 +362,24 @@ impl Node {
     /// Stops all peer-to-peer traffic at once, as if the node had vanished
     /// from the network (for experiments and tests); HTTP keeps serving.
     pub fn leave_mesh(&self) {
-        if let Some(network) = self.shared.network.get() {
-            network.send(Command::Shutdown);
-        }
+        self.network_send(Command::Shutdown);
     }
 
     /// Connects to a peer at `address` (a multiaddr, ideally ending in /p2p/<id>).
     pub fn dial(&self, address: &str) -> Result<(), String> {
         let address = address.parse().map_err(|error| format!("'{address}' is not a multiaddr: {error}"))?;
-        let network = self.shared.network.get().ok_or("this node runs without a mesh")?;
+        let network = self.shared.network.as_ref().ok_or("this node runs without a mesh")?;
         network.send(Command::Dial(address));
         Ok(())
     }
 
     /// Cuts (or restores) the link to a peer, as a partition would.
     pub fn block_peer(&self, peer: &str, blocked: bool) {
-        if let Some(network) = self.shared.network.get() {
-            network.send(match blocked {
-                true => Command::Block(peer.to_owned()),
-                false => Command::Unblock(peer.to_owned()),
-            });
-        }
+        let Ok(peer) = peer.parse::<PeerId>() else { return };
+        self.network_send(match blocked {
+            true => Command::Block(peer),
+            false => Command::Unblock(peer),
+        });
     }
 
     /// Recent calls, calls per second and per-module counters (for the dashboard).
@@ -436,32 +424,74 @@ impl Node {
     pub fn flush(&self) -> anyhow::Result<()> {
         self.shared.results.flush()
     }
+
+    /// Stops the core task and the swarm, and waits until they have let go of
+    /// the node; once the last handle is dropped, the data directory is free.
+    pub async fn shutdown(self) {
+        let (done, stopped) = oneshot::channel();
+        if self.inbox.send(Input::Shutdown(done)).is_ok() {
+            let _ = stopped.await;
+        }
+    }
+
+    /// Asks the core task about the core's state.
+    async fn query<T: Send + 'static>(
+        &self,
+        ask: impl FnOnce(&Core<PeerId>) -> T + Send + 'static,
+    ) -> Result<T, CallError> {
+        let (answer, answered) = oneshot::channel();
+        self.send(Input::Query(Box::new(move |core| {
+            let _ = answer.send(ask(core));
+        })))?;
+        answered.await.map_err(|_| internal("the node is shutting down"))
+    }
+
+    fn send(&self, input: Input) -> Result<(), CallError> {
+        self.inbox.send(input).map_err(|_| internal("the node is shutting down"))
+    }
+
+    fn network_send(&self, command: Command) {
+        if let Some(network) = &self.shared.network {
+            network.send(command);
+        }
+    }
+}
+
+/// The core, with what the data directory holds.
+fn restore_core(config: &NodeConfig, local: PeerId, index: &Index, blobs: &BlobStore) -> anyhow::Result<Core<PeerId>> {
+    let mesh_config = MeshConfig {
+        capacity: config.concurrency,
+        max_limits: config.max_limits,
+        max_module_bytes: config.max_module_bytes,
+        replicate_budget_bytes: config.replicate_budget_bytes,
+        fetch_for_call_max_bytes: config.fetch_for_call_max_bytes,
+        verify_remote: config.verify_remote,
+        sync_interval_ms: config.mesh.as_ref().map_or(10_000, |mesh| mesh.sync_interval.as_millis() as u64),
+        ..MeshConfig::default()
+    };
+    let mut core = Core::new(local, mesh_config, Box::new(Ed25519Signatures));
+    for (module, meta) in index.modules()? {
+        if blobs.contains(&module) {
+            // Nothing to announce to yet: peers learn of it by anti-entropy.
+            core.restore_module(module, meta.size);
+        } else {
+            // The blob is written before its index entry, so this only
+            // happens if someone removed the file by hand.
+            tracing::warn!(module = %module.short(), "module indexed but its blob is gone; forgetting it");
+            index.remove_module(&module)?;
+        }
+    }
+    for record in index.names()? {
+        if !core.restore_name(record.clone()) {
+            tracing::warn!(name = %record.name, "ignoring a stored name record that is not valid");
+        }
+    }
+    Ok(core)
 }
 
 impl Shared {
-    /// A call from a local client (`hops` 0) or forwarded by a peer.
-    async fn call(self: &Arc<Self>, reference: &str, input: Vec<u8>, limits: Limits, hops: u8) -> CallResponse {
-        let started = Instant::now();
-        // Most calls to a busy node repeat: their result is in memory and the
-        // core answers at once, with no flight, waiter or second event.
-        let held = self.core().answer_from_memory(reference, &input, &limits, |key| self.memory.get(key));
-        if let Some(answer) = held {
-            return self.answered(started, activity::CallSeen { reference, input: &input, hops }, Ok(answer));
-        }
-        let input: Arc<[u8]> = input.into();
-        let reply = self.call_in_flight(reference, input.clone(), limits, hops).await;
-        self.answered(started, activity::CallSeen { reference, input: &input, hops }, reply)
-    }
-
-    /// Hands the call to the core as a flight and waits for its reply.
-    async fn call_in_flight(self: &Arc<Self>, reference: &str, input: Arc<[u8]>, limits: Limits, hops: u8) -> Reply {
-        let request = self.next_request.fetch_add(1, Ordering::Relaxed);
-        let (sender, receiver) = oneshot::channel();
-        self.waiters.lock().expect("waiters lock").insert(request, sender);
-        let event = Event::CallRequested { request, reference: reference.to_owned(), input, limits, hops };
-        let actions = self.core().handle(event);
-        self.perform(actions);
-        receiver.await.unwrap_or_else(|_| Err(internal("the call was dropped before it was answered")))
+    fn activity(&self) -> MutexGuard<'_, Activity> {
+        self.activity.lock().expect("activity lock")
     }
 
     /// Counts the answered call (metrics, dashboard, footprint ledger).
@@ -472,11 +502,37 @@ impl Shared {
         let footprint = self.account(&reply);
         CallResponse { reply, elapsed, node_id: self.node_id.clone(), footprint }
     }
-}
 
-impl Shared {
-    fn activity(&self) -> MutexGuard<'_, Activity> {
-        self.activity.lock().expect("activity lock")
+    /// Counts the answer against its function and finds what it cost here.
+    fn account(&self, reply: &Reply) -> CallFootprint {
+        let Ok(answer) = reply else { return CallFootprint::None };
+        let module = answer.record.module;
+        let (kind, footprint) = match answer.cache {
+            nebula_protocol::CacheStatus::Hit => (AnswerKind::CacheHit, CallFootprint::Cached),
+            _ if answer.record.executed_by != *self.node_id => (AnswerKind::Elsewhere, CallFootprint::Elsewhere),
+            // Only forgotten under a flood of thousands of executions at once.
+            _ => match self.ledger.execution(&answer.key) {
+                Some(footprint) => (AnswerKind::Executed, CallFootprint::Executed(footprint)),
+                None => (AnswerKind::Executed, CallFootprint::None),
+            },
+        };
+        self.ledger.record_answer(module, kind);
+        footprint
+    }
+
+    fn record_reply(&self, reply: &Reply, elapsed: Duration) {
+        let outcome = match reply {
+            Ok(answer) => {
+                self.metrics.record_cache(match answer.cache {
+                    nebula_protocol::CacheStatus::Hit => "hit",
+                    nebula_protocol::CacheStatus::Miss => "miss",
+                    nebula_protocol::CacheStatus::Joined => "joined",
+                });
+                answer.record.outcome.kind()
+            }
+            Err(error) => error.kind(),
+        };
+        self.metrics.record_call(outcome, elapsed.as_secs_f64());
     }
 }
 

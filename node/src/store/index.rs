@@ -119,6 +119,20 @@ impl Index {
             .ok())
     }
 
+    /// The keys of every stored result.
+    pub fn result_keys(&self) -> anyhow::Result<Vec<CallKey>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(RESULTS)?;
+        let mut keys = Vec::new();
+        for entry in table.iter()? {
+            let (key, _) = entry?;
+            if let Ok(bytes) = <[u8; 32]>::try_from(key.value()) {
+                keys.push(CallKey::from_bytes(bytes));
+            }
+        }
+        Ok(keys)
+    }
+
     pub fn result_count(&self) -> anyhow::Result<u64> {
         let txn = self.db.begin_read()?;
         Ok(txn.open_table(RESULTS)?.len()?)

@@ -102,7 +102,7 @@ async fn chromium_renders_academemes_and_the_dashboard_from_a_node_that_never_ra
     let module = a.deploy(academemes(&catalogue_with_hostile_meme()), "academemes").await;
     a.deploy(function("echo"), "echo").await;
     eventually("B holds the modules and the name", Duration::from_secs(20), || async {
-        b.node.modules().len() == 2 && b.node.resolve("academemes").is_ok_and(|m| m.to_hex() == module)
+        b.node.modules().await.len() == 2 && b.node.resolve("academemes").is_ok_and(|m| m.to_hex() == module)
     })
     .await;
 
@@ -159,7 +159,7 @@ async fn chromium_renders_academemes_and_the_dashboard_from_a_node_that_never_ra
     assert_eq!(missing.status, 404);
     assert_eq!(b.call("echo", HOSTILE_CAPTION.as_bytes(), "").await.status, 200);
     eventually("B has pinged A", Duration::from_secs(30), || async {
-        b.node.peers().iter().any(|peer| peer.connected && peer.rtt_ms.is_some())
+        b.node.peers().await.iter().any(|peer| peer.connected && peer.rtt_ms.is_some())
     })
     .await;
 

@@ -36,7 +36,7 @@ impl Mesh {
         let mesh = Mesh { nodes, _dirs: dirs };
         for node in &mesh.nodes {
             eventually("every node connects to every other", Duration::from_secs(15), || async {
-                node.node.peers().iter().filter(|peer| peer.connected).count() == n - 1
+                node.node.peers().await.iter().filter(|peer| peer.connected).count() == n - 1
             })
             .await;
         }

@@ -25,12 +25,12 @@ async fn a_call_survives_the_executing_node_vanishing() {
     .await;
     mesh.nodes[0].deploy(function("fibonacci-recursive"), "fib").await;
     eventually("node 1 replicates the module", Duration::from_secs(10), || async {
-        !mesh.nodes[1].node.modules().is_empty()
+        !mesh.nodes[1].node.modules().await.is_empty()
     })
     .await;
     let caller = &mesh.nodes[2];
     eventually("node 2 knows both holders", Duration::from_secs(10), || async {
-        caller.node.peers().iter().filter(|peer| peer.capacity > 0).count() == 2
+        caller.node.peers().await.iter().filter(|peer| peer.capacity > 0).count() == 2
     })
     .await;
 
@@ -39,14 +39,18 @@ async fn a_call_survives_the_executing_node_vanishing() {
         let url = caller.url.clone();
         async move { reqwest::get(format!("{url}/api/fib/35")).await.unwrap() }
     });
-    let mut executing = None;
-    eventually("a holder starts executing", Duration::from_secs(10), || {
-        executing = (0..2).find(|&i| mesh.nodes[i].node.status().calls_in_flight > 0);
-        let found = executing.is_some();
-        async move { found }
+    let executing = std::sync::Mutex::new(None);
+    eventually("a holder starts executing", Duration::from_secs(10), || async {
+        for i in 0..2 {
+            if mesh.nodes[i].node.status().await.calls_in_flight > 0 {
+                *executing.lock().unwrap() = Some(i);
+                return true;
+            }
+        }
+        false
     })
     .await;
-    let vanished = executing.unwrap();
+    let vanished = executing.into_inner().unwrap().unwrap();
     mesh.nodes[vanished].node.leave_mesh();
 
     let answer = call.await.unwrap();
@@ -102,12 +106,12 @@ async fn bytes_that_do_not_match_their_hash_are_rejected_and_fetched_elsewhere()
         victim.metric("nebula_peer_penalties_total").await >= 1.0
     })
     .await;
-    assert!(victim.node.modules().is_empty(), "the lie was not stored");
+    assert!(victim.node.modules().await.is_empty(), "the lie was not stored");
 
     // An honest holder appears: the module is fetched from it and works.
     victim.node.dial(&tcp_address(&honest).await).unwrap();
     eventually("the module arrives from the honest peer", Duration::from_secs(15), || async {
-        victim.node.modules().iter().any(|m| m.module == module)
+        victim.node.modules().await.iter().any(|m| m.module == module)
     })
     .await;
     assert_eq!(victim.get("/api/echo/hello").await.text(), "hello");

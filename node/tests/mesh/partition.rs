@@ -15,7 +15,7 @@ async fn after_a_partition_heals_everything_converges() {
     let shared = mesh.nodes[0].deploy(function("fibonacci"), "shared").await;
     for node in &mesh.nodes {
         eventually("the first module is everywhere", Duration::from_secs(10), || async {
-            node.node.modules().len() == 1
+            node.node.modules().await.len() == 1
         })
         .await;
     }
@@ -23,7 +23,7 @@ async fn after_a_partition_heals_everything_converges() {
     mesh.partition(&left, &right, true);
     for &i in &left {
         eventually("the cut is in place", Duration::from_secs(10), || async {
-            mesh.nodes[i].node.peers().iter().filter(|p| p.connected).count() == 1
+            mesh.nodes[i].node.peers().await.iter().filter(|p| p.connected).count() == 1
         })
         .await;
     }
@@ -45,7 +45,7 @@ async fn after_a_partition_heals_everything_converges() {
     mesh.partition(&left, &right, false);
     for node in &mesh.nodes {
         eventually("modules converge after the heal", Duration::from_secs(20), || async {
-            let held: Vec<String> = node.node.modules().iter().map(|m| m.module.to_hex()).collect();
+            let held: Vec<String> = node.node.modules().await.iter().map(|m| m.module.to_hex()).collect();
             [&shared, &left_only, &right_only].iter().all(|m| held.contains(m))
         })
         .await;
@@ -64,7 +64,7 @@ async fn after_a_partition_heals_everything_converges() {
     // backfills): once 3 has reconciled with 0, the call is a hit fetched from 0.
     let key = CallKey::new(&left_only.parse::<ModuleId>().unwrap(), b"from-the-left");
     eventually("3 learns that 0 holds the result", Duration::from_secs(20), || async {
-        mesh.nodes[3].node.result_holders(&key).contains(&mesh.id(0))
+        mesh.nodes[3].node.result_holders(&key).await.contains(&mesh.id(0))
     })
     .await;
     let reconciled = mesh.nodes[3].get("/api/left-only/from-the-left").await;

@@ -35,11 +35,11 @@ async fn only_nodes_with_the_swarm_key_join() {
     // The outsiders have been redialling every second all along.
     tokio::time::sleep(Duration::from_secs(3)).await;
     for outsider in [&wrong_key, &no_key] {
-        assert!(outsider.node.peers().iter().all(|peer| !peer.connected), "an outsider connected");
-        assert!(outsider.node.modules().is_empty());
+        assert!(outsider.node.peers().await.iter().all(|peer| !peer.connected), "an outsider connected");
+        assert!(outsider.node.modules().await.is_empty());
     }
     let connected: Vec<String> =
-        first.node.peers().into_iter().filter(|peer| peer.connected).map(|peer| peer.peer).collect();
+        first.node.peers().await.into_iter().filter(|peer| peer.connected).map(|peer| peer.peer).collect();
     assert_eq!(connected, vec![member.node.id().to_owned()]);
     for node in [first, member, wrong_key, no_key] {
         node.stop().await;

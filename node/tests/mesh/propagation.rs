@@ -15,7 +15,7 @@ async fn modules_names_and_results_reach_every_node() {
 
     for node in [b, c] {
         eventually("the module and its name arrive", Duration::from_secs(10), || async {
-            node.node.modules().iter().any(|m| m.module.to_hex() == hash && m.names == ["fib"])
+            node.node.modules().await.iter().any(|m| m.module.to_hex() == hash && m.names == ["fib"])
         })
         .await;
     }
@@ -59,7 +59,7 @@ async fn a_node_without_the_module_forwards_the_call_to_a_holder() {
     let answer = b.get(&format!("/api/{}/12", &hash[..10])).await;
     assert_eq!(answer.text(), "144");
     assert_eq!(answer.header("x-nebula-executed-by"), mesh.id(0), "forwarded to the holder");
-    assert!(b.node.modules().is_empty(), "the module was not copied to b");
+    assert!(b.node.modules().await.is_empty(), "the module was not copied to b");
     // The forwarded answer is cached at b too.
     assert!(b.node.is_cached(&hash, b"12"));
     mesh.stop().await;
@@ -79,8 +79,10 @@ async fn nodes_mesh_over_quic_alone() {
     let b = TestNode::start_with(dir_b.path(), |config| config.mesh = Some(MeshSettings { bootstrap, ..quic_only() }))
         .await;
     a.deploy(function("echo"), "echo").await;
-    eventually("the module reaches b over QUIC", Duration::from_secs(10), || async { !b.node.modules().is_empty() })
-        .await;
+    eventually("the module reaches b over QUIC", Duration::from_secs(10), || async {
+        !b.node.modules().await.is_empty()
+    })
+    .await;
     let answer = b.get("/api/echo/over-quic").await;
     assert_eq!((answer.text().as_str(), answer.header("x-nebula-executed-by")), ("over-quic", b.node.id()));
     b.stop().await;

@@ -25,7 +25,7 @@ async fn deploys_and_name_changes_need_the_token_calls_do_not() {
         assert_eq!(answer.status(), StatusCode::UNAUTHORIZED, "{authorization:?}");
         assert!(answer.text().await.unwrap().contains("admin token"));
     }
-    assert!(node.node.modules().is_empty(), "nothing was deployed without the token");
+    assert!(node.node.modules().await.is_empty(), "nothing was deployed without the token");
 
     let deployed =
         client.post(format!("{}/modules?name=fib", node.url)).bearer_auth(TOKEN).body(wasm).send().await.unwrap();

@@ -41,7 +41,7 @@ impl TestNode {
     pub async fn stop(self) {
         let _ = self.shutdown.send(());
         self.server.await.unwrap();
-        drop(self.node);
+        self.node.shutdown().await;
     }
 
     pub async fn deploy(&self, wasm: Vec<u8>, name: &str) -> String {

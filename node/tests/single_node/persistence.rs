@@ -71,7 +71,7 @@ async fn an_index_entry_whose_blob_is_gone_is_forgotten_at_start() {
     assert_eq!(report.problems[0].kind, "missing_blob");
 
     let node = TestNode::start(dir.path()).await;
-    assert!(node.node.modules().is_empty(), "a module without its bytes is not offered");
+    assert!(node.node.modules().await.is_empty(), "a module without its bytes is not offered");
     let answer = node.get(&format!("/api/{hash}/10")).await;
     assert_eq!((answer.status, answer.error_kind().as_str()), (StatusCode::NOT_FOUND, "module_not_found"));
     let by_name = node.get("/api/fibonacci/10").await;

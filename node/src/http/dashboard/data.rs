@@ -28,16 +28,25 @@ pub struct ModuleRow {
 }
 
 /// Reads the node's state once per page.
-pub fn gather(node: &Node) -> DashboardData {
+pub async fn gather(node: &Node) -> DashboardData {
     let activity = node.activity();
-    let mut modules: Vec<ModuleRow> = node
-        .modules()
+    let summaries = node.modules().await;
+    // A module's declared type may have to be read from its blob.
+    let reader = node.clone();
+    let held: Vec<ModuleId> = summaries.iter().map(|summary| summary.module).collect();
+    let content_types = tokio::task::spawn_blocking(move || {
+        held.iter().map(|module| reader.content_type(module).flatten()).collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    let mut modules: Vec<ModuleRow> = summaries
         .into_iter()
-        .map(|summary| {
+        .zip(content_types.into_iter().chain(std::iter::repeat(None)))
+        .map(|(summary, content_type)| {
             let mut names = summary.names;
             names.sort();
             ModuleRow {
-                content_type: node.content_type(&summary.module).flatten(),
+                content_type,
                 counters: activity.modules.get(&summary.module).copied().unwrap_or_default(),
                 module: summary.module,
                 size: summary.size,
@@ -48,7 +57,7 @@ pub fn gather(node: &Node) -> DashboardData {
     modules.sort_by(|a, b| b.counters.calls.cmp(&a.counters.calls).then_with(|| a.names.cmp(&b.names)));
     let mut names = node.names();
     names.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut peers = node.peers();
+    let mut peers = node.peers().await;
     peers.sort_by(|a, b| b.connected.cmp(&a.connected).then_with(|| a.peer.cmp(&b.peer)));
-    DashboardData { status: node.status(), peers, modules, names, activity, footprint: node.footprint() }
+    DashboardData { status: node.status().await, peers, modules, names, activity, footprint: node.footprint() }
 }

@@ -32,10 +32,7 @@ pub struct DashboardQuery {
 
 pub async fn dashboard(State(node): State<Node>, Query(query): Query<DashboardQuery>) -> Response {
     let refresh = query.refresh.unwrap_or(DEFAULT_REFRESH_SECONDS).min(3600);
-    let data = tokio::task::spawn_blocking(move || gather(&node)).await;
-    let Ok(data) = data else {
-        return (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "the dashboard failed").into_response();
-    };
+    let data = gather(&node).await;
     let mut response = render(&data, refresh).into_string().into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));

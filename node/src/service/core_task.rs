@@ -1,0 +1,423 @@
+//! The one task that owns the node's mesh core (the rust-libp2p
+//! file-sharing pattern): callers, the swarm and the node's workers send it
+//! inputs; it feeds them to the core with the time, carries out the actions
+//! the core returns, and sleeps until the core's next deadline. Nothing
+//! else touches the core, and nothing here blocks: store I/O, hashing,
+//! compiling and executions run on blocking threads and report back.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use libp2p::PeerId;
+use nebula_protocol::wire::{Request, Response};
+use nebula_protocol::{
+    Action, Answer, CallError, CallerId, Core, Event, ExecutionRecord, FlightId, InboundId, Limits, LookupId, ModuleId,
+    NameRecord, Reply, RequestId, Resolver,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use super::activity::CallSeen;
+use super::executions::{self, ExecutionJob};
+use super::storage::StoredKeys;
+use super::{Shared, internal};
+use crate::mesh::{Command, NetworkEvent, NetworkHandle};
+
+/// What callers ask of the core task.
+pub(super) enum Input {
+    Call {
+        reference: String,
+        input: Arc<[u8]>,
+        limits: Limits,
+        reply: oneshot::Sender<Reply>,
+    },
+    /// A deployed module is stored and compiled; `done` once the core knows it.
+    Deployed {
+        module: ModuleId,
+        size: u64,
+        done: oneshot::Sender<()>,
+    },
+    /// Points a name at a module; the reply comes once the record is durable.
+    PublishName {
+        name: String,
+        reference: String,
+        reply: oneshot::Sender<Result<NameRecord, CallError>>,
+    },
+    /// Reads the core's state (peers, modules, status).
+    Query(Box<dyn FnOnce(&Core<PeerId>) + Send>),
+    /// Stops the swarm and this task; `done` once the task has let go of the node.
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// A call a peer forwarded here, as the dashboard shows it.
+struct ForwardedCall {
+    reference: String,
+    input: Vec<u8>,
+    hops: u8,
+}
+
+/// What the node's workers report back.
+pub(super) enum Completion {
+    LookedUp {
+        lookup: LookupId,
+        found: Option<Arc<ExecutionRecord>>,
+    },
+    Executed {
+        flight: FlightId,
+        result: Result<Arc<ExecutionRecord>, CallError>,
+    },
+    /// A peer's module bytes, hashed.
+    ModuleHashed {
+        request: RequestId,
+        from: PeerId,
+        hash: ModuleId,
+        bytes: Vec<u8>,
+    },
+    ModuleStored {
+        module: ModuleId,
+        size: u64,
+    },
+    ModuleNotStored {
+        module: ModuleId,
+        reason: String,
+        invalid: bool,
+    },
+}
+
+pub(super) struct CoreTask {
+    core: Core<PeerId>,
+    shared: Arc<Shared>,
+    network: Option<NetworkHandle>,
+    /// The snapshot callers resolve with, as last published.
+    published: Arc<Resolver>,
+    completions: mpsc::UnboundedSender<Completion>,
+    callers: HashMap<CallerId, oneshot::Sender<Reply>>,
+    next_caller: CallerId,
+    /// Peers' module bytes, until the core says to store or drop them.
+    received: HashMap<RequestId, Vec<u8>>,
+    /// Calls peers forwarded here, until answered: counted like local ones.
+    forwarded: HashMap<InboundId, (ForwardedCall, Instant)>,
+    stored_keys: StoredKeys,
+    /// The core's clock starts here.
+    origin: Instant,
+}
+
+/// Where the core task takes its inputs from.
+pub(super) struct Inputs {
+    pub(super) inbox: mpsc::UnboundedReceiver<Input>,
+    pub(super) network: Option<mpsc::UnboundedReceiver<NetworkEvent>>,
+}
+
+impl CoreTask {
+    pub(super) fn spawn(
+        core: Core<PeerId>,
+        shared: Arc<Shared>,
+        network: Option<NetworkHandle>,
+        stored_keys: StoredKeys,
+        inputs: Inputs,
+    ) {
+        let (completions, completed) = mpsc::unbounded_channel();
+        let task = CoreTask {
+            published: core.resolver().clone(),
+            core,
+            shared,
+            network,
+            completions,
+            callers: HashMap::new(),
+            next_caller: 0,
+            received: HashMap::new(),
+            forwarded: HashMap::new(),
+            stored_keys,
+            origin: Instant::now(),
+        };
+        tokio::spawn(task.run(inputs, completed));
+    }
+
+    async fn run(mut self, mut inputs: Inputs, mut completed: mpsc::UnboundedReceiver<Completion>) {
+        loop {
+            let deadline = self.core.poll_timeout().map(|ms| self.origin + Duration::from_millis(ms));
+            tokio::select! {
+                input = inputs.inbox.recv() => match input {
+                    // Every `Node` handle is gone.
+                    None => break,
+                    Some(Input::Shutdown(done)) => {
+                        self.stop_network();
+                        drop(self);
+                        let _ = done.send(());
+                        return;
+                    }
+                    Some(input) => self.on_input(input),
+                },
+                Some(completion) = completed.recv() => self.on_completion(completion),
+                event = next_network_event(&mut inputs.network) => match event {
+                    Some(event) => self.on_network_event(event),
+                    // The swarm stopped (`Node::leave_mesh`): no more network events.
+                    None => inputs.network = None,
+                },
+                _ = sleep_until(deadline), if deadline.is_some() => self.handle(Event::Timeout),
+            }
+        }
+        self.stop_network();
+    }
+
+    fn stop_network(&self) {
+        if let Some(network) = &self.network {
+            network.send(Command::Shutdown);
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.origin.elapsed().as_millis() as u64
+    }
+
+    fn handle(&mut self, event: Event<PeerId>) {
+        let actions = self.core.handle(self.now_ms(), event);
+        self.perform(actions);
+    }
+
+    fn on_input(&mut self, input: Input) {
+        match input {
+            Input::Call { reference, input, limits, reply } => {
+                let caller = self.next_caller;
+                self.next_caller += 1;
+                self.callers.insert(caller, reply);
+                self.handle(Event::CallRequested { caller, reference, input, limits });
+            }
+            Input::Deployed { module, size, done } => {
+                self.handle(Event::ModuleStored { module, size });
+                let _ = done.send(());
+            }
+            Input::PublishName { name, reference, reply } => self.publish_name(&name, &reference, reply),
+            Input::Query(ask) => ask(&self.core),
+            Input::Shutdown(_) => unreachable!("handled by the run loop"),
+        }
+    }
+
+    /// A name set here is durable before it is acknowledged or announced.
+    fn publish_name(&mut self, name: &str, reference: &str, reply: oneshot::Sender<Result<NameRecord, CallError>>) {
+        let (record, actions) = match self.core.publish_name(name, reference) {
+            Ok(published) => published,
+            Err(error) => {
+                let _ = reply.send(Err(error));
+                return;
+            }
+        };
+        self.publish_resolver();
+        let (shared, network) = (self.shared.clone(), self.network.clone());
+        tokio::spawn(async move {
+            let durable = record.clone();
+            let stored = tokio::task::spawn_blocking(move || shared.persist_name(&durable)).await;
+            let stored = stored.unwrap_or_else(|error| Err(internal(&error.to_string())));
+            if stored.is_ok() {
+                for action in actions {
+                    if let (Action::Publish(gossip), Some(network)) = (action, &network) {
+                        network.send(Command::Publish(gossip));
+                    }
+                }
+            }
+            let _ = reply.send(stored.map(|()| record));
+        });
+    }
+
+    fn on_completion(&mut self, completion: Completion) {
+        let event = match completion {
+            Completion::LookedUp { lookup, found } => Event::ResultLookedUp { lookup, found },
+            Completion::Executed { flight, result } => Event::ExecutionFinished { flight, result },
+            Completion::ModuleHashed { request, from, hash, bytes } => {
+                let size = bytes.len() as u64;
+                self.received.insert(request, bytes);
+                Event::ModuleReceived { request, from, hash, size }
+            }
+            Completion::ModuleStored { module, size } => {
+                self.shared.metrics.modules.inc();
+                tracing::info!(module = %module.short(), size, "module replicated");
+                Event::ModuleStored { module, size }
+            }
+            Completion::ModuleNotStored { module, reason, invalid } => {
+                Event::ModuleNotStored { module, reason, invalid }
+            }
+        };
+        self.handle(event);
+    }
+
+    fn on_network_event(&mut self, event: NetworkEvent) {
+        let event = match event {
+            NetworkEvent::Connected(peer) => Event::PeerConnected { peer },
+            NetworkEvent::Disconnected(peer) => Event::PeerDisconnected { peer },
+            NetworkEvent::Gossip { from, message, gossip } => Event::GossipReceived { from, message, gossip },
+            NetworkEvent::Request { from, inbound, request } => {
+                if let Request::Call { reference, input, hops, .. } = &request {
+                    let call = ForwardedCall { reference: reference.clone(), input: input.clone(), hops: *hops };
+                    self.forwarded.insert(inbound, (call, Instant::now()));
+                }
+                Event::PeerRequest { from, inbound, request }
+            }
+            NetworkEvent::Response { request, from, response } => Event::PeerResponse { request, from, response },
+            NetworkEvent::RequestFailed { request, reason } => Event::RequestFailed { request, reason },
+            NetworkEvent::ModuleBytes { request, from, bytes } => {
+                // Hashing 100 MB takes a while: not on this task.
+                let done = self.completions.clone();
+                tokio::task::spawn_blocking(move || {
+                    let hash = ModuleId::of_bytes(&bytes);
+                    let _ = done.send(Completion::ModuleHashed { request, from, hash, bytes });
+                });
+                return;
+            }
+        };
+        self.handle(event);
+    }
+
+    /// Carries out actions; the answers that need no I/O go straight back
+    /// to the core.
+    fn perform(&mut self, actions: Vec<Action<PeerId>>) {
+        let mut queue = VecDeque::from(actions);
+        while let Some(action) = queue.pop_front() {
+            if let Some(event) = self.perform_one(action) {
+                queue.extend(self.core.handle(self.now_ms(), event));
+            }
+        }
+        self.publish_resolver();
+    }
+
+    /// Carries out one action; an event if the core's answer is known at once.
+    fn perform_one(&mut self, action: Action<PeerId>) -> Option<Event<PeerId>> {
+        match action {
+            Action::Reply { caller, reply } => {
+                // The caller may have gone (HTTP client hung up); nothing to do then.
+                if let Some(waiter) = self.callers.remove(&caller) {
+                    let _ = waiter.send(reply);
+                }
+            }
+            Action::LookupResult { lookup, key } => {
+                if let Some(record) = self.shared.memory.get(&key) {
+                    return Some(Event::ResultLookedUp { lookup, found: Some(record) });
+                }
+                if !self.stored_keys.may_hold(&key) {
+                    return Some(Event::ResultLookedUp { lookup, found: None });
+                }
+                let (shared, done) = (self.shared.clone(), self.completions.clone());
+                tokio::task::spawn_blocking(move || {
+                    let found = shared.lookup_result(&key);
+                    let _ = done.send(Completion::LookedUp { lookup, found });
+                });
+            }
+            Action::Execute { flight, key, module, input, limits } => {
+                let job = ExecutionJob { flight, key, module, input, limits, queued: Instant::now() };
+                executions::start(&self.shared, job, self.completions.clone());
+            }
+            Action::StoreResult { key, record } => {
+                self.shared.memory.insert(key, record.clone());
+                self.stored_keys.insert(&key);
+                self.shared.results.submit(key, record);
+            }
+            Action::PersistName(record) => {
+                let shared = self.shared.clone();
+                tokio::task::spawn_blocking(move || {
+                    if let Err(error) = shared.persist_name(&record) {
+                        tracing::warn!(%error, name = %record.name, "could not store a name record");
+                    }
+                });
+            }
+            Action::Publish(gossip) => self.to_network(Command::Publish(gossip)),
+            Action::GossipVerdict { message, verdict } => self.to_network(Command::Verdict { message, verdict }),
+            Action::Send { to, request, message } => match &self.network {
+                Some(network) => network.send(Command::Send { to, request, message }),
+                None => return Some(Event::RequestFailed { request, reason: "this node runs without a mesh".into() }),
+            },
+            Action::Respond { inbound, response } => {
+                self.count_forwarded(inbound, &response);
+                self.to_network(Command::Respond { inbound, response });
+            }
+            Action::ServeModule { inbound, module } => {
+                let (shared, network) = (self.shared.clone(), self.network.clone());
+                tokio::task::spawn_blocking(move || {
+                    let bytes = shared.blobs.get(&module).ok();
+                    if let Some(network) = network {
+                        network.send(Command::Respond { inbound, response: Response::Module(bytes) });
+                    }
+                });
+            }
+            Action::StoreReceivedModule { request, module } => {
+                let bytes = self.received.remove(&request).unwrap_or_default();
+                self.store_received_module(module, bytes);
+            }
+            Action::DiscardReceivedModule { request } => {
+                self.received.remove(&request);
+            }
+            Action::Penalise { peer, misbehaviour } => {
+                tracing::warn!(%peer, %misbehaviour, "peer penalised");
+                self.shared.metrics.record_penalty(misbehaviour.kind());
+            }
+        }
+        None
+    }
+
+    /// A call a peer forwarded here is answered: counted as a local call is
+    /// (metrics, dashboard, footprint).
+    fn count_forwarded(&mut self, inbound: InboundId, response: &Response) {
+        let Some((call, started)) = self.forwarded.remove(&inbound) else { return };
+        let Response::Call(answer) = response else { return };
+        let reply = answer.clone().map(|remote| Answer {
+            key: remote.key,
+            cache: remote.cache,
+            record: Arc::new(remote.record),
+        });
+        let seen = CallSeen { reference: &call.reference, input: &call.input, hops: call.hops.max(1) };
+        self.shared.answered(started, seen, reply);
+    }
+
+    fn to_network(&self, command: Command) {
+        // The core only talks to peers it heard of, which needs a mesh.
+        if let Some(network) = &self.network {
+            network.send(command);
+        }
+    }
+
+    /// Compiles and stores a peer's module, a few at a time: a burst of
+    /// announced modules (a new peer, a restart) compiled all at once would
+    /// share the cores evenly and so finish all at once, seconds later,
+    /// holding back deploys and calls meanwhile.
+    fn store_received_module(&self, module: ModuleId, bytes: Vec<u8>) {
+        let (shared, done) = (self.shared.clone(), self.completions.clone());
+        tokio::spawn(async move {
+            let Ok(slot) = shared.replication_slots.clone().acquire_owned().await else { return };
+            let _ = tokio::task::spawn_blocking(move || {
+                let size = bytes.len() as u64;
+                let completion = match shared.store_module(module, &bytes) {
+                    Ok(()) => Completion::ModuleStored { module, size },
+                    Err(CallError::InvalidModule { reason }) => {
+                        Completion::ModuleNotStored { module, reason, invalid: true }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, module = %module.short(), "storing a fetched module failed");
+                        Completion::ModuleNotStored { module, reason: error.to_string(), invalid: false }
+                    }
+                };
+                drop(slot);
+                let _ = done.send(completion);
+            })
+            .await;
+        });
+    }
+
+    /// Callers resolve with the core's newest names and modules.
+    fn publish_resolver(&mut self) {
+        if !Arc::ptr_eq(self.core.resolver(), &self.published) {
+            self.published = self.core.resolver().clone();
+            self.shared.resolver.store(self.published.clone());
+        }
+    }
+}
+
+async fn next_network_event(network: &mut Option<mpsc::UnboundedReceiver<NetworkEvent>>) -> Option<NetworkEvent> {
+    match network {
+        Some(events) => events.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    if let Some(deadline) = deadline {
+        tokio::time::sleep_until(deadline.into()).await;
+    }
+}
