@@ -149,6 +149,8 @@ enum Pending {
 struct Flood {
     origin: usize,
     gossip: Gossip,
+    /// Encoded size, charged per hop.
+    size: u64,
     /// Nodes it was sent to (each receives it once, as gossipsub's seen cache ensures).
     reached: HashSet<usize>,
     /// Deliveries scheduled and not yet judged; the flood is forgotten at 0.
@@ -615,14 +617,14 @@ impl World {
     /// A node publishes gossip: it spreads hop by hop from there.
     fn publish(&mut self, origin: usize, gossip: Gossip) {
         let message = self.next_id();
-        self.floods.insert(message, Flood { origin, gossip, reached: HashSet::from([origin]), in_transit: 0 });
+        let size = nebula_protocol::wire::encode(&gossip).len() as u64;
+        self.floods.insert(message, Flood { origin, gossip, size, reached: HashSet::from([origin]), in_transit: 0 });
         self.pass_on(origin, message);
     }
 
     /// Sends `message` from `node` to each linked neighbour that has not had it.
     fn pass_on(&mut self, node: usize, message: MessageId) {
-        let Some(flood) = self.floods.get(&message) else { return };
-        let size = nebula_protocol::wire::encode(&flood.gossip).len() as u64;
+        let Some(size) = self.floods.get(&message).map(|flood| flood.size) else { return };
         for next in self.neighbours[node].clone() {
             let reached = self.floods.get(&message).is_some_and(|flood| flood.reached.contains(&next));
             if reached || !self.linked(node, next) {
