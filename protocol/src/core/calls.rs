@@ -33,7 +33,7 @@ impl<P: PeerKey> Core<P> {
             return vec![reply_error(waiter, error)];
         }
         let key = CallKey::new(&module, &input);
-        if self.flights.join(key, limits, waiter) {
+        if self.flights.join(key, limits, waiter, hops) {
             return Vec::new();
         }
         let flight = self.flights.start(Flight {

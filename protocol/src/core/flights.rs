@@ -41,11 +41,19 @@ pub(super) struct Flight<P> {
     pub(super) candidate: Option<Candidate>,
 }
 
+/// Flights are of two kinds: those of this node's callers, which may ask
+/// the key's owner, and those of calls peers sent here, which are answered
+/// here (or passed on with one more hop). A caller joins either kind; a peer
+/// joins the second, or the first once it is executing here. So a flight
+/// that may wait on another node is never joined by that node's own request,
+/// and nodes cannot wait on each other in a circle (the hops of passed-on
+/// calls only rise, to `max_hops`).
 pub(super) struct Flights<P> {
     by_id: HashMap<FlightId, Flight<P>>,
     /// Calls with different limits may end differently (a fuel limit hit), so
-    /// only calls with equal key *and* limits share a flight.
-    by_call: HashMap<(CallKey, Limits), FlightId>,
+    /// only calls with equal key *and* limits share a flight; `true` marks
+    /// the flight of calls from peers.
+    by_call: HashMap<(CallKey, Limits, bool), FlightId>,
     next: u64,
 }
 
@@ -54,17 +62,25 @@ impl<P> Flights<P> {
         Self { by_id: HashMap::new(), by_call: HashMap::new(), next: 0 }
     }
 
-    /// Adds `waiter` to the flight of this call if one is under way.
-    pub(super) fn join(&mut self, key: CallKey, limits: Limits, waiter: Waiter) -> bool {
-        let Some(id) = self.by_call.get(&(key, limits)) else { return false };
-        self.by_id.get_mut(id).expect("flight index is consistent").waiters.push(waiter);
+    /// Adds `waiter` (with its `hops`) to a flight of this call it may join, if one is under way.
+    pub(super) fn join(&mut self, key: CallKey, limits: Limits, waiter: Waiter, hops: u8) -> bool {
+        let from_peer = matches!(waiter, Waiter::Peer(_));
+        let callers = self
+            .by_call
+            .get(&(key, limits, false))
+            .filter(|id| !from_peer || self.by_id.get(id).is_some_and(|flight| flight.stage == Stage::Executing));
+        let Some(id) = self.by_call.get(&(key, limits, true)).or(callers) else { return false };
+        let flight = self.by_id.get_mut(id).expect("flight index is consistent");
+        flight.waiters.push(waiter);
+        flight.hops = flight.hops.max(hops);
         true
     }
 
     pub(super) fn start(&mut self, flight: Flight<P>) -> FlightId {
         let id = FlightId(self.next);
         self.next += 1;
-        self.by_call.insert((flight.key, flight.limits), id);
+        let from_peer = matches!(flight.waiters.first(), Some(Waiter::Peer(_)));
+        self.by_call.insert((flight.key, flight.limits, from_peer), id);
         self.by_id.insert(id, flight);
         id
     }
@@ -86,7 +102,8 @@ impl<P> Flights<P> {
     /// Removes a finished flight from both indexes.
     pub(super) fn land(&mut self, id: FlightId) -> Option<Flight<P>> {
         let flight = self.by_id.remove(&id)?;
-        self.by_call.remove(&(flight.key, flight.limits));
+        let from_peer = matches!(flight.waiters.first(), Some(Waiter::Peer(_)));
+        self.by_call.remove(&(flight.key, flight.limits, from_peer));
         Some(flight)
     }
 

@@ -255,3 +255,21 @@ fn results_announced_by_peers_are_cached_or_fetched() {
     let fallback = respond(&mut core, request, "b", Response::Result(None));
     flight_of(&fallback);
 }
+
+/// Two nodes that send each other the same call (each saturated, say) must
+/// not wait on each other: a peer's call never joins a flight of this node's
+/// callers that may itself be waiting on that peer.
+#[test]
+fn a_peers_call_never_joins_a_flight_that_may_wait_on_that_peer() {
+    let module = ModuleId::of_bytes(b"m");
+    let config = MeshConfig { fetch_for_call_max_bytes: 5, ..MeshConfig::default() };
+    let mut core = core_without_module(module, 10, config);
+    let (to, _, _) = only_sent(&miss(&mut core, 1, &module.to_hex(), b"in"));
+    assert_eq!(to, "b", "this node's call waits on b");
+    // b's own call of the same key arrives here: a flight of its own.
+    lookup_of(&forwarded(&mut core, "b", 7, module, b"in", 1));
+    // A second peer's call joins the peers' flight, and a caller here can too.
+    assert!(forwarded(&mut core, "c", 8, module, b"in", 1).is_empty());
+    assert!(call(&mut core, 2, &module.to_hex(), b"in").is_empty());
+    assert_eq!(core.flights_in_progress(), 2);
+}
