@@ -19,7 +19,7 @@ use nebula_node::{Node, NodeConfig};
 use nebula_protocol::{CallKey, LimitOverrides, Limits, ModuleId, Outcome};
 
 use baselines::Load;
-use measure::{Measured, Plan, measure, measure_part};
+use measure::{Measured, Plan, measure, measure_on_runtime, measure_part};
 
 /// The thesis's functions, with inputs small enough that start-up, not the
 /// work itself, dominates the slow paths (the thesis measured cold starts).
@@ -138,21 +138,30 @@ fn main() {
             })),
         );
 
-        // The whole node path: core, cache lookup, execution slot, store, reply.
+        // The whole node path: core, cache lookup, execution slot, store,
+        // reply; called from a task on the node's runtime, as its HTTP handlers do.
         let overrides = LimitOverrides::default();
         tokio.block_on(node.deploy(wasm.clone(), Some(function))).unwrap();
+        let caller = node.clone();
         record(
             CallPath::NodeUncached,
-            Ok(measure(CallPath::NodeUncached.plan(quick), |i| {
-                tokio.block_on(node.call(function, fresh_input(input, i + 1), &overrides));
+            Ok(measure_on_runtime(&tokio, CallPath::NodeUncached.plan(quick), move |i| {
+                let node = caller.clone();
+                async move {
+                    node.call(function, fresh_input(input, i + 1), &LimitOverrides::default()).await;
+                }
             })),
         );
         tokio.block_on(node.call(function, input.as_bytes().to_vec(), &overrides));
         assert!(node.is_cached(function, input.as_bytes()));
+        let caller = node.clone();
         record(
             CallPath::NodeCached,
-            Ok(measure(CallPath::NodeCached.plan(quick), |_| {
-                tokio.block_on(node.call(function, input.as_bytes().to_vec(), &overrides));
+            Ok(measure_on_runtime(&tokio, CallPath::NodeCached.plan(quick), move |_| {
+                let node = caller.clone();
+                async move {
+                    node.call(function, input.as_bytes().to_vec(), &LimitOverrides::default()).await;
+                }
             })),
         );
         record(CallPath::Restart, Ok(first_call_after_restart(&tokio, scratch.path(), function, input, &wasm, quick)));

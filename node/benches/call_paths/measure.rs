@@ -56,6 +56,34 @@ pub fn measure(plan: Plan, mut f: impl FnMut(usize)) -> Measured {
     Measured { samples }
 }
 
+/// Like [`measure`], for an async path, timed from a task on `tokio`'s
+/// workers: where a node's callers (its HTTP handlers) run.
+pub fn measure_on_runtime<F, Fut>(tokio: &tokio::runtime::Runtime, plan: Plan, mut f: F) -> Measured
+where
+    F: FnMut(usize) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    tokio.block_on(async move {
+        let timed = tokio::spawn(async move {
+            for i in 0..plan.warmup {
+                f(i).await;
+            }
+            let mut samples = Vec::with_capacity(plan.iterations);
+            let started = Instant::now();
+            for i in 0..plan.iterations {
+                let t = Instant::now();
+                f(plan.warmup + i).await;
+                samples.push(t.elapsed());
+                if started.elapsed() > plan.budget && samples.len() >= 3 {
+                    break;
+                }
+            }
+            samples
+        });
+        Measured { samples: timed.await.expect("the timing task ran") }
+    })
+}
+
 /// Like [`measure`], for paths whose setup must not be timed: `f` does its
 /// setup and returns the duration of the part that counts.
 pub fn measure_part(plan: Plan, mut f: impl FnMut(usize) -> Duration) -> Measured {
