@@ -26,8 +26,8 @@ use crate::footprint::{CallFootprint, EnergyMeter, EnergyModel, FunctionFootprin
 use crate::mesh::{self, Command, MeshHost, NetworkHandle};
 use crate::metrics::Metrics;
 use crate::result_cache::MemoryResults;
-use crate::runtime::Runtime;
-use crate::store::{BlobStore, Index, ResultWriter};
+use crate::runtime::{ModuleState, Runtime};
+use crate::store::{BlobStore, Index, ResultWriter, StagedBlob};
 
 /// A running node. Cheap to clone; all clones share one node.
 #[derive(Clone)]
@@ -106,6 +106,12 @@ pub struct ModuleSummary {
     pub module: ModuleId,
     pub size: u64,
     pub names: Vec<String>,
+    /// `ready`, `compiling`, `failed` or `stored` (see `ModuleState`).
+    #[serde(default)]
+    pub state: String,
+    /// Why its compile failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -135,6 +141,12 @@ pub struct NodeStatus {
     pub max_limits: Limits,
     pub peers_connected: usize,
     pub listen_addresses: Vec<String>,
+    /// Modules waiting for or in a compile.
+    #[serde(default)]
+    pub compiling: usize,
+    /// The largest module a deploy may upload.
+    #[serde(default)]
+    pub max_module_bytes: u64,
 }
 
 impl Node {
@@ -146,8 +158,9 @@ impl Node {
         let node_id = key.public().to_peer_id().to_string();
         let blobs = BlobStore::open(config.data_dir.join("blobs"))?;
         let index = Arc::new(Index::open(&config.data_dir.join("index.redb"))?);
-        let runtime =
-            Runtime::new(config.data_dir.join("compiled"), config.concurrency, config.max_limits.memory_bytes)?;
+        let compiled = config.data_dir.join("compiled");
+        let (concurrency, max_memory) = (config.concurrency, config.max_limits.memory_bytes);
+        let runtime = Runtime::with_settings(compiled, concurrency, max_memory, config.runtime.clone())?;
 
         let mesh_config = MeshConfig {
             capacity: config.concurrency,
@@ -162,6 +175,7 @@ impl Node {
             if blobs.contains(&module) {
                 // Nothing to announce to yet: peers learn of it by anti-entropy.
                 core.handle(Event::ModuleStored { module, size: meta.size });
+                runtime.compile_in_background(module, blobs.path(&module), meta.size);
             } else {
                 // The blob is written before its index entry, so this only
                 // happens if someone removed the file by hand.
@@ -230,10 +244,11 @@ impl Node {
         self.shared.call(reference, input, limits, 0).await
     }
 
-    /// Validates, compiles, stores and indexes a module; optionally names it.
-    pub async fn deploy(&self, wasm: Vec<u8>, name: Option<&str>) -> Result<Deployed, CallError> {
+    /// Checks, stores and indexes a module received into `staged`, queues
+    /// its compile (it runs once compiled); optionally names it.
+    pub async fn deploy(&self, staged: StagedBlob, name: Option<&str>) -> Result<Deployed, CallError> {
         let shared = self.shared.clone();
-        let size = wasm.len() as u64;
+        let size = staged.size();
         if size > shared.config.max_module_bytes {
             return Err(CallError::InvalidModule {
                 reason: format!("{size} bytes is over the limit of {} bytes", shared.config.max_module_bytes),
@@ -243,12 +258,16 @@ impl Node {
             nebula_protocol::validate_name(name)
                 .map_err(|error| CallError::InvalidName { name: name.to_owned(), reason: error.to_string() })?;
         }
-        let module = ModuleId::of_bytes(&wasm);
+        let module = staged.id();
         let new = shared.core().module_info(&module).is_none();
         // Deploying a known module again also repairs a damaged or lost blob.
-        if new || shared.blobs.get(&module).is_err() {
+        let intact = !new && {
             let store = shared.clone();
-            tokio::task::spawn_blocking(move || store.store_module(module, &wasm))
+            tokio::task::spawn_blocking(move || store.blobs.verify(&module).is_ok()).await.unwrap_or(false)
+        };
+        if !intact {
+            let store = shared.clone();
+            tokio::task::spawn_blocking(move || store.store_staged(staged))
                 .await
                 .map_err(|error| internal(&format!("deploy task failed: {error}")))??;
             let actions = shared.core().handle(Event::ModuleStored { module, size });
@@ -262,6 +281,11 @@ impl Node {
             self.set_name(name, &module.to_hex()).await?;
         }
         Ok(Deployed { module, size, name: name.map(str::to_owned), new })
+    }
+
+    /// Starts receiving a module's bytes into the blob store (see `deploy`).
+    pub fn stage_upload(&self) -> std::io::Result<crate::store::BlobWriter> {
+        self.shared.blobs.stage()
     }
 
     /// Points `name` at the module `reference` resolves to; durable when it returns.
@@ -298,10 +322,18 @@ impl Node {
             names.entry(record.module).or_default().push(record.name.clone());
         }
         core.modules()
-            .map(|(module, info)| ModuleSummary {
-                module: *module,
-                size: info.size,
-                names: names.remove(module).unwrap_or_default(),
+            .map(|(module, info)| {
+                let state = self.shared.runtime.state(module);
+                ModuleSummary {
+                    module: *module,
+                    size: info.size,
+                    names: names.remove(module).unwrap_or_default(),
+                    state: state.label().to_owned(),
+                    failure: match state {
+                        ModuleState::Failed(reason) => Some(reason),
+                        _ => None,
+                    },
+                }
             })
             .collect()
     }
@@ -327,6 +359,8 @@ impl Node {
             max_limits: shared.config.max_limits,
             peers_connected: self.peers().iter().filter(|peer| peer.connected).count(),
             listen_addresses: self.listen_addresses(),
+            compiling: shared.runtime.compiling(),
+            max_module_bytes: shared.config.max_module_bytes,
         }
     }
 
@@ -408,7 +442,7 @@ impl Node {
         if let Some(known) = shared.content_types.lock().expect("content types lock").get(module) {
             return Some(*known);
         }
-        let wasm = shared.blobs.get(module).ok()?;
+        let wasm = shared.blobs.map(module).ok()?;
         let declared = crate::runtime::declared_content_type(&wasm).ok().flatten();
         shared.content_types.lock().expect("content types lock").insert(*module, declared);
         Some(declared)

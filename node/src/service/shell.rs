@@ -14,7 +14,7 @@ use super::{ExecutionJob, Shared, internal, unix_ms};
 use crate::footprint::{AnswerKind, CallFootprint, Footprint, thread_cpu_time};
 use crate::mesh::{Command, Purpose};
 use crate::runtime::Prepared;
-use crate::store::{BlobError, ModuleMeta};
+use crate::store::{ModuleMeta, StagedBlob};
 
 impl Shared {
     pub(super) fn core(&self) -> MutexGuard<'_, Core> {
@@ -117,6 +117,15 @@ impl Shared {
     /// case (a free slot) goes straight to the blocking pool, and the reply
     /// leaves from there: two thread hand-offs per call instead of four.
     fn start_execution(self: &Arc<Self>, job: ExecutionJob) {
+        // A module still compiling is waited for before taking a slot.
+        if let Some(compiled) = self.runtime.until_compiled(&job.module) {
+            let shared = self.clone();
+            tokio::spawn(async move {
+                compiled.await;
+                shared.start_execution(job)
+            });
+            return;
+        }
         match self.execution_slots.clone().try_acquire_owned() {
             Ok(slot) => self.clone().run_on_blocking_thread(job, slot),
             Err(_) => {
@@ -198,33 +207,31 @@ impl Shared {
         record
     }
 
-    /// The module ready to run: already loaded, or read (hash-verified) from
-    /// the blob store and loaded. A corrupt blob is never executed.
+    /// The module ready to run (see `Runtime::ready`); a corrupt blob is never executed.
     fn prepared(&self, module: ModuleId) -> Result<Prepared, CallError> {
-        if let Some(prepared) = self.runtime.prepared(&module) {
-            return Ok(prepared);
-        }
-        let wasm = self.blobs.get(&module).map_err(|error| match error {
-            BlobError::Missing(_) => CallError::ModuleNotFound { reference: module.to_hex() },
-            BlobError::Corrupt(_) => {
-                tracing::error!(module = %module.short(), "stored module is corrupt; refusing to run it");
-                CallError::ModuleCorrupt { module }
-            }
-            BlobError::Io(error) => internal(&format!("reading module {}: {error}", module.short())),
-        })?;
-        self.runtime.load(&module, &wasm)
+        self.runtime.ready(&module, &self.blobs.path(&module))
     }
 
-    /// Compiles (rejecting invalid modules), then stores blob and index entry.
-    pub(super) fn store_module(&self, module: ModuleId, wasm: &[u8]) -> Result<(), CallError> {
-        self.runtime.load(&module, wasm)?;
-        let content_type =
-            crate::runtime::declared_content_type(wasm).map_err(|reason| CallError::InvalidModule { reason })?;
-        self.content_types.lock().expect("content types lock").insert(module, content_type);
-        let storage_error = |error: anyhow::Error| internal(&format!("storing the module: {error:#}"));
-        self.blobs.put(wasm).map_err(storage_error)?;
-        let meta = ModuleMeta { size: wasm.len() as u64, deployed_unix_ms: unix_ms() };
-        self.index.put_module(&module, &meta).map_err(storage_error)
+    /// A module from a peer: staged from memory, then stored like a deploy.
+    pub(super) fn store_module(&self, _module: ModuleId, wasm: &[u8]) -> Result<(), CallError> {
+        let staged = self.blobs.stage_bytes(wasm).map_err(|error| internal(&format!("storing the module: {error}")))?;
+        self.store_staged(staged)
+    }
+
+    /// Checks (without compiling), then stores blob and index entry, and
+    /// queues the compile: the module can be called once it is compiled.
+    pub(super) fn store_staged(&self, staged: StagedBlob) -> Result<(), CallError> {
+        let (module, size) = (staged.id(), staged.size());
+        let mapped = staged.map().map_err(|error| internal(&format!("reading the module: {error}")))?;
+        let checked = self.runtime.check(&mapped)?;
+        drop(mapped);
+        self.content_types.lock().expect("content types lock").insert(module, checked.content_type);
+        let storage_error = |error: String| internal(&format!("storing the module: {error}"));
+        self.blobs.commit(staged).map_err(|error| storage_error(error.to_string()))?;
+        let meta = ModuleMeta { size, deployed_unix_ms: unix_ms() };
+        self.index.put_module(&module, &meta).map_err(|error| storage_error(format!("{error:#}")))?;
+        self.runtime.compile_in_background(module, self.blobs.path(&module), size);
+        Ok(())
     }
 
     /// Counts the answer against its function and finds what it cost here.
