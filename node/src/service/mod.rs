@@ -283,6 +283,12 @@ impl Node {
         Ok(Deployed { module, size, name: name.map(str::to_owned), new })
     }
 
+    /// `deploy` of bytes already in memory (benchmarks, examples).
+    pub async fn deploy_bytes(&self, wasm: Vec<u8>, name: Option<&str>) -> Result<Deployed, CallError> {
+        let staged = self.shared.blobs.stage_bytes(&wasm).map_err(|error| internal(&format!("storing: {error}")))?;
+        self.deploy(staged, name).await
+    }
+
     /// Starts receiving a module's bytes into the blob store (see `deploy`).
     pub fn stage_upload(&self) -> std::io::Result<crate::store::BlobWriter> {
         self.shared.blobs.stage()
