@@ -289,10 +289,13 @@ fn compile_in_child(program: &Path, cache: &CompiledCache, spec: EngineSpec, job
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    // SAFETY: setpriority is async-signal-safe and touches only the child.
+    // SAFETY: setpriority and prctl are async-signal-safe and touch only the child.
     unsafe {
         std::os::unix::process::CommandExt::pre_exec(&mut command, || {
             libc::setpriority(libc::PRIO_PROCESS, 0, COMPILE_NICE);
+            // A node killed mid-compile takes its compile worker with it.
+            #[cfg(target_os = "linux")]
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
             Ok(())
         });
     }

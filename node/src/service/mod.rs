@@ -147,6 +147,9 @@ pub struct NodeStatus {
     /// The largest module a deploy may upload.
     #[serde(default)]
     pub max_module_bytes: u64,
+    /// Compiled code loaded in memory (within `--loaded-module-bytes`).
+    #[serde(default)]
+    pub loaded_code_bytes: u64,
 }
 
 impl Node {
@@ -367,6 +370,7 @@ impl Node {
             listen_addresses: self.listen_addresses(),
             compiling: shared.runtime.compiling(),
             max_module_bytes: shared.config.max_module_bytes,
+            loaded_code_bytes: shared.runtime.loaded_bytes(),
         }
     }
 

@@ -133,3 +133,34 @@ async fn a_big_module_compiles_after_its_deploy_is_answered_and_calls_wait_for_i
     assert_eq!(node.get("/status").await.json()["compiling"], 0);
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn modules_unloaded_for_the_byte_budget_are_reloaded_from_the_compiled_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    // A budget smaller than any module: loading one unloads every other.
+    let node = TestNode::start_with(dir.path(), |config| config.runtime.loaded_module_bytes = 1).await;
+    node.deploy(function("echo"), "echo").await;
+    node.deploy(function("fibonacci"), "fibonacci").await;
+    for round in 0..3 {
+        let echo = node.call("echo", format!("round {round}").as_bytes(), "").await;
+        assert_eq!(echo.text(), format!("round {round}"));
+        assert_eq!(
+            node.call("fibonacci", format!("{}", 10 + round).as_bytes(), "").await.text(),
+            ["55", "89", "144"][round]
+        );
+    }
+    // Only the last one loaded stays in memory.
+    let code_bytes = |extension: &str| -> Vec<u64> {
+        std::fs::read_dir(dir.path().join("compiled"))
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.extension().unwrap() == extension)
+            .map(|path| std::fs::metadata(path).unwrap().len())
+            .collect()
+    };
+    let sizes = code_bytes("code");
+    assert_eq!(sizes.len(), 2);
+    let loaded = node.get("/status").await.json()["loaded_code_bytes"].as_u64().unwrap();
+    assert!(sizes.contains(&loaded), "{loaded} is one module's code, of {sizes:?}");
+    node.stop().await;
+}

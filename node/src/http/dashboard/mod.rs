@@ -299,6 +299,7 @@ mod tests {
                 listen_addresses: vec![HOSTILE.into()],
                 compiling: 0,
                 max_module_bytes: 1,
+                loaded_code_bytes: 0,
             },
             peers: vec![PeerSummary {
                 peer: HOSTILE.into(),
