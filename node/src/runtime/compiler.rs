@@ -2,12 +2,13 @@
 //! are stored; compiling happens here, in the background, into the
 //! compiled-code cache. Two lanes: big modules one at a time (a 100 MB
 //! module takes a minute and gigabytes of memory), small ones beside them so
-//! they never wait behind a big one. By default each compile runs in a child
+//! they never wait behind a big one. By default a big compile runs in a child
 //! process (`nebula compile-module`) at a lower CPU priority: its memory is
 //! the child's and goes back to the system when it exits, and calls keep
-//! their latency while it runs. In-process compiling (tests, the simulator,
-//! and the fallback if the child cannot start) hands freed memory back with
-//! `malloc_trim`.
+//! their latency while it runs. Small modules, and every module when
+//! compiling in-process (tests, the simulator, and the fallback if the child
+//! cannot start), compile on the lane's thread, which hands freed memory back
+//! with `malloc_trim`.
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
@@ -62,6 +63,7 @@ enum Progress {
 struct Job {
     module: ModuleId,
     blob: PathBuf,
+    big: bool,
 }
 
 struct Shared {
@@ -122,8 +124,9 @@ impl Compiler {
             }
             progress.insert(module, Progress::Queued);
         }
-        let lane = if size >= BIG_MODULE_BYTES { &self.big } else { &self.small };
-        if lane.send(Job { module, blob }).is_err() {
+        let big = size >= BIG_MODULE_BYTES;
+        let lane = if big { &self.big } else { &self.small };
+        if lane.send(Job { module, blob, big }).is_err() {
             self.shared.finish(module, Err(internal("the compile thread is gone")));
         }
     }
@@ -188,7 +191,10 @@ impl Shared {
     fn run(&self, job: Job) {
         self.progress.lock().expect("compile lock").insert(job.module, Progress::Compiling);
         let started = Instant::now();
-        let result = match &self.worker {
+        // A small module compiles faster than a worker process starts, and
+        // what its compile allocates is small: only big ones go to the worker.
+        let worker = if job.big { &self.worker } else { &CompileWorker::InProcess };
+        let result = match worker {
             CompileWorker::InProcess => compile_into_cache(&self.engine, &self.cache, &job.module, &job.blob),
             CompileWorker::Process(program) => match compile_in_child(program, &self.cache, self.spec, &job) {
                 Err(ChildFailure::DidNotStart(error)) => {

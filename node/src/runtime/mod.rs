@@ -77,7 +77,8 @@ pub enum ModuleState {
     Compiling,
     /// Its compile failed, for this reason; calls get it as their error.
     Failed(String),
-    /// Stored but not compiled on this node yet (the first call compiles it).
+    /// Stored but not compiled on this node yet: the first call compiles it
+    /// (a node restarted before a compile ended, or with a new engine).
     Stored,
 }
 
@@ -200,10 +201,20 @@ impl Runtime {
         self.loaded.lock().expect("loaded lock").bytes()
     }
 
-    /// While `module` is queued or compiling: a future that resolves when it
-    /// no longer is (a call waits on it before taking an execution slot).
-    pub fn until_compiled(&self, module: &ModuleId) -> Option<impl Future<Output = ()> + Send + 'static> {
-        self.compiler.is_pending(module).then(|| self.compiler.settled(*module))
+    /// While `module` (stored at `blob`) is queued or compiling, or must be
+    /// compiled first: a future that resolves when its compile has ended (a
+    /// call waits on it before taking an execution slot).
+    pub fn until_compiled(&self, module: &ModuleId, blob: &Path) -> Option<impl Future<Output = ()> + Send + 'static> {
+        if !self.compiler.is_pending(module) {
+            let loaded = self.loaded.lock().expect("loaded lock").contains(module);
+            if loaded || self.cache.contains(module) || self.compiler.failure(module).is_some() {
+                return None;
+            }
+            // A missing blob is reported by `ready`, where the call runs.
+            let size = std::fs::metadata(blob).ok()?.len();
+            self.compiler.submit(*module, blob.to_owned(), size);
+        }
+        Some(self.compiler.settled(*module))
     }
 
     /// The module ready to run, if it is loaded in memory now.

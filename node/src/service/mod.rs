@@ -178,7 +178,6 @@ impl Node {
             if blobs.contains(&module) {
                 // Nothing to announce to yet: peers learn of it by anti-entropy.
                 core.handle(Event::ModuleStored { module, size: meta.size });
-                runtime.compile_in_background(module, blobs.path(&module), meta.size);
             } else {
                 // The blob is written before its index entry, so this only
                 // happens if someone removed the file by hand.

@@ -118,7 +118,7 @@ impl Shared {
     /// leaves from there: two thread hand-offs per call instead of four.
     fn start_execution(self: &Arc<Self>, job: ExecutionJob) {
         // A module still compiling is waited for before taking a slot.
-        if let Some(compiled) = self.runtime.until_compiled(&job.module) {
+        if let Some(compiled) = self.runtime.until_compiled(&job.module, &self.blobs.path(&job.module)) {
             let shared = self.clone();
             tokio::spawn(async move {
                 compiled.await;
