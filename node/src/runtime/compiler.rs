@@ -263,7 +263,7 @@ pub fn compile_into_cache(
 
 /// Gives memory the allocator holds but no longer uses back to the system:
 /// compiling a big module frees gigabytes that glibc would otherwise keep.
-fn release_freed_memory() {
+pub(super) fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only walks the allocator's own free lists.
     unsafe {

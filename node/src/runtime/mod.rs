@@ -167,8 +167,13 @@ impl Runtime {
     /// The deploy checks (no compiling): the reason if `wasm` is not a pure
     /// WASI command, else its kind and declared content type.
     pub fn check(&self, wasm: &[u8]) -> Result<Checked, CallError> {
-        validate::check_program(&self.engine, &self.wasi_functions, wasm)
-            .map_err(|reason| CallError::InvalidModule { reason })
+        let checked = validate::check_program(&self.engine, &self.wasi_functions, wasm)
+            .map_err(|reason| CallError::InvalidModule { reason });
+        if wasm.len() as u64 >= BIG_MODULE_BYTES {
+            // Validating a big module allocates (and frees) about twice its size.
+            compiler::release_freed_memory();
+        }
+        checked
     }
 
     /// Queues a compile of the stored module at `blob`, unless it is compiled.
