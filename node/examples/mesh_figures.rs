@@ -104,7 +104,7 @@ async fn main() {
         let wasm = variant(&echo, round);
         let module = ModuleId::of_bytes(&wasm);
         let deployed = Instant::now();
-        nodes[0].deploy(wasm, None).await.unwrap();
+        nodes[0].deploy_bytes(wasm, None).await.unwrap();
         let holders = holders.clone();
         wait_until(move || holders.iter().all(|node| block_on(node.modules()).iter().any(|m| m.module == module)))
             .await;

@@ -114,6 +114,21 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Compile one stored module into a node's compiled-code cache (the node
+    /// runs this itself, as a child process, for every compile).
+    #[command(hide = true)]
+    CompileModule {
+        #[arg(long)]
+        module: nebula_protocol::ModuleId,
+        #[arg(long)]
+        blob: PathBuf,
+        #[arg(long)]
+        compiled_dir: PathBuf,
+        #[arg(long)]
+        concurrency: u32,
+        #[arg(long)]
+        max_memory_bytes: u64,
+    },
     /// Check a data directory offline (the node must be stopped): every blob
     /// hashes to its name, every indexed module has its blob, every record
     /// decodes. Exits 1 on any inconsistency.
@@ -181,6 +196,17 @@ pub struct NodeArgs {
     /// Bytes of results kept in memory.
     #[arg(long)]
     pub memory_cache_bytes: Option<u64>,
+    /// The largest module a deploy may upload, in bytes (default 512 MiB).
+    #[arg(long)]
+    pub max_module_bytes: Option<u64>,
+    /// Compiled code kept loaded in memory, in bytes (default 1 GiB); the
+    /// least recently called modules beyond it are reloaded from disk.
+    #[arg(long)]
+    pub loaded_module_bytes: Option<u64>,
+    /// Compile modules on a thread of the node instead of a child process
+    /// (freed memory is handed back with malloc_trim; for measurements).
+    #[arg(long, hide = true)]
+    pub compile_in_process: bool,
     /// Peer-to-peer listen address (repeatable).
     #[arg(long = "listen", default_values = ["/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"])]
     pub listen: Vec<libp2p::Multiaddr>,
@@ -294,6 +320,18 @@ impl NodeArgs {
         if let Some(bytes) = self.memory_cache_bytes {
             config.memory_cache_bytes = bytes;
         }
+        if let Some(bytes) = self.max_module_bytes {
+            config.max_module_bytes = bytes;
+        }
+        if let Some(bytes) = self.loaded_module_bytes {
+            config.runtime.loaded_module_bytes = bytes;
+        }
+        if !self.compile_in_process {
+            // This very executable compiles, as `nebula compile-module`.
+            if let Ok(program) = std::env::current_exe() {
+                config.runtime.compile_worker = crate::runtime::CompileWorker::Process(program);
+            }
+        }
         if let Some(bytes) = self.replicate_bytes {
             config.replicate_budget_bytes = bytes;
         }
@@ -336,6 +374,11 @@ pub async fn run_client(command: Command) -> anyhow::Result<i32> {
             let key = crate::mesh::load_or_create_key(&data.join("node-key"))?;
             println!("{}", key.public().to_peer_id());
             Ok(0)
+        }
+        Command::CompileModule { module, blob, compiled_dir, concurrency, max_memory_bytes } => {
+            let spec = crate::runtime::EngineSpec { concurrency, max_memory_bytes };
+            let request = crate::runtime::CompileRequest { module, blob, compiled_dir, spec };
+            Ok(crate::runtime::run_compile_worker(&request))
         }
         Command::Deploy { file, name, data, target } => {
             let mut wasm = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
@@ -395,9 +438,12 @@ pub async fn run_client(command: Command) -> anyhow::Result<i32> {
         }
         Command::Ls { target } => {
             let modules: Vec<ModuleSummary> = target.client().get_json("/modules").await?;
-            println!("{:<64}  {:>10}  NAMES", "MODULE", "BYTES");
+            println!("{:<64}  {:>10}  {:<9}  NAMES", "MODULE", "BYTES", "STATE");
             for module in modules {
-                println!("{}  {:>10}  {}", module.module, module.size, module.names.join(", "));
+                println!("{}  {:>10}  {:<9}  {}", module.module, module.size, module.state, module.names.join(", "));
+                if let Some(failure) = &module.failure {
+                    println!("    failed: {failure}");
+                }
             }
             Ok(0)
         }
@@ -418,7 +464,7 @@ pub async fn run_client(command: Command) -> anyhow::Result<i32> {
             println!("node        {} ({})", status.node_id, client.base());
             println!("version     {}", status.version);
             println!("uptime      {} s", status.uptime_seconds);
-            println!("modules     {}   names {}", status.modules, status.names);
+            println!("modules     {}   names {}   compiling {}", status.modules, status.names, status.compiling);
             println!(
                 "cache       {} results in memory ({} bytes), {} on disk",
                 status.memory_cache_entries, status.memory_cache_bytes, status.stored_results

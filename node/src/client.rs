@@ -1,8 +1,26 @@
 //! HTTP client used by the CLI's commands; any node can be the target.
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use reqwest::{Client, Response, StatusCode};
 use serde::de::DeserializeOwned;
+
+/// Why a client command failed, as its exit status tells it: the node
+/// refused (1, like any other failure) or could not be reached (2).
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the node at {base}: {detail}")]
+    Unreachable { base: String, detail: String },
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// The exit status of a failed client command.
+pub fn exit_status(error: &anyhow::Error) -> i32 {
+    match error.downcast_ref::<ClientError>() {
+        Some(ClientError::Unreachable { .. }) => 2,
+        _ => 1,
+    }
+}
 
 pub struct NodeClient {
     base: String,
@@ -40,6 +58,17 @@ impl NodeClient {
     }
 
     pub async fn deploy(&self, wasm: Vec<u8>, name: Option<&str>) -> anyhow::Result<serde_json::Value> {
+        // Refused before uploading when the node says it is too big: the node
+        // would stop reading, and the refusal could be lost with the connection.
+        let status: serde_json::Value = self.get_json("/status").await?;
+        let limit = status["max_module_bytes"].as_u64().unwrap_or(0);
+        if limit > 0 && wasm.len() as u64 > limit {
+            return Err(ClientError::Refused(format!(
+                "the module is {} bytes, over the node's limit of {limit} bytes (nebula node --max-module-bytes)",
+                wasm.len()
+            ))
+            .into());
+        }
         let mut request = self.authorised(self.http.post(self.url("/modules")).body(wasm));
         if let Some(name) = name {
             request = request.query(&[("name", name)]);
@@ -74,7 +103,13 @@ impl NodeClient {
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Response> {
-        request.send().await.with_context(|| format!("cannot reach the node at {}", self.base))
+        request.send().await.map_err(|error| {
+            let detail = match error.is_connect() {
+                true => format!("{error:#}"),
+                false => format!("the connection broke before it answered ({error:#})"),
+            };
+            ClientError::Unreachable { base: self.base.clone(), detail }.into()
+        })
     }
 }
 
@@ -83,7 +118,7 @@ async fn json_or_error<T: DeserializeOwned>(response: Response) -> anyhow::Resul
     let status = response.status();
     let body = response.bytes().await.context("reading the node's answer")?;
     if !status.is_success() {
-        bail!("{}", error_message(status, &body));
+        return Err(ClientError::Refused(error_message(status, &body)).into());
     }
     serde_json::from_slice(&body).context("the node's answer is not the expected JSON")
 }

@@ -6,6 +6,11 @@ use std::path::PathBuf;
 use nebula_protocol::Limits;
 
 use crate::mesh::MeshSettings;
+use crate::runtime::RuntimeSettings;
+
+/// Real WASI builds of big tools (a CPython, an HDL synthesis suite) are
+/// 65–100 MB; uploads stream to disk, so the limit is about disk, not memory.
+pub const DEFAULT_MAX_MODULE_BYTES: u64 = 512 << 20;
 
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -19,7 +24,10 @@ pub struct NodeConfig {
     pub concurrency: u32,
     /// Bytes of results kept in memory in front of the on-disk cache.
     pub memory_cache_bytes: u64,
+    /// The largest module a deploy may upload (`--max-module-bytes`).
     pub max_module_bytes: u64,
+    /// Where modules compile and how much compiled code stays loaded.
+    pub runtime: RuntimeSettings,
     /// Announced modules are fetched ahead of need until they take this many bytes.
     pub replicate_budget_bytes: u64,
     /// A call needing a module at most this big fetches it; a bigger one is forwarded.
@@ -51,7 +59,8 @@ impl NodeConfig {
             },
             concurrency: std::thread::available_parallelism().map_or(2, |n| n.get() as u32).max(2),
             memory_cache_bytes: 64 << 20,
-            max_module_bytes: 64 << 20,
+            max_module_bytes: DEFAULT_MAX_MODULE_BYTES,
+            runtime: RuntimeSettings::default(),
             replicate_budget_bytes: 1 << 30,
             fetch_for_call_max_bytes: 16 << 20,
             verify_remote: 0,

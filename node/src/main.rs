@@ -18,9 +18,10 @@ async fn main() {
                 1
             }
         },
+        // A refusal (or any other failure) exits 1, an unreachable node 2.
         command => run_client(command).await.unwrap_or_else(|error| {
             eprintln!("error: {error:#}");
-            2
+            nebula_node::client::exit_status(&error)
         }),
     };
     std::process::exit(code);

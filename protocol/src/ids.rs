@@ -6,10 +6,11 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// Version of the purity profile (what a guest can observe: clocks, random
-/// stream, NaN canonicalisation, stack size). Bumping it changes every
-/// [`CallKey`], so results computed under an older profile are never reused.
-pub const PROFILE_VERSION: u32 = 1;
+/// Version of the purity profile (what a guest can observe: arguments,
+/// clocks, random stream, NaN canonicalisation, stack size, wasm features).
+/// Bumping it changes every [`CallKey`], so results computed under an older
+/// profile are never reused. 2: every call sees one fixed argument 0.
+pub const PROFILE_VERSION: u32 = 2;
 
 /// Shortest hash prefix accepted, so a typo does not silently pick a module.
 pub const MIN_PREFIX_LEN: usize = 4;
@@ -182,7 +183,7 @@ mod tests {
             let mut hasher = blake3::Hasher::new();
             hasher.update(b"nebula/call-key/v1");
             hasher.update(module.as_bytes());
-            hasher.update(&1u32.to_le_bytes());
+            hasher.update(&PROFILE_VERSION.to_le_bytes());
             hasher.update(&(size as u64).to_le_bytes());
             hasher.update(&input);
             assert_eq!(CallKey::new(&module, &input).0, *hasher.finalize().as_bytes(), "{size} bytes");

@@ -11,6 +11,7 @@
 //!   `42`            the meme with id 42
 //!   `pick-SEED`     a meme picked from the catalogue by SEED (same seed, same meme)
 //!   `catalogue`     the packed catalogue itself, as text
+//! Each meme page links to the meme drawn as a PNG by the `memeify` function.
 //! Every caption, title and id from the catalogue is HTML-escaped.
 
 use std::fmt::Write as _;
@@ -37,6 +38,8 @@ struct Meme {
 struct Catalogue {
     title: String,
     base: String,
+    /// Where the `memeify` function answers: each meme links to itself as a PNG.
+    memeify: String,
     memes: Vec<Meme>,
 }
 
@@ -93,6 +96,7 @@ fn load_catalogue() -> Catalogue {
     Catalogue {
         title: json["title"].as_str().unwrap_or("Academemes").to_owned(),
         base: json["base"].as_str().unwrap_or("/api/academemes/").to_owned(),
+        memeify: json["memeify"].as_str().unwrap_or("/api/memeify/").to_owned(),
         memes,
     }
 }
@@ -164,12 +168,45 @@ fn meme_page(catalogue: &Catalogue, index: usize, seed: Option<&str>) -> String 
     }
     let _ = write!(
         body,
-        "</ol></figcaption></figure><nav><a href=\"{base}{prev}\">← previous</a><a href=\"{base}index\">index</a>\
+        "</ol></figcaption></figure><p><a id=\"png\" href=\"{}{}\">This meme as a PNG</a> (drawn by the memeify function)</p>",
+        esc(&catalogue.memeify),
+        esc(&memeify_input(meme)),
+    );
+    let _ = write!(
+        body,
+        "<nav><a href=\"{base}{prev}\">← previous</a><a href=\"{base}index\">index</a>\
          <a href=\"{base}{next}\">next →</a></nav>",
         prev = esc(&previous.id),
         next = esc(&next.id),
     );
     shell(catalogue, &meme.title, &body)
+}
+
+/// The memeify call for a meme, percent-encoded as one path segment:
+/// `TEMPLATE top|bottom` (first and last caption; memeify draws any template
+/// it does not know on a plain background).
+fn memeify_input(meme: &Meme) -> String {
+    let template = match meme.template.as_str() {
+        known @ ("fine" | "drake" | "sign" | "brain") => known,
+        _ => "plain",
+    };
+    let top = caption(meme, 0);
+    let bottom = if meme.captions.len() > 1 { meme.captions.last().map_or("", String::as_str) } else { "" };
+    percent_encode(&format!("{template} {top}|{bottom}"))
+}
+
+/// Every byte but unreserved URL characters as `%XX`.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 3);
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(byte as char),
+            _ => {
+                let _ = write!(out, "%{byte:02X}");
+            }
+        }
+    }
+    out
 }
 
 // ---- drawing: every template is an SVG of 600×400 with the captions in it ----

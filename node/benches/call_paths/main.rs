@@ -141,7 +141,7 @@ fn main() {
         // The whole node path: core, cache lookup, execution slot, store,
         // reply; called from a task on the node's runtime, as its HTTP handlers do.
         let overrides = LimitOverrides::default();
-        tokio.block_on(node.deploy(wasm.clone(), Some(function))).unwrap();
+        tokio.block_on(node.deploy_bytes(wasm.clone(), Some(function))).unwrap();
         let caller = node.clone();
         record(
             CallPath::NodeUncached,
@@ -227,7 +227,7 @@ fn first_call_after_restart(
     let config = || NodeConfig::new(&dir, "127.0.0.1:0".parse().unwrap());
     tokio.block_on(async {
         let node = Node::open(config()).await.unwrap();
-        node.deploy(wasm.to_vec(), Some(function)).await.unwrap();
+        node.deploy_bytes(wasm.to_vec(), Some(function)).await.unwrap();
     });
     measure_part(CallPath::Restart.plan(quick), |i| {
         let node = open_when_released(tokio, config);

@@ -61,3 +61,35 @@ pub fn error_body(problem: &impl Problem) -> Json<serde_json::Value> {
 pub fn error_response(problem: &impl Problem) -> Response {
     (problem.status(), error_body(problem)).into_response()
 }
+
+/// Every refusal is Nebula's JSON error: the few that axum's extractors
+/// answer in plain text (a body over the input limit, a malformed query or
+/// JSON body) are rewrapped, keeping their status and text.
+pub async fn json_refusals(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let kind = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "input_too_large",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        _ if status.is_server_error() => "internal",
+        _ => "bad_request",
+    };
+    // Extractor rejections are a line of text: small, and read from memory.
+    let text = match axum::body::to_bytes(response.into_body(), 64 * 1024).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_owned(),
+        Err(_) => String::new(),
+    };
+    let message = match text.is_empty() {
+        true => status.canonical_reason().unwrap_or("refused").to_owned(),
+        false => text,
+    };
+    let body = serde_json::json!({ "error": kind, "message": message, "detail": {} });
+    (status, Json(body)).into_response()
+}

@@ -4,15 +4,15 @@
 mod auth;
 mod calls;
 pub mod dashboard;
+mod deploy;
 mod errors;
 mod hot_path;
 
 use axum::Json;
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::handler::Handler;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use serde::{Deserialize, Serialize};
@@ -38,16 +38,15 @@ pub fn service(node: Node) -> hot_path::HotPath {
 
 fn router(calls: calls::Calls) -> Router {
     let node = calls.node();
-    // Bodies are call inputs or modules: allow the larger of the two, no more.
-    // Only where a body is read (elsewhere the layer would cost every request).
-    let body_limit = node.config().max_module_bytes.max(node.config().max_limits.input_bytes) as usize;
-    let bodies = DefaultBodyLimit::max(body_limit);
+    // Call inputs are read whole, up to the input limit; modules stream to
+    // disk (`deploy`), checked against their own limit as they arrive.
+    let inputs = DefaultBodyLimit::max(node.config().max_limits.input_bytes as usize);
     Router::new()
         .route("/", get(dashboard::dashboard))
         .route("/help", get(index))
-        .route("/api/{module}", get(calls::call_without_input).post(calls::call_with_body.layer(bodies)))
+        .route("/api/{module}", get(calls::call_without_input).post(calls::call_with_body.layer(inputs)))
         .route("/api/{module}/{input}", get(calls::call_with_path_input))
-        .route("/modules", get(list_modules).post(deploy.layer(bodies)))
+        .route("/modules", get(list_modules).post(deploy::deploy))
         .route("/modules/{module}", get(show_module))
         .route("/names", get(list_names))
         .route("/names/{name}", put(set_name))
@@ -56,6 +55,7 @@ fn router(calls: calls::Calls) -> Router {
         .route("/status", get(status))
         .route("/metrics", get(metrics))
         .route("/footprint", get(footprint))
+        .layer(axum::middleware::map_response(errors::json_refusals))
         .with_state(calls)
 }
 
@@ -68,29 +68,6 @@ async fn index(State(node): State<Node>) -> impl IntoResponse {
         node.id()
     );
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text)
-}
-
-#[derive(Deserialize)]
-struct DeployQuery {
-    name: Option<String>,
-}
-
-async fn deploy(
-    State(node): State<Node>,
-    Query(query): Query<DeployQuery>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    if let Some(refused) = auth::refusal(node.config().admin_token.as_deref(), &headers) {
-        return refused;
-    }
-    match node.deploy(body.to_vec(), query.name.as_deref()).await {
-        Ok(deployed) => {
-            let status = if deployed.new { StatusCode::CREATED } else { StatusCode::OK };
-            (status, Json(deployed)).into_response()
-        }
-        Err(error) => errors::error_response(&error),
-    }
 }
 
 async fn list_modules(State(node): State<Node>) -> impl IntoResponse {

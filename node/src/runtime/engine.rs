@@ -28,7 +28,25 @@ fn keep_resident_bytes() -> usize {
     if version >= (6, 7) { KEEP_RESIDENT_BYTES } else { 0 }
 }
 
+/// Core instances, memories and tables one call may use: a core module has
+/// one of each (a few with multi-memory), a WASI preview 2 component a few
+/// (the program plus the shims `wasm-component-ld` adds).
+const CORE_INSTANCES_PER_CALL: u32 = 16;
+const MEMORIES_PER_CALL: u32 = 8;
+const TABLES_PER_CALL: u32 = 16;
+
+/// Room for a big program's instance state (its `VMContext`): many imports,
+/// globals and functions.
+const MAX_CORE_INSTANCE_BYTES: usize = 4 << 20;
+
 pub fn build_engine(concurrency: u32, max_memory_bytes: u64) -> wasmtime::Result<Engine> {
+    Engine::new(&config(concurrency, max_memory_bytes))
+}
+
+/// Every setting that affects what a guest can observe or how compiled code
+/// looks. The compile worker (`nebula compile-module`) builds its engine from
+/// the same function, so code it compiles loads here.
+pub fn config(concurrency: u32, max_memory_bytes: u64) -> Config {
     // Threads are off because wasmtime is built without its "threads" feature.
     let mut config = Config::new();
     config
@@ -36,14 +54,29 @@ pub fn build_engine(concurrency: u32, max_memory_bytes: u64) -> wasmtime::Result
         .epoch_interruption(true)
         .cranelift_nan_canonicalization(true)
         .relaxed_simd_deterministic(true)
+        // Exception handling (C++ and other toolchains emit it) needs wasmtime's
+        // "gc" feature; the GC proposal itself stays off: no toolchain that
+        // targets WASI commands needs it, and it would bring collection into
+        // what a call can observe (heap exhaustion points).
+        .wasm_exceptions(true)
+        .wasm_gc(false)
+        .wasm_function_references(false)
         .max_wasm_stack(MAX_WASM_STACK);
     // One pool slot per concurrent call, plus one for validation at deploy.
     let slots = concurrency + 1;
     let mut pool = PoolingAllocationConfig::default();
-    pool.total_core_instances(slots)
-        .total_memories(slots)
-        .total_tables(slots)
-        .total_component_instances(0)
+    pool.total_core_instances(slots * CORE_INSTANCES_PER_CALL)
+        .total_memories(slots * MEMORIES_PER_CALL)
+        .total_tables(slots * TABLES_PER_CALL)
+        .total_component_instances(slots)
+        // Exceptions live on a GC heap: one per call at most.
+        .total_gc_heaps(slots)
+        .max_memories_per_module(MEMORIES_PER_CALL)
+        .max_tables_per_module(TABLES_PER_CALL)
+        .max_core_instances_per_component(CORE_INSTANCES_PER_CALL)
+        .max_memories_per_component(MEMORIES_PER_CALL)
+        .max_tables_per_component(TABLES_PER_CALL)
+        .max_core_instance_size(MAX_CORE_INSTANCE_BYTES)
         .max_memory_size(usize::try_from(max_memory_bytes).unwrap_or(usize::MAX))
         // Reset a reused slot by rewriting the pages a call dirtied (found with
         // PAGEMAP_SCAN where the kernel has it) instead of unmapping them: an
@@ -52,7 +85,7 @@ pub fn build_engine(concurrency: u32, max_memory_bytes: u64) -> wasmtime::Result
         .table_keep_resident(keep_resident_bytes())
         .pagemap_scan(Enabled::Auto);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    Engine::new(&config)
+    config
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK`] while calls are running,

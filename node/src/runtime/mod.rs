@@ -1,35 +1,62 @@
-//! Runs guest modules: compiles each once (or loads its compiled code from
-//! the local disk cache), keeps it ready as an `InstancePre`, and executes
-//! calls under the purity profile and the call's limits.
+//! Runs guest programs: WASI preview 1 command modules and WASI preview 2
+//! command components. Each is checked at deploy without compiling, compiled
+//! in the background into the compiled-code cache (see `compiler`), loaded
+//! from it when a call needs it (within a byte budget, see `loaded`), and
+//! executed under the purity profile and the call's limits.
 
+mod compiled;
+mod compiler;
 mod engine;
+mod loaded;
 mod outcome;
 mod profile;
 mod validate;
 
-use std::collections::HashMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
-use std::path::PathBuf;
-use std::sync::RwLock;
-use std::time::Instant;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use nebula_protocol::{CallError, CallKey, Limits, ModuleId, Outcome};
-use wasmtime::{Engine, InstancePre, Linker, Module, Store};
+use wasmtime::component::ResourceTable;
+use wasmtime::{Engine, InstancePre, Linker, Store};
 use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::bindings::sync::CommandPre;
+use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
 
+use compiled::{Artifact, CompiledCache};
+pub use compiler::{BIG_MODULE_BYTES, CompileRequest, CompileWorker, EngineSpec, run_compile_worker};
 use engine::{EpochTicker, build_engine, deadline_ticks};
-pub use profile::CallRandom;
-pub use validate::{ALLOWED_CONTENT_TYPES, CONTENT_TYPE_SECTION, declared_content_type};
+pub use profile::{ARGV0, CallRandom};
+pub use validate::{ALLOWED_CONTENT_TYPES, CONTENT_TYPE_SECTION, Checked, ProgramKind, declared_content_type};
 
-const WASM_MAGIC: &[u8] = b"\0asm";
+/// How long a call waits for its module's compile before giving up.
+const COMPILE_WAIT: Duration = Duration::from_secs(30 * 60);
 
-/// Per-call host state.
-pub struct CallState {
-    wasi: WasiP1Ctx,
+/// Per-call host state: the WASI context (preview 1 or 2) and the limiter.
+pub struct CallState<W> {
+    wasi: W,
     limiter: outcome::MemoryLimiter,
 }
 
-pub type Prepared = InstancePre<CallState>;
+/// What a WASI preview 2 component's host functions need.
+pub struct ComponentWasi {
+    ctx: WasiCtx,
+    table: ResourceTable,
+}
+
+impl WasiView for CallState<ComponentWasi> {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi.ctx, table: &mut self.wasi.table }
+    }
+}
+
+/// A program ready to run: linked once, instantiated per call.
+#[derive(Clone)]
+pub enum Prepared {
+    Module(InstancePre<CallState<WasiP1Ctx>>),
+    Component(CommandPre<CallState<ComponentWasi>>),
+}
 
 /// What one execution came to, before it is wrapped in an `ExecutionRecord`.
 pub struct RunReport {
@@ -41,74 +68,297 @@ pub struct RunReport {
     pub run_us: u64,
 }
 
+/// Where a module stands on this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModuleState {
+    /// Compiled: calls run it at once.
+    Ready,
+    /// Waiting for or in a compile; calls wait for it.
+    Compiling,
+    /// Its compile failed, for this reason; calls get it as their error.
+    Failed(String),
+    /// Stored but not compiled on this node yet: the first call compiles it
+    /// (a node restarted before a compile ended, or with a new engine).
+    Stored,
+}
+
+impl ModuleState {
+    /// The word `nebula ls`, `/modules` and the dashboard show.
+    pub fn label(&self) -> &'static str {
+        match self {
+            ModuleState::Ready => "ready",
+            ModuleState::Compiling => "compiling",
+            ModuleState::Failed(_) => "failed",
+            ModuleState::Stored => "stored",
+        }
+    }
+}
+
+/// How a node's runtime compiles and how much compiled code it keeps loaded.
+#[derive(Debug, Clone)]
+pub struct RuntimeSettings {
+    pub compile_worker: CompileWorker,
+    /// Compiled code kept loaded in memory; beyond it the least recently
+    /// run modules are unloaded (and reloaded from disk when called).
+    pub loaded_module_bytes: u64,
+}
+
+impl Default for RuntimeSettings {
+    fn default() -> Self {
+        Self { compile_worker: CompileWorker::InProcess, loaded_module_bytes: 1 << 30 }
+    }
+}
+
 pub struct Runtime {
     engine: Engine,
-    linker: Linker<CallState>,
+    linker: Linker<CallState<WasiP1Ctx>>,
+    component_linker: wasmtime::component::Linker<CallState<ComponentWasi>>,
+    /// The WASI preview 1 functions a module may import.
+    wasi_functions: HashSet<String>,
     ticker: EpochTicker,
-    loaded: RwLock<HashMap<ModuleId, Prepared>>,
-    compiled_dir: PathBuf,
-    /// Compiled code is only valid for an identical engine build and config.
-    engine_fingerprint: String,
+    loaded: Mutex<loaded::Loaded<Prepared>>,
+    /// Modules whose stored bytes were checked against their hash since this
+    /// process started: compiled code is only run while they still match.
+    blobs_verified: Mutex<HashSet<ModuleId>>,
+    cache: Arc<CompiledCache>,
+    compiler: compiler::Compiler,
 }
 
 impl Runtime {
     /// `concurrency` sizes the instance pool; never run more calls at once.
     pub fn new(compiled_dir: PathBuf, concurrency: u32, max_memory_bytes: u64) -> anyhow::Result<Self> {
+        Self::with_settings(compiled_dir, concurrency, max_memory_bytes, RuntimeSettings::default())
+    }
+
+    pub fn with_settings(
+        compiled_dir: PathBuf,
+        concurrency: u32,
+        max_memory_bytes: u64,
+        settings: RuntimeSettings,
+    ) -> anyhow::Result<Self> {
         let engine =
             build_engine(concurrency, max_memory_bytes).map_err(|e| anyhow::anyhow!("wasmtime engine: {e}"))?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state: &mut CallState| &mut state.wasi)
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state: &mut CallState<WasiP1Ctx>| &mut state.wasi)
             .map_err(|e| anyhow::anyhow!("linking WASI: {e}"))?;
-        let mut hasher = DefaultHasher::new();
-        engine.precompile_compatibility_hash().hash(&mut hasher);
-        std::fs::create_dir_all(&compiled_dir)?;
-        // A kill while caching compiled code leaves its temp file; nothing else would remove it.
-        let removed = crate::store::remove_leftover_temp_files(&compiled_dir)?;
-        if removed > 0 {
-            tracing::info!(removed, "removed partial compiled-code writes left by a crash");
-        }
+        let mut component_linker = wasmtime::component::Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut component_linker)
+            .map_err(|e| anyhow::anyhow!("linking WASI preview 2: {e}"))?;
+        let wasi_functions = {
+            let (wasi, _) = profile::call_context(&CallKey::new(&ModuleId::of_bytes(b""), b""), b"", 0);
+            let mut store = Store::new(&engine, CallState { wasi, limiter: outcome::MemoryLimiter::new(0) });
+            linker.iter(&mut store).map(|(_, name, _)| name.to_owned()).collect()
+        };
+        let cache = Arc::new(CompiledCache::open(compiled_dir, &engine)?);
+        let spec = EngineSpec { concurrency, max_memory_bytes };
         Ok(Self {
             ticker: EpochTicker::start(&engine),
-            engine_fingerprint: format!("{:016x}", hasher.finish()),
+            compiler: compiler::Compiler::start(engine.clone(), cache.clone(), settings.compile_worker, spec),
+            loaded: Mutex::new(loaded::Loaded::new(settings.loaded_module_bytes)),
+            blobs_verified: Mutex::default(),
+            cache,
             engine,
             linker,
-            loaded: RwLock::new(HashMap::new()),
-            compiled_dir,
+            component_linker,
+            wasi_functions,
         })
     }
 
-    /// The module ready to run, if it was loaded since this process started.
-    pub fn prepared(&self, module: &ModuleId) -> Option<Prepared> {
-        self.loaded.read().expect("runtime lock").get(module).cloned()
+    /// The deploy checks (no compiling): the reason if `wasm` is not a pure
+    /// WASI command, else its kind and declared content type.
+    pub fn check(&self, wasm: &[u8]) -> Result<Checked, CallError> {
+        let checked = validate::check_program(&self.engine, &self.wasi_functions, wasm)
+            .map_err(|reason| CallError::InvalidModule { reason });
+        if wasm.len() as u64 >= BIG_MODULE_BYTES {
+            // Validating a big module allocates (and frees) about twice its size.
+            compiler::release_freed_memory();
+        }
+        checked
     }
 
-    /// Makes verified wasm bytes ready to run: from the compiled-code cache on
-    /// disk when it holds this module, otherwise by compiling (and caching).
-    /// Fails with the reason if the module is not an acceptable WASI command.
-    pub fn load(&self, module: &ModuleId, wasm: &[u8]) -> Result<Prepared, CallError> {
-        let invalid = |reason: String| CallError::InvalidModule { reason };
-        // Checked first because wasmtime would otherwise try to parse text as WAT.
-        if !wasm.starts_with(WASM_MAGIC) {
-            return Err(invalid("not a WebAssembly binary (it does not start with \\0asm)".into()));
+    /// Queues a compile of the stored module at `blob`, unless it is compiled.
+    pub fn compile_in_background(&self, module: ModuleId, blob: PathBuf, size: u64) {
+        if !self.loaded.lock().expect("loaded lock").contains(&module) {
+            self.compiler.submit(module, blob, size);
         }
-        validate::declared_content_type(wasm).map_err(invalid)?;
-        let compiled = match self.read_compiled(module) {
-            Some(compiled) => compiled,
-            None => {
-                let compiled = Module::new(&self.engine, wasm).map_err(|e| invalid(format!("{e:#}")))?;
-                self.write_compiled(module, &compiled);
-                compiled
+    }
+
+    pub fn state(&self, module: &ModuleId) -> ModuleState {
+        if self.compiler.is_pending(module) {
+            return ModuleState::Compiling;
+        }
+        if let Some(error) = self.compiler.failure(module) {
+            return ModuleState::Failed(error.to_string());
+        }
+        match self.loaded.lock().expect("loaded lock").contains(module) || self.cache.contains(module) {
+            true => ModuleState::Ready,
+            false => ModuleState::Stored,
+        }
+    }
+
+    /// Modules waiting for or in a compile.
+    pub fn compiling(&self) -> usize {
+        self.compiler.pending()
+    }
+
+    /// Bytes of compiled code loaded in memory.
+    pub fn loaded_bytes(&self) -> u64 {
+        self.loaded.lock().expect("loaded lock").bytes()
+    }
+
+    /// While `module` (stored at `blob`) is queued or compiling, or must be
+    /// compiled first: a future that resolves when its compile has ended (a
+    /// call waits on it before taking an execution slot).
+    pub fn until_compiled(&self, module: &ModuleId, blob: &Path) -> Option<impl Future<Output = ()> + Send + 'static> {
+        if !self.compiler.is_pending(module) {
+            let loaded = self.loaded.lock().expect("loaded lock").contains(module);
+            if loaded || self.cache.contains(module) || self.compiler.failure(module).is_some() {
+                return None;
             }
-        };
-        validate::check_interface(&compiled).map_err(invalid)?;
-        let prepared = self.linker.instantiate_pre(&compiled).map_err(|e| invalid(format!("{e:#}")))?;
-        self.loaded.write().expect("runtime lock").insert(*module, prepared.clone());
+            // A missing blob is reported by `ready`, where the call runs.
+            let size = std::fs::metadata(blob).ok()?.len();
+            self.compiler.submit(*module, blob.to_owned(), size);
+        }
+        Some(self.compiler.settled(*module))
+    }
+
+    /// The module ready to run, if it is loaded in memory now.
+    pub fn prepared(&self, module: &ModuleId) -> Option<Prepared> {
+        self.loaded.lock().expect("loaded lock").get(module)
+    }
+
+    /// The module stored at `blob`, ready to run: loaded, or loaded from the
+    /// compiled-code cache, or (waiting for) compiled. Blocks while it
+    /// compiles; a corrupt blob is never compiled or run.
+    pub fn ready(&self, module: &ModuleId, blob: &Path) -> Result<Prepared, CallError> {
+        if let Some(prepared) = self.prepared(module) {
+            return Ok(prepared);
+        }
+        self.verify_blob(module, blob)?;
+        // Twice at most: a cache entry found damaged is compiled again once.
+        for _ in 0..2 {
+            if let Some(prepared) = self.load_compiled(module)? {
+                return Ok(prepared);
+            }
+            if self.compiler.failure(module).is_none() {
+                let size = std::fs::metadata(blob).map_or(0, |meta| meta.len());
+                self.compiler.submit(*module, blob.to_owned(), size);
+            }
+            if !self.compiler.wait(module, COMPILE_WAIT) {
+                return Err(internal("the module is still compiling; try again later"));
+            }
+            if let Some(error) = self.compiler.failure(module) {
+                return Err(error);
+            }
+        }
+        Err(internal("the compiled code of this module does not load"))
+    }
+
+    /// Checks the stored bytes once per process (in pieces, never whole in
+    /// memory): code compiled from them runs only while they are intact.
+    fn verify_blob(&self, module: &ModuleId, blob: &Path) -> Result<(), CallError> {
+        if self.blobs_verified.lock().expect("verified lock").contains(module) {
+            return Ok(());
+        }
+        let hash = crate::store::hash_file(blob).map_err(|error| match error.kind() {
+            std::io::ErrorKind::NotFound => CallError::ModuleNotFound { reference: module.to_hex() },
+            _ => internal(&format!("reading module {}: {error}", module.short())),
+        })?;
+        if ModuleId::from_bytes(*hash.as_bytes()) != *module {
+            tracing::error!(module = %module.short(), "stored module is corrupt; refusing to run it");
+            return Err(CallError::ModuleCorrupt { module: *module });
+        }
+        self.blobs_verified.lock().expect("verified lock").insert(*module);
+        Ok(())
+    }
+
+    /// Makes verified wasm bytes ready to run at once, compiling here if the
+    /// cache does not hold them (the simulator and benchmarks use this).
+    pub fn load(&self, module: &ModuleId, wasm: &[u8]) -> Result<Prepared, CallError> {
+        self.check(wasm)?;
+        if let Some(prepared) = self.load_compiled(module)? {
+            return Ok(prepared);
+        }
+        let code = match wasmparser::Parser::is_component(wasm) {
+            true => self.engine.precompile_component(wasm),
+            false => self.engine.precompile_module(wasm),
+        }
+        .map_err(|error| CallError::InvalidModule { reason: format!("{error:#}") })?;
+        if let Err(error) = self.cache.store(module, &code) {
+            // Only a cache: the module still runs from the code in memory.
+            tracing::warn!(module = %module.short(), %error, "could not cache compiled code");
+        }
+        let artifact = match wasmparser::Parser::is_component(wasm) {
+            // SAFETY: `code` was produced just now by this engine.
+            true => {
+                unsafe { wasmtime::component::Component::deserialize(&self.engine, &code) }.map(Artifact::Component)
+            }
+            false => unsafe { wasmtime::Module::deserialize(&self.engine, &code) }.map(Artifact::Module),
+        }
+        .map_err(|error| internal(&format!("loading compiled code: {error:#}")))?;
+        let prepared = self.link(artifact)?;
+        self.loaded.lock().expect("loaded lock").insert(*module, prepared.clone(), code.len() as u64);
         Ok(prepared)
     }
 
+    /// From the compiled-code cache into memory, if the cache holds it.
+    fn load_compiled(&self, module: &ModuleId) -> Result<Option<Prepared>, CallError> {
+        let Some((artifact, bytes)) = self.cache.load(&self.engine, module) else { return Ok(None) };
+        let prepared = self.link(artifact)?;
+        self.loaded.lock().expect("loaded lock").insert(*module, prepared.clone(), bytes);
+        Ok(Some(prepared))
+    }
+
+    fn link(&self, artifact: Artifact) -> Result<Prepared, CallError> {
+        let invalid = |reason: String| CallError::InvalidModule { reason };
+        match artifact {
+            Artifact::Module(module) => {
+                validate::check_interface(&module).map_err(invalid)?;
+                let prepared = self.linker.instantiate_pre(&module).map_err(|e| invalid(format!("{e:#}")))?;
+                Ok(Prepared::Module(prepared))
+            }
+            Artifact::Component(component) => {
+                let prepared =
+                    self.component_linker.instantiate_pre(&component).map_err(|e| invalid(format!("{e:#}")))?;
+                Ok(Prepared::Component(CommandPre::new(prepared).map_err(|e| invalid(format!("{e:#}")))?))
+            }
+        }
+    }
+
     pub fn execute(&self, prepared: &Prepared, key: &CallKey, input: &[u8], limits: &Limits) -> RunReport {
+        match prepared {
+            Prepared::Module(pre) => {
+                let (wasi, pipes) = profile::call_context(key, input, limits.output_bytes);
+                self.run(wasi, &pipes, limits, |store, instantiated| {
+                    let instance = pre.instantiate(&mut *store)?;
+                    let start = instance.get_typed_func::<(), ()>(&mut *store, "_start")?;
+                    *instantiated = Instant::now();
+                    start.call(store, ())
+                })
+            }
+            Prepared::Component(pre) => {
+                let (ctx, pipes) = profile::component_context(key, input, limits.output_bytes);
+                let wasi = ComponentWasi { ctx, table: ResourceTable::new() };
+                self.run(wasi, &pipes, limits, |store, instantiated| {
+                    let command = pre.instantiate(&mut *store)?;
+                    *instantiated = Instant::now();
+                    // `run` returning an error is how a component exits non-zero.
+                    command.wasi_cli_run().call_run(store)?.map_err(|()| I32Exit(1).into())
+                })
+            }
+        }
+    }
+
+    /// Runs `body` in a fresh store with the call's limits; `body` marks
+    /// when instantiation ended.
+    fn run<W: Send + 'static>(
+        &self,
+        wasi: W,
+        pipes: &profile::CallPipes,
+        limits: &Limits,
+        body: impl FnOnce(&mut Store<CallState<W>>, &mut Instant) -> wasmtime::Result<()>,
+    ) -> RunReport {
         let started = Instant::now();
-        let (wasi, pipes) = profile::call_context(key, input, limits.output_bytes);
         let limiter = outcome::MemoryLimiter::new(limits.memory_bytes);
         let mut store = Store::new(&self.engine, CallState { wasi, limiter });
         store.limiter(|state| &mut state.limiter);
@@ -117,51 +367,20 @@ impl Runtime {
 
         let _ticking = self.ticker.enter();
         let mut instantiated = started;
-        let result = prepared.instantiate(&mut store).and_then(|instance| {
-            let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
-            instantiated = Instant::now();
-            start.call(&mut store, ())
-        });
+        let result = body(&mut store, &mut instantiated);
         let finished = Instant::now();
         let fuel_used = limits.fuel - store.get_fuel().unwrap_or(0);
         let memory_limit_hit = store.data().limiter.exceeded();
         RunReport {
-            outcome: outcome::classify(result, memory_limit_hit, &pipes, limits),
+            outcome: outcome::classify(result, memory_limit_hit, pipes, limits),
             fuel_used,
             peak_memory_bytes: store.data().limiter.peak_bytes(),
-            instantiate_us: (instantiated - started).as_micros() as u64,
-            run_us: (finished - instantiated).as_micros() as u64,
+            instantiate_us: (instantiated.max(started) - started).as_micros() as u64,
+            run_us: (finished - instantiated.max(started)).as_micros() as u64,
         }
     }
+}
 
-    fn compiled_path(&self, module: &ModuleId) -> PathBuf {
-        self.compiled_dir.join(format!("{}-{}.cwasm", module.to_hex(), self.engine_fingerprint))
-    }
-
-    /// Our own cache file: compiled code followed by its BLAKE3, so a torn or
-    /// damaged file is recompiled instead of being trusted as native code.
-    fn read_compiled(&self, module: &ModuleId) -> Option<Module> {
-        let file = std::fs::read(self.compiled_path(module)).ok()?;
-        let (code, checksum) = file.split_at_checked(file.len().checked_sub(32)?)?;
-        if blake3::hash(code).as_bytes() != checksum {
-            tracing::warn!(module = %module.short(), "compiled-code cache entry is damaged; recompiling");
-            return None;
-        }
-        // SAFETY: the bytes were produced by `Module::serialize` of this very
-        // engine configuration (the file name carries its fingerprint), written
-        // by this node only, and verified against their checksum above.
-        unsafe { Module::deserialize(&self.engine, code) }.ok()
-    }
-
-    fn write_compiled(&self, module: &ModuleId, compiled: &Module) {
-        let result = compiled.serialize().map_err(|e| anyhow::anyhow!("{e}")).and_then(|mut code| {
-            let checksum = *blake3::hash(&code).as_bytes();
-            code.extend_from_slice(&checksum);
-            crate::store::write_atomically(&self.compiled_path(module), &code)
-        });
-        if let Err(error) = result {
-            // Only a cache: the module still runs, it is just compiled again next start.
-            tracing::warn!(module = %module.short(), %error, "could not cache compiled code");
-        }
-    }
+fn internal(message: &str) -> CallError {
+    CallError::Internal { message: message.to_owned() }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use nebula_protocol::CallKey;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
-use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtxBuilder};
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder};
 
 /// 2001-09-09T01:46:40Z, a fixed and recognisable instant.
 const FROZEN_WALL_CLOCK: Duration = Duration::from_secs(1_000_000_000);
@@ -77,14 +77,22 @@ pub struct CallPipes {
 /// Bounded capture of stderr: enough for an error message, never a memory sink.
 pub const STDERR_CAPTURE_BYTES: usize = 64 * 1024;
 
-/// Builds the WASI context of one call: stdin = input, stdout/stderr captured,
-/// no arguments, no environment, no directories, no sockets.
-pub fn call_context(key: &CallKey, input: &[u8], output_limit: u64) -> (WasiP1Ctx, CallPipes) {
+/// Argument 0 of every call. C and Rust command-line programs expect one
+/// (many index it, or print it in their usage); it is fixed, never the name
+/// or hash the caller used, so every call of a module sees the same.
+pub const ARGV0: &str = "main";
+
+/// The WASI context of one call: stdin = input, stdout/stderr captured,
+/// argument 0 and nothing else, no environment, no directories, no sockets.
+/// One builder serves WASI preview 1 modules and preview 2 components alike.
+fn call_builder(key: &CallKey, input: &[u8], output_limit: u64) -> (WasiCtxBuilder, CallPipes) {
     // One byte over the limit lets us tell "exactly at the limit" from "wanted more".
     let stdout = MemoryOutputPipe::new(usize::try_from(output_limit).unwrap_or(usize::MAX).saturating_add(1));
     let stderr = MemoryOutputPipe::new(STDERR_CAPTURE_BYTES);
     let seed = u128::from_le_bytes(key.as_bytes()[..16].try_into().expect("16 bytes"));
-    let ctx = WasiCtxBuilder::new()
+    let mut builder = WasiCtxBuilder::new();
+    builder
+        .arg(ARGV0)
         .stdin(MemoryInputPipe::new(bytes::Bytes::copy_from_slice(input)))
         .stdout(stdout.clone())
         .stderr(stderr.clone())
@@ -93,9 +101,24 @@ pub fn call_context(key: &CallKey, input: &[u8], output_limit: u64) -> (WasiP1Ct
         .secure_random(CallRandom::new(key, "secure"))
         .insecure_random(CallRandom::new(key, "insecure"))
         .insecure_random_seed(seed)
-        .allow_blocking_current_thread(true)
-        .build_p1();
-    (ctx, CallPipes { stdout, stderr })
+        // Sockets are off by default; said again because it is the profile.
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .allow_blocking_current_thread(true);
+    (builder, CallPipes { stdout, stderr })
+}
+
+/// The context of a WASI preview 1 module's call.
+pub fn call_context(key: &CallKey, input: &[u8], output_limit: u64) -> (WasiP1Ctx, CallPipes) {
+    let (mut builder, pipes) = call_builder(key, input, output_limit);
+    (builder.build_p1(), pipes)
+}
+
+/// The context of a WASI preview 2 component's call: the same profile.
+pub fn component_context(key: &CallKey, input: &[u8], output_limit: u64) -> (WasiCtx, CallPipes) {
+    let (mut builder, pipes) = call_builder(key, input, output_limit);
+    (builder.build(), pipes)
 }
 
 #[cfg(test)]

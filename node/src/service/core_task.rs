@@ -383,7 +383,7 @@ impl CoreTask {
             let Ok(slot) = shared.replication_slots.clone().acquire_owned().await else { return };
             let _ = tokio::task::spawn_blocking(move || {
                 let size = bytes.len() as u64;
-                let completion = match shared.store_module(module, &bytes) {
+                let completion = match shared.store_module(&bytes) {
                     Ok(()) => Completion::ModuleStored { module, size },
                     Err(CallError::InvalidModule { reason }) => {
                         Completion::ModuleNotStored { module, reason, invalid: true }

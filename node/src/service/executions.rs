@@ -13,7 +13,6 @@ use super::core_task::Completion;
 use super::{Shared, internal, unix_ms};
 use crate::footprint::{Footprint, thread_cpu_time};
 use crate::runtime::Prepared;
-use crate::store::BlobError;
 
 /// An execution the core asked for, waiting for a slot.
 pub(super) struct ExecutionJob {
@@ -29,6 +28,15 @@ pub(super) struct ExecutionJob {
 /// the core task. The common case (a free slot) goes straight to the
 /// blocking pool.
 pub(super) fn start(shared: &Arc<Shared>, job: ExecutionJob, done: UnboundedSender<Completion>) {
+    // A module still compiling is waited for before taking a slot.
+    if let Some(compiled) = shared.runtime.until_compiled(&job.module, &shared.blobs.path(&job.module)) {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            compiled.await;
+            start(&shared, job, done)
+        });
+        return;
+    }
     match shared.execution_slots.clone().try_acquire_owned() {
         Ok(slot) => run_on_blocking_thread(shared.clone(), job, slot, done),
         Err(_) => {
@@ -111,20 +119,8 @@ impl Shared {
         Ok(record)
     }
 
-    /// The module ready to run: already loaded, or read (hash-verified) from
-    /// the blob store and loaded. A corrupt blob is never executed.
+    /// The module ready to run (see `Runtime::ready`); a corrupt blob is never executed.
     fn prepared(&self, module: ModuleId) -> Result<Prepared, CallError> {
-        if let Some(prepared) = self.runtime.prepared(&module) {
-            return Ok(prepared);
-        }
-        let wasm = self.blobs.get(&module).map_err(|error| match error {
-            BlobError::Missing(_) => CallError::ModuleNotFound { reference: module.to_hex() },
-            BlobError::Corrupt(_) => {
-                tracing::error!(module = %module.short(), "stored module is corrupt; refusing to run it");
-                CallError::ModuleCorrupt { module }
-            }
-            BlobError::Io(error) => internal(&format!("reading module {}: {error}", module.short())),
-        })?;
-        self.runtime.load(&module, &wasm)
+        self.runtime.ready(&module, &self.blobs.path(&module))
     }
 }

@@ -8,6 +8,7 @@ mod executions;
 mod storage;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -29,23 +30,37 @@ use crate::footprint::{AnswerKind, CallFootprint, EnergyMeter, EnergyModel, Func
 use crate::mesh::{self, Command, NetworkHandle};
 use crate::metrics::Metrics;
 use crate::result_cache::MemoryResults;
-use crate::runtime::Runtime;
+use crate::runtime::{ModuleState, Runtime};
 use crate::signing::Ed25519Signatures;
-use crate::store::{BlobStore, Index, ResultWriter};
+use crate::store::{BlobStore, Index, ResultWriter, StagedBlob};
 
 /// A running node. Cheap to clone; all clones share one node, which runs
 /// until every clone is gone (or [`Node::shutdown`]).
-#[derive(Clone)]
 pub struct Node {
     shared: Arc<Shared>,
     /// To the task that owns the core.
     inbox: mpsc::UnboundedSender<Input>,
 }
 
+impl Clone for Node {
+    fn clone(&self) -> Self {
+        self.shared.handles.fetch_add(1, Ordering::Relaxed);
+        Node { shared: self.shared.clone(), inbox: self.inbox.clone() }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.shared.handles.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// What the handle, the core task and the workers share: the stores, the
 /// runtime, the counters; never the core.
 struct Shared {
     config: NodeConfig,
+    /// `Node` handles alive; the other holders of this are work under way.
+    handles: AtomicUsize,
     /// Shared by every answer (no copy per call).
     node_id: Arc<str>,
     /// The node id as a response header value.
@@ -102,6 +117,12 @@ pub struct ModuleSummary {
     pub module: ModuleId,
     pub size: u64,
     pub names: Vec<String>,
+    /// `ready`, `compiling`, `failed` or `stored` (see `ModuleState`).
+    #[serde(default)]
+    pub state: String,
+    /// Why its compile failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -131,6 +152,15 @@ pub struct NodeStatus {
     pub max_limits: Limits,
     pub peers_connected: usize,
     pub listen_addresses: Vec<String>,
+    /// Modules waiting for or in a compile.
+    #[serde(default)]
+    pub compiling: usize,
+    /// The largest module a deploy may upload.
+    #[serde(default)]
+    pub max_module_bytes: u64,
+    /// Compiled code loaded in memory (within `--loaded-module-bytes`).
+    #[serde(default)]
+    pub loaded_code_bytes: u64,
 }
 
 impl Node {
@@ -143,8 +173,9 @@ impl Node {
         let node_id = peer_id.to_string();
         let blobs = BlobStore::open(config.data_dir.join("blobs"))?;
         let index = Arc::new(Index::open(&config.data_dir.join("index.redb"))?);
-        let runtime =
-            Runtime::new(config.data_dir.join("compiled"), config.concurrency, config.max_limits.memory_bytes)?;
+        let compiled = config.data_dir.join("compiled");
+        let (concurrency, max_memory) = (config.concurrency, config.max_limits.memory_bytes);
+        let runtime = Runtime::with_settings(compiled, concurrency, max_memory, config.runtime.clone())?;
         let core = restore_core(&config, peer_id, &index, &blobs)?;
         let stored_keys = StoredKeys::load(&index)?;
 
@@ -158,6 +189,7 @@ impl Node {
             None => (None, None),
         };
         let shared = Arc::new(Shared {
+            handles: AtomicUsize::new(1),
             resolver: ArcSwap::new(core.resolver().clone()),
             memory: MemoryResults::new(config.memory_cache_bytes),
             execution_slots: Arc::new(Semaphore::new(config.concurrency as usize)),
@@ -225,10 +257,11 @@ impl Node {
         self.shared.answered(started, activity::CallSeen { reference, input: &input, hops: 0 }, reply)
     }
 
-    /// Validates, compiles, stores and indexes a module; optionally names it.
-    pub async fn deploy(&self, wasm: Vec<u8>, name: Option<&str>) -> Result<Deployed, CallError> {
+    /// Checks, stores and indexes a module received into `staged`, queues
+    /// its compile (it runs once compiled); optionally names it.
+    pub async fn deploy(&self, staged: StagedBlob, name: Option<&str>) -> Result<Deployed, CallError> {
         let shared = self.shared.clone();
-        let size = wasm.len() as u64;
+        let size = staged.size();
         if size > shared.config.max_module_bytes {
             return Err(CallError::InvalidModule {
                 reason: format!("{size} bytes is over the limit of {} bytes", shared.config.max_module_bytes),
@@ -238,12 +271,16 @@ impl Node {
             nebula_protocol::validate_name(name)
                 .map_err(|error| CallError::InvalidName { name: name.to_owned(), reason: error.to_string() })?;
         }
-        let module = ModuleId::of_bytes(&wasm);
+        let module = staged.id();
         let new = self.query(move |core| core.module_info(&module).is_none()).await?;
         // Deploying a known module again also repairs a damaged or lost blob.
-        if new || shared.blobs.get(&module).is_err() {
+        let intact = !new && {
             let store = shared.clone();
-            tokio::task::spawn_blocking(move || store.store_module(module, &wasm))
+            tokio::task::spawn_blocking(move || store.blobs.verify(&module).is_ok()).await.unwrap_or(false)
+        };
+        if !intact {
+            let store = shared.clone();
+            tokio::task::spawn_blocking(move || store.store_staged(staged))
                 .await
                 .map_err(|error| internal(&format!("deploy task failed: {error}")))??;
             let (done, stored) = oneshot::channel();
@@ -258,6 +295,17 @@ impl Node {
             self.set_name(name, &module.to_hex()).await?;
         }
         Ok(Deployed { module, size, name: name.map(str::to_owned), new })
+    }
+
+    /// `deploy` of bytes already in memory (benchmarks, examples).
+    pub async fn deploy_bytes(&self, wasm: Vec<u8>, name: Option<&str>) -> Result<Deployed, CallError> {
+        let staged = self.shared.blobs.stage_bytes(&wasm).map_err(|error| internal(&format!("storing: {error}")))?;
+        self.deploy(staged, name).await
+    }
+
+    /// Starts receiving a module's bytes into the blob store (see `deploy`).
+    pub fn stage_upload(&self) -> std::io::Result<crate::store::BlobWriter> {
+        self.shared.blobs.stage()
     }
 
     /// Points `name` at the module `reference` resolves to; durable when it returns.
@@ -287,7 +335,19 @@ impl Node {
             names.entry(record.module).or_default().push(record.name);
         }
         held.into_iter()
-            .map(|(module, size)| ModuleSummary { module, size, names: names.remove(&module).unwrap_or_default() })
+            .map(|(module, size)| {
+                let state = self.shared.runtime.state(&module);
+                ModuleSummary {
+                    module,
+                    size,
+                    names: names.remove(&module).unwrap_or_default(),
+                    state: state.label().to_owned(),
+                    failure: match state {
+                        ModuleState::Failed(reason) => Some(reason),
+                        _ => None,
+                    },
+                }
+            })
             .collect()
     }
 
@@ -313,6 +373,9 @@ impl Node {
             max_limits: shared.config.max_limits,
             peers_connected: self.peers().await.iter().filter(|peer| peer.connected).count(),
             listen_addresses: self.listen_addresses(),
+            compiling: shared.runtime.compiling(),
+            max_module_bytes: shared.config.max_module_bytes,
+            loaded_code_bytes: shared.runtime.loaded_bytes(),
         }
     }
 
@@ -396,7 +459,7 @@ impl Node {
         if let Some(known) = shared.content_types.lock().expect("content types lock").get(module) {
             return Some(*known);
         }
-        let wasm = shared.blobs.get(module).ok()?;
+        let wasm = shared.blobs.map(module).ok()?;
         let declared = crate::runtime::declared_content_type(&wasm).ok().flatten();
         shared.content_types.lock().expect("content types lock").insert(*module, declared);
         Some(declared)
@@ -425,12 +488,20 @@ impl Node {
         self.shared.results.flush()
     }
 
-    /// Stops the core task and the swarm, and waits until they have let go of
-    /// the node; once the last handle is dropped, the data directory is free.
+    /// Stops the core task and the swarm, and waits until they, and the work
+    /// they handed out (executions, store I/O), have let go of the node (at
+    /// most as long as the longest call may run): once this handle and its
+    /// clones are dropped, the data directory is free to open again.
     pub async fn shutdown(self) {
         let (done, stopped) = oneshot::channel();
         if self.inbox.send(Input::Shutdown(done)).is_ok() {
             let _ = stopped.await;
+        }
+        let patience = Duration::from_millis(self.shared.config.max_limits.deadline_ms) + Duration::from_secs(5);
+        let started = Instant::now();
+        let working = |shared: &Arc<Shared>| Arc::strong_count(shared) > shared.handles.load(Ordering::Relaxed);
+        while working(&self.shared) && started.elapsed() < patience {
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
 

@@ -5,10 +5,10 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use nebula_protocol::{CallError, CallKey, ExecutionRecord, ModuleId, NameRecord};
+use nebula_protocol::{CallError, CallKey, ExecutionRecord, NameRecord};
 
 use super::{Shared, internal, unix_ms};
-use crate::store::ModuleMeta;
+use crate::store::{ModuleMeta, StagedBlob};
 
 impl Shared {
     /// A stored result: from memory, or from the index (then kept in memory).
@@ -30,16 +30,26 @@ impl Shared {
         }
     }
 
-    /// Compiles (rejecting invalid modules), then stores blob and index entry.
-    pub(super) fn store_module(&self, module: ModuleId, wasm: &[u8]) -> Result<(), CallError> {
-        self.runtime.load(&module, wasm)?;
-        let content_type =
-            crate::runtime::declared_content_type(wasm).map_err(|reason| CallError::InvalidModule { reason })?;
-        self.content_types.lock().expect("content types lock").insert(module, content_type);
-        let storage_error = |error: anyhow::Error| internal(&format!("storing the module: {error:#}"));
-        self.blobs.put(wasm).map_err(storage_error)?;
-        let meta = ModuleMeta { size: wasm.len() as u64, deployed_unix_ms: unix_ms() };
-        self.index.put_module(&module, &meta).map_err(storage_error)
+    /// A module from a peer: staged from memory, then stored like a deploy.
+    pub(super) fn store_module(&self, wasm: &[u8]) -> Result<(), CallError> {
+        let staged = self.blobs.stage_bytes(wasm).map_err(|error| internal(&format!("storing the module: {error}")))?;
+        self.store_staged(staged)
+    }
+
+    /// Checks (without compiling), then stores blob and index entry, and
+    /// queues the compile: the module can be called once it is compiled.
+    pub(super) fn store_staged(&self, staged: StagedBlob) -> Result<(), CallError> {
+        let (module, size) = (staged.id(), staged.size());
+        let mapped = staged.map().map_err(|error| internal(&format!("reading the module: {error}")))?;
+        let checked = self.runtime.check(&mapped)?;
+        drop(mapped);
+        self.content_types.lock().expect("content types lock").insert(module, checked.content_type);
+        let storage_error = |error: String| internal(&format!("storing the module: {error}"));
+        self.blobs.commit(staged).map_err(|error| storage_error(error.to_string()))?;
+        let meta = ModuleMeta { size, deployed_unix_ms: unix_ms() };
+        self.index.put_module(&module, &meta).map_err(|error| storage_error(format!("{error:#}")))?;
+        self.runtime.compile_in_background(module, self.blobs.path(&module), size);
+        Ok(())
     }
 
     pub(super) fn persist_name(&self, record: &NameRecord) -> Result<(), CallError> {

@@ -1,12 +1,13 @@
 //! Content-addressed files: `blobs/<blake3 hex>`. The hash is checked on every
 //! read, so a damaged file is reported and never handed out.
 
-use std::io::ErrorKind;
-use std::path::PathBuf;
+use std::fs::File;
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
 
 use nebula_protocol::ModuleId;
 
-use super::{remove_leftover_temp_files, write_atomically};
+use super::{remove_leftover_temp_files, sync_dir, temp_path, write_atomically};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {
@@ -63,6 +64,133 @@ impl BlobStore {
     pub fn contains(&self, id: &ModuleId) -> bool {
         self.path(id).is_file()
     }
+
+    /// A stored blob mapped into memory (file-backed, not read) and verified.
+    pub fn map(&self, id: &ModuleId) -> Result<memmap2::Mmap, BlobError> {
+        let file = File::open(self.path(id)).map_err(|error| match error.kind() {
+            ErrorKind::NotFound => BlobError::Missing(*id),
+            _ => BlobError::Io(error),
+        })?;
+        // SAFETY: blobs are only ever replaced by rename, never written in place.
+        let bytes = unsafe { memmap2::Mmap::map(&file) }?;
+        match ModuleId::of_bytes(&bytes) == *id {
+            true => Ok(bytes),
+            false => Err(BlobError::Corrupt(*id)),
+        }
+    }
+
+    /// Checks a stored blob against its hash, reading it in pieces.
+    pub fn verify(&self, id: &ModuleId) -> Result<(), BlobError> {
+        let actual = super::hash_file(&self.path(id)).map_err(|error| match error.kind() {
+            ErrorKind::NotFound => BlobError::Missing(*id),
+            _ => BlobError::Io(error),
+        })?;
+        match ModuleId::from_bytes(*actual.as_bytes()) == *id {
+            true => Ok(()),
+            false => Err(BlobError::Corrupt(*id)),
+        }
+    }
+
+    /// Starts writing a blob of unknown content: bytes go to a temp file
+    /// beside the blobs while they are hashed, so a module of any size never
+    /// sits whole in memory.
+    pub fn stage(&self) -> std::io::Result<BlobWriter> {
+        let temp = temp_path(&self.dir);
+        let file = File::create(&temp)?;
+        Ok(BlobWriter { staged: Staged { temp: Some(temp) }, file, hasher: blake3::Hasher::new(), size: 0 })
+    }
+
+    /// Stages bytes already in memory (a module a peer sent).
+    pub fn stage_bytes(&self, bytes: &[u8]) -> std::io::Result<StagedBlob> {
+        let mut writer = self.stage()?;
+        writer.write(bytes)?;
+        writer.finish()
+    }
+
+    /// Moves a staged blob under its hash; durable when this returns. A blob
+    /// already stored intact is kept (and the staged copy dropped).
+    pub fn commit(&self, mut staged: StagedBlob) -> std::io::Result<()> {
+        match self.verify(&staged.id) {
+            Ok(()) => return Ok(()),
+            Err(BlobError::Corrupt(_)) => tracing::warn!(blob = %staged.id.short(), "replacing a corrupt blob"),
+            Err(_) => {}
+        }
+        let temp = staged.staged.temp.take().expect("a staged blob has its file until committed");
+        if let Err(error) = std::fs::rename(&temp, self.path(&staged.id)) {
+            let _ = std::fs::remove_file(&temp);
+            return Err(error);
+        }
+        sync_dir(&self.dir)
+    }
+}
+
+/// Removes a temp file nobody committed.
+struct Staged {
+    temp: Option<PathBuf>,
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if let Some(temp) = self.temp.take() {
+            let _ = std::fs::remove_file(temp);
+        }
+    }
+}
+
+/// A blob being written (see [`BlobStore::stage`]); dropped unfinished, its
+/// temp file goes with it.
+pub struct BlobWriter {
+    staged: Staged,
+    file: File,
+    hasher: blake3::Hasher,
+    size: u64,
+}
+
+impl BlobWriter {
+    pub fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.file.write_all(bytes)?;
+        self.hasher.update(bytes);
+        self.size += bytes.len() as u64;
+        Ok(())
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Flushes the bytes to disk; the blob is then named by its hash.
+    pub fn finish(self) -> std::io::Result<StagedBlob> {
+        self.file.sync_all()?;
+        Ok(StagedBlob {
+            id: ModuleId::from_bytes(*self.hasher.finalize().as_bytes()),
+            size: self.size,
+            staged: self.staged,
+        })
+    }
+}
+
+/// A complete blob in a temp file, hashed, not yet stored under its hash.
+pub struct StagedBlob {
+    id: ModuleId,
+    size: u64,
+    staged: Staged,
+}
+
+impl StagedBlob {
+    pub fn id(&self) -> ModuleId {
+        self.id
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The bytes, mapped from the temp file (not read into memory).
+    pub fn map(&self) -> std::io::Result<memmap2::Mmap> {
+        let path: &Path = self.staged.temp.as_deref().expect("a staged blob has its file until committed");
+        // SAFETY: the temp file is ours alone and never written after `finish`.
+        unsafe { memmap2::Mmap::map(&File::open(path)?) }
+    }
 }
 
 #[cfg(test)]
@@ -83,6 +211,33 @@ mod tests {
         // Storing the right bytes again repairs it.
         store.put(b"module bytes").unwrap();
         assert_eq!(store.get(&id).unwrap(), b"module bytes");
+    }
+
+    #[test]
+    fn staged_blobs_are_hashed_as_written_and_stored_on_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path().join("blobs")).unwrap();
+        let mut writer = store.stage().unwrap();
+        writer.write(b"module ").unwrap();
+        writer.write(b"bytes").unwrap();
+        let staged = writer.finish().unwrap();
+        assert_eq!((staged.id(), staged.size()), (ModuleId::of_bytes(b"module bytes"), 12));
+        assert_eq!(&staged.map().unwrap()[..], b"module bytes");
+        let id = staged.id();
+        store.commit(staged).unwrap();
+        assert_eq!(store.get(&id).unwrap(), b"module bytes");
+        store.verify(&id).unwrap();
+        std::fs::write(store.path(&id), b"module bytez").unwrap();
+        assert!(matches!(store.verify(&id), Err(BlobError::Corrupt(_))));
+        store.commit(store.stage_bytes(b"module bytes").unwrap()).unwrap();
+        store.verify(&id).unwrap();
+
+        // Abandoned or unfinished, a staged blob leaves nothing behind.
+        let mut unfinished = store.stage().unwrap();
+        unfinished.write(b"half").unwrap();
+        drop(unfinished);
+        drop(store.stage_bytes(b"never committed").unwrap());
+        assert_eq!(std::fs::read_dir(dir.path().join("blobs")).unwrap().count(), 1);
     }
 
     #[test]

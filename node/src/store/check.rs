@@ -254,26 +254,29 @@ fn read_tables(
     Ok(())
 }
 
-/// Compiled code carries its own BLAKE3 at the end; a damaged entry is only
-/// recompiled by the node, so it is a note.
+/// Compiled code (`*.code`) has its BLAKE3 beside it (`*.b3`); a damaged
+/// or incomplete entry is only compiled again by the node, so it is a note.
 fn check_compiled(dir: &Path, report: &mut CheckReport) {
     if !dir.exists() {
         return;
     }
     let Some(entries) = list_dir(dir, report) else { return };
     for (name, path) in entries {
-        if leftover(&name, report, "compiled") {
+        if leftover(&name, report, "compiled") || !name.ends_with(".code") {
             continue;
         }
         report.compiled += 1;
-        let intact = fs::read(&path).ok().is_some_and(|file| {
-            file.len() >= 32 && blake3::hash(&file[..file.len() - 32]).as_bytes() == &file[file.len() - 32..]
-        });
+        let checksum = fs::read(path.with_extension("b3")).ok();
+        let actual = crate::store::hash_file(&path).ok();
+        let intact = match (checksum, actual) {
+            (Some(expected), Some(actual)) => expected == actual.as_bytes(),
+            _ => false,
+        };
         if !intact {
             report.note(
                 "damaged_compiled_code",
                 format!("compiled/{name}"),
-                "checksum mismatch; the node recompiles it",
+                "checksum missing or mismatched; the node compiles it again",
             );
         }
     }

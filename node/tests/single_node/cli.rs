@@ -13,8 +13,13 @@ struct NodeProcess {
 
 impl NodeProcess {
     fn start(data: &std::path::Path) -> NodeProcess {
+        Self::start_with(data, &[])
+    }
+
+    fn start_with(data: &std::path::Path, extra: &[&str]) -> NodeProcess {
         let mut child = Command::new(nebula_binary())
             .args(["node", "--data", data.to_str().unwrap(), "--http", "127.0.0.1:0", "--standalone"])
+            .args(extra)
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
@@ -142,4 +147,49 @@ fn nebula_swarm_key_prints_a_fresh_key_file_a_node_accepts() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("is not a swarm key file"), "{stderr}");
+}
+
+#[test]
+fn every_command_exits_1_when_refused_and_2_when_the_node_is_unreachable() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start_with(&dir.path().join("data"), &["--max-module-bytes", "100000"]);
+    let functions = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/functions");
+    let file = |name: &str| functions.join(name).to_str().unwrap().to_owned();
+    let not_wasm = file("fixtures/not-wasm.wasm");
+    let big = file("academemes.wasm");
+    assert!(std::fs::metadata(&big).unwrap().len() > 100_000);
+
+    let refused: &[&[&str]] = &[
+        &["deploy", &not_wasm],
+        &["deploy", &big],
+        &["call", "nosuch", "1"],
+        &["name", "Bad Name", "nosuch"],
+        &["name", "good-name", "nosuch"],
+    ];
+    for args in refused {
+        let output = node.run(args, None);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(!stderr.contains("cannot reach"), "{args:?}: {stderr}");
+    }
+    let too_big = node.run(&["deploy", &big], None);
+    let stderr = String::from_utf8_lossy(&too_big.stderr);
+    assert!(stderr.contains("over the node's limit of 100000 bytes"), "{stderr}");
+
+    let unreachable = "http://127.0.0.1:9";
+    let commands: &[&[&str]] = &[
+        &["deploy", &not_wasm],
+        &["call", "echo", "1"],
+        &["name", "echo", "abcd"],
+        &["ls"],
+        &["peers"],
+        &["status"],
+        &["footprint"],
+    ];
+    for args in commands {
+        let output = Command::new(nebula_binary()).args(*args).args(["--node", unreachable]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("cannot reach the node"), "{args:?}: {stderr}");
+    }
 }

@@ -2,6 +2,7 @@
 //! scripts/build-functions), a real HTTP server on loopback, a real data dir.
 
 mod auth;
+mod big_modules;
 mod cli;
 mod common;
 mod concurrency;
@@ -9,4 +10,5 @@ mod determinism;
 mod footprint;
 mod outcomes;
 mod persistence;
+mod third_party;
 mod web;

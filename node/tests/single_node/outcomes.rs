@@ -96,12 +96,13 @@ async fn each_failure_is_its_own_outcome() {
     assert_eq!(stack.error_kind(), "trap");
     assert!(stack.text().contains("call stack exhausted"), "{}", stack.text());
 
-    // The purity profile: no files, no directories, no environment, no arguments.
+    // The purity profile: no files, no directories, no environment, and one
+    // fixed argument 0.
     let sandbox = node.call("read-files-env", b"", "").await;
     assert_eq!(sandbox.status, StatusCode::OK);
     let seen = sandbox.text();
     assert!(seen.starts_with("file=denied") && seen.contains("cwd=denied"), "{seen}");
-    assert!(seen.ends_with("env=[] args=0"), "{seen}");
+    assert!(seen.ends_with("env=[] args=[\"main\"]"), "{seen}");
 
     // None of the limit hits was cached: asking with more room gives a new answer.
     let roomy = node.call("huge-output", b"", "output_bytes=100000&deadline_ms=200").await;

@@ -239,3 +239,50 @@ async fn the_dashboard_shows_the_node_and_escapes_what_callers_sent() {
     assert!(node.get("/help").await.text().contains("/api/{module}"));
     node.stop().await;
 }
+
+/// The PNG's width and height, from its IHDR chunk (which must come first).
+fn png_size(bytes: &[u8]) -> (u32, u32) {
+    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    assert_eq!(&bytes[12..16], b"IHDR");
+    let word = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap());
+    (word(16), word(20))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memeify_draws_a_real_png_and_academemes_links_to_it() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let node = TestNode::start(dir_a.path()).await;
+    node.deploy(function("memeify"), "memeify").await;
+    node.deploy(academemes(&catalogue_with_hostile_meme()), "academemes").await;
+
+    // Academemes links each meme to memeify; the link works.
+    let page = node.get("/api/academemes/5").await.text();
+    let link = page.split("id=\"png\" href=\"").nth(1).and_then(|rest| rest.split('"').next()).expect("a PNG link");
+    assert_eq!(link, "/api/memeify/fine%20This%20is%20fine.%7CThesis%20due%20in%20two%20days");
+    let png = node.get(link).await;
+    assert_eq!(png.status, 200, "{}", png.text());
+    assert_eq!(png.header("content-type"), "image/png");
+    assert_eq!(png.header("x-content-type-options"), "nosniff");
+    assert!(png.header("content-security-policy").contains("sandbox"));
+    assert_eq!(png_size(&png.body), (600, 400));
+    let artifacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/browser-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    std::fs::write(artifacts.join("memeify-fine.png"), &png.body).unwrap();
+
+    // Captions change the picture; the same input is the same bytes, on any node.
+    let other = node.get("/api/memeify/fine%20Tests%20pass%7CCI%20is%20red").await;
+    assert_eq!(png_size(&other.body), (600, 400));
+    assert_ne!(other.body, png.body);
+    let fresh = TestNode::start(dir_b.path()).await;
+    fresh.deploy(function("memeify"), "memeify").await;
+    let elsewhere = fresh.get("/api/memeify/fine%20Tests%20pass%7CCI%20is%20red").await;
+    assert_eq!(elsewhere.header("x-nebula-cache"), "miss");
+    assert_eq!(elsewhere.body, other.body, "a fresh node draws the same bytes");
+
+    // A template it does not know is the function's clear error.
+    let unknown = node.get("/api/memeify/nosuch%20a%7Cb").await;
+    assert_eq!((unknown.status.as_u16(), unknown.error_kind().as_str()), (422, "non_zero_exit"));
+    assert!(unknown.text().contains("templates: fine"), "{}", unknown.text());
+    fresh.stop().await;
+    node.stop().await;
+}

@@ -23,6 +23,8 @@ pub struct ModuleRow {
     pub size: u64,
     pub names: Vec<String>,
     pub content_type: Option<&'static str>,
+    /// `ready`, `compiling`, `failed` or `stored`.
+    pub state: String,
     /// Calls, hits, executions, fuel and run time on this node since it started.
     pub counters: ModuleCounters,
 }
@@ -50,6 +52,7 @@ pub async fn gather(node: &Node) -> DashboardData {
                 counters: activity.modules.get(&summary.module).copied().unwrap_or_default(),
                 module: summary.module,
                 size: summary.size,
+                state: summary.state,
                 names,
             }
         })

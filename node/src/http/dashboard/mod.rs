@@ -59,7 +59,7 @@ th{color:#555;font-weight:normal;background:#fafbfc}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 code{font-size:12px;word-break:break-all}
 svg.chart{width:100%;height:auto;max-width:900px;display:block}
-.hit{color:#237a3b}.miss{color:#a1581a}.fail{color:#b3261e}
+.hit{color:#237a3b}.miss{color:#a1581a}.fail{color:#b3261e}.state.compiling{color:#a1581a}.state.failed{color:#b3261e}
 .muted{color:#888}
 ";
 
@@ -122,6 +122,7 @@ pub fn render(data: &DashboardData, refresh_seconds: u32) -> Markup {
                     div.tiles #tiles {
                         (tile(format!("{connected} / {}", data.peers.len()), "peers connected"))
                         (tile(status.modules, "modules"))
+                        @if status.compiling > 0 { (tile(status.compiling, "compiling")) }
                         (tile(status.names, "names"))
                         (tile(activity.total_calls, "calls since start"))
                         (tile(format!("{:.2}", f64::from(last_minute_calls) / 60.0), "calls/s, last minute"))
@@ -180,7 +181,7 @@ pub fn render(data: &DashboardData, refresh_seconds: u32) -> Markup {
                             .collect::<Vec<_>>()))
                         table {
                             tr {
-                                th { "module" } th { "names" } th { "size" } th { "content type" }
+                                th { "module" } th { "names" } th { "size" } th { "state" } th { "content type" }
                                 th { "calls" } th { "hits" } th { "executions here" } th { "fuel here" } th { "avg run" }
                             }
                             @for row in &data.modules {
@@ -192,6 +193,7 @@ pub fn render(data: &DashboardData, refresh_seconds: u32) -> Markup {
                                         } @else { (name) " " }
                                     } }
                                     td.num { (bytes(row.size)) }
+                                    td class={ "state " (row.state) } { (row.state) }
                                     td { (row.content_type.unwrap_or("none (text/plain)")) }
                                     td.num { (row.counters.calls) }
                                     td.num { (row.counters.hits) }
@@ -292,6 +294,9 @@ mod tests {
                 max_limits: Limits::default(),
                 peers_connected: 1,
                 listen_addresses: vec![HOSTILE.into()],
+                compiling: 0,
+                max_module_bytes: 1,
+                loaded_code_bytes: 0,
             },
             peers: vec![PeerSummary {
                 peer: HOSTILE.into(),
@@ -307,6 +312,7 @@ mod tests {
                 size: 10,
                 names: vec![HOSTILE.into()],
                 content_type: Some("text/html; charset=utf-8"),
+                state: "compiling".into(),
                 counters: ModuleCounters { calls: 3, ..ModuleCounters::default() },
             }],
             names: vec![NameRecord { name: HOSTILE.into(), module, version: 1, publisher: HOSTILE.into() }],

@@ -1,0 +1,134 @@
+//! `POST /modules`: the upload streams to a temp file beside the blobs while
+//! it is hashed (a module is never held whole in memory), and the deploy is
+//! answered once the bytes are checked and stored; compiling follows in the
+//! background. Every refusal is a JSON error.
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+use super::{auth, errors};
+use crate::service::Node;
+use crate::store::{BlobWriter, StagedBlob};
+
+/// After refusing an oversized upload, read (and drop) this much more of it
+/// so the client gets to read the refusal instead of a reset connection.
+const DRAIN_AFTER_REFUSAL_BYTES: u64 = 64 << 20;
+
+/// Chunks in flight between the connection and the disk writer.
+const WRITE_QUEUE_CHUNKS: usize = 16;
+
+#[derive(Deserialize)]
+pub struct DeployQuery {
+    name: Option<String>,
+}
+
+pub async fn deploy(
+    State(node): State<Node>,
+    Query(query): Query<DeployQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    if let Some(refused) = auth::refusal(node.config().admin_token.as_deref(), &headers) {
+        return refused;
+    }
+    let limit = node.config().max_module_bytes;
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if let Some(size) = announced.filter(|size| *size > limit) {
+        return too_large(size, limit);
+    }
+    let staged = match receive(&node, body, limit).await {
+        Ok(staged) => staged,
+        Err(refusal) => return refusal,
+    };
+    match node.deploy(staged, query.name.as_deref()).await {
+        Ok(deployed) => {
+            let status = if deployed.new { StatusCode::CREATED } else { StatusCode::OK };
+            (status, Json(deployed)).into_response()
+        }
+        Err(error) => errors::error_response(&error),
+    }
+}
+
+/// Streams the body into a staged blob on a blocking thread; refuses it
+/// (and drops what was written) once it passes `limit` bytes.
+async fn receive(node: &Node, body: Body, limit: u64) -> Result<StagedBlob, Response> {
+    let writer = node.stage_upload().map_err(|error| storage_failure(&error))?;
+    let (chunks, mut received) = mpsc::channel::<Bytes>(WRITE_QUEUE_CHUNKS);
+    let writing = tokio::task::spawn_blocking(move || write_chunks(writer, &mut received));
+    let mut stream = body.into_data_stream();
+    let mut size = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            // The client went away mid-upload; the writer drops the temp file.
+            Err(error) => return Err(bad_upload(&format!("the upload broke off: {error}"))),
+        };
+        size += chunk.len() as u64;
+        if size > limit {
+            drop(chunks);
+            let mut drained = 0u64;
+            while let Some(Ok(chunk)) = stream.next().await {
+                drained += chunk.len() as u64;
+                if drained > DRAIN_AFTER_REFUSAL_BYTES {
+                    break;
+                }
+            }
+            return Err(too_large(size + drained, limit));
+        }
+        if chunks.send(chunk).await.is_err() {
+            break; // The writer failed; its error is reported below.
+        }
+    }
+    drop(chunks);
+    match writing.await {
+        Ok(Ok(staged)) => Ok(staged),
+        Ok(Err(error)) => Err(storage_failure(&error)),
+        Err(error) => Err(storage_failure(&std::io::Error::other(error.to_string()))),
+    }
+}
+
+fn write_chunks(mut writer: BlobWriter, chunks: &mut mpsc::Receiver<Bytes>) -> std::io::Result<StagedBlob> {
+    while let Some(chunk) = chunks.blocking_recv() {
+        writer.write(&chunk)?;
+    }
+    writer.finish()
+}
+
+fn too_large(size: u64, limit: u64) -> Response {
+    let body = serde_json::json!({
+        "error": "module_too_large",
+        "message": format!(
+            "the module is {size} bytes or more, over this node's limit of {limit} bytes (nebula node --max-module-bytes)"
+        ),
+        "detail": { "size_at_least": size, "limit_bytes": limit },
+    });
+    (StatusCode::PAYLOAD_TOO_LARGE, Json(body)).into_response()
+}
+
+fn bad_upload(message: &str) -> Response {
+    let body = serde_json::json!({ "error": "bad_request", "message": message, "detail": {} });
+    (StatusCode::BAD_REQUEST, Json(body)).into_response()
+}
+
+/// The disk refused the bytes (full, read-only): nothing was stored.
+fn storage_failure(error: &std::io::Error) -> Response {
+    let status = match error.kind() {
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => StatusCode::INSUFFICIENT_STORAGE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    let body = serde_json::json!({
+        "error": "storage",
+        "message": format!("the node could not store the module: {error}"),
+        "detail": {},
+    });
+    (status, Json(body)).into_response()
+}
