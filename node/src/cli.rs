@@ -168,6 +168,10 @@ pub struct NodeArgs {
     /// Calls executing at once (default: number of CPUs, at least 2).
     #[arg(long)]
     pub concurrency: Option<u32>,
+    /// Calls of one module that may wait for an execution slot; more are
+    /// refused with 503 `overloaded` and a Retry-After (default 256).
+    #[arg(long)]
+    pub queue_per_module: Option<u32>,
     /// Default fuel per call.
     #[arg(long)]
     pub fuel: Option<u64>,
@@ -290,6 +294,9 @@ impl NodeArgs {
         config.verify_remote = self.verify_remote;
         if let Some(concurrency) = self.concurrency {
             config.concurrency = concurrency.max(1);
+        }
+        if let Some(queue) = self.queue_per_module {
+            config.queue_per_module = queue.max(1);
         }
         let limits = &mut config.default_limits;
         limits.fuel = self.fuel.unwrap_or(limits.fuel);
@@ -469,7 +476,10 @@ pub async fn run_client(command: Command) -> anyhow::Result<i32> {
                 "cache       {} results in memory ({} bytes), {} on disk",
                 status.memory_cache_entries, status.memory_cache_bytes, status.stored_results
             );
-            println!("calls       {} in flight, {} at once", status.calls_in_flight, status.concurrency);
+            println!(
+                "calls       {} in flight ({} waiting for a slot), {} at once",
+                status.calls_in_flight, status.calls_queued, status.concurrency
+            );
             println!("peers       {} connected", status.peers_connected);
             for address in &status.listen_addresses {
                 println!("listening   {address}");

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use nebula_protocol::Limits;
 
@@ -22,6 +23,12 @@ pub struct NodeConfig {
     pub max_limits: Limits,
     /// Calls executing at once; more wait in a queue. Also sizes the wasm instance pool.
     pub concurrency: u32,
+    /// Calls of one module that may wait for a slot; more are refused as
+    /// `overloaded` with a retry hint (`--queue-per-module`).
+    pub queue_per_module: u32,
+    /// While a quick call ran this recently, slow modules cannot take the
+    /// slots kept for quick ones (see `service/fair_slots.rs`).
+    pub quick_traffic_window: Duration,
     /// Bytes of results kept in memory in front of the on-disk cache.
     pub memory_cache_bytes: u64,
     /// The largest module a deploy may upload (`--max-module-bytes`).
@@ -58,6 +65,8 @@ impl NodeConfig {
                 output_bytes: 64 << 20,
             },
             concurrency: std::thread::available_parallelism().map_or(2, |n| n.get() as u32).max(2),
+            queue_per_module: 256,
+            quick_traffic_window: crate::service::QUICK_TRAFFIC_WINDOW,
             memory_cache_bytes: 64 << 20,
             max_module_bytes: DEFAULT_MAX_MODULE_BYTES,
             runtime: RuntimeSettings::default(),

@@ -61,6 +61,9 @@ pub enum CallError {
     /// Peers' results could not be confirmed by enough independent executors.
     #[error("the result could not be verified: {reason}")]
     Unverified { reason: String },
+    /// Too many calls of this module wait for an execution slot.
+    #[error("{queued} calls of module {module} already wait to run on this node; retry in {retry_after_ms} ms")]
+    Overloaded { module: ModuleId, queued: u64, retry_after_ms: u64 },
 }
 
 fn tail_suffix(stderr_tail: &str) -> String {
@@ -104,6 +107,7 @@ impl CallError {
             CallError::Internal { .. } => "internal",
             CallError::InvalidName { .. } => "invalid_name",
             CallError::Unverified { .. } => "unverified",
+            CallError::Overloaded { .. } => "overloaded",
         }
     }
 }

@@ -16,7 +16,7 @@ use nebula_protocol::{CacheStatus, CallKey, ExecutionRecord, LimitOverrides, Mod
 use quick_cache::sync::Cache;
 use serde::Deserialize;
 
-use super::errors::{error_body, status_for};
+use super::errors::{self, error_body, status_for};
 use crate::footprint::CallFootprint;
 use crate::service::{CallResponse, Node};
 
@@ -194,7 +194,9 @@ impl Calls {
             Err(error) => {
                 let mut headers = node_headers(node);
                 headers.insert(X_NEBULA_MICROS, micros);
-                return (status_for(&error), headers, error_body(&error)).into_response();
+                let mut response = errors::error_response(&error);
+                response.headers_mut().extend(headers);
+                return response;
             }
         };
         let by_hash = reference.parse::<ModuleId>().is_ok_and(|module| module == answer.record.module);

@@ -12,6 +12,10 @@ use serde::Serialize;
 pub trait Problem: std::fmt::Display + Serialize {
     fn kind(&self) -> &'static str;
     fn status(&self) -> StatusCode;
+    /// When a retry may succeed, for a `Retry-After` header.
+    fn retry_after_ms(&self) -> Option<u64> {
+        None
+    }
 }
 
 impl Problem for CallError {
@@ -28,6 +32,14 @@ impl Problem for CallError {
             CallError::ModuleCorrupt { .. } | CallError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             // Peers answered, but not in a way this node can trust.
             CallError::Unverified { .. } => StatusCode::BAD_GATEWAY,
+            CallError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn retry_after_ms(&self) -> Option<u64> {
+        match self {
+            CallError::Overloaded { retry_after_ms, .. } => Some(*retry_after_ms),
+            _ => None,
         }
     }
 }
@@ -59,7 +71,13 @@ pub fn error_body(problem: &impl Problem) -> Json<serde_json::Value> {
 }
 
 pub fn error_response(problem: &impl Problem) -> Response {
-    (problem.status(), error_body(problem)).into_response()
+    let mut response = (problem.status(), error_body(problem)).into_response();
+    if let Some(millis) = problem.retry_after_ms() {
+        // Retry-After counts whole seconds.
+        let seconds = millis.div_ceil(1000).max(1);
+        response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
+    }
+    response
 }
 
 /// Every refusal is Nebula's JSON error: the few that axum's extractors

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use nebula_protocol::{CallError, CallKey, ExecutionRecord, FlightId, Limits, ModuleId, Timings};
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::core_task::Completion;
+use super::fair_slots::{Acquired, Slot};
 use super::{Shared, internal, unix_ms};
 use crate::footprint::{Footprint, thread_cpu_time};
 use crate::runtime::Prepared;
@@ -24,9 +24,9 @@ pub(super) struct ExecutionJob {
     pub(super) queued: Instant,
 }
 
-/// Runs `job` on a blocking thread once a slot is free, and reports it to
-/// the core task. The common case (a free slot) goes straight to the
-/// blocking pool.
+/// Runs `job` on a blocking thread once its module's turn for a slot comes
+/// (`fair_slots`), and reports it to the core task. The common case (a free
+/// slot) goes straight to the blocking pool.
 pub(super) fn start(shared: &Arc<Shared>, job: ExecutionJob, done: UnboundedSender<Completion>) {
     // A module still compiling is waited for before taking a slot.
     if let Some(compiled) = shared.runtime.until_compiled(&job.module, &shared.blobs.path(&job.module)) {
@@ -37,12 +37,12 @@ pub(super) fn start(shared: &Arc<Shared>, job: ExecutionJob, done: UnboundedSend
         });
         return;
     }
-    match shared.execution_slots.clone().try_acquire_owned() {
-        Ok(slot) => run_on_blocking_thread(shared.clone(), job, slot, done),
-        Err(_) => {
+    match shared.execution_slots.acquire(job.module) {
+        Ok(Acquired::Now(slot)) => run_on_blocking_thread(shared.clone(), job, slot, done),
+        Ok(Acquired::Queued(turn)) => {
             let shared = shared.clone();
             tokio::spawn(async move {
-                match shared.execution_slots.clone().acquire_owned().await {
+                match turn.await {
                     Ok(slot) => run_on_blocking_thread(shared, job, slot, done),
                     Err(_) => {
                         let result = Err(internal("the node is shutting down"));
@@ -51,15 +51,18 @@ pub(super) fn start(shared: &Arc<Shared>, job: ExecutionJob, done: UnboundedSend
                 }
             });
         }
+        Err(overloaded) => {
+            let result = Err(CallError::Overloaded {
+                module: job.module,
+                queued: overloaded.queued as u64,
+                retry_after_ms: overloaded.retry_after.as_millis() as u64,
+            });
+            let _ = done.send(Completion::Executed { flight: job.flight, result });
+        }
     }
 }
 
-fn run_on_blocking_thread(
-    shared: Arc<Shared>,
-    job: ExecutionJob,
-    slot: OwnedSemaphorePermit,
-    done: UnboundedSender<Completion>,
-) {
+fn run_on_blocking_thread(shared: Arc<Shared>, job: ExecutionJob, slot: Slot, done: UnboundedSender<Completion>) {
     tokio::task::spawn_blocking(move || {
         let queue_us = job.queued.elapsed().as_micros() as u64;
         let run = || shared.execute(&job.key, job.module, &job.input, &job.limits, queue_us);

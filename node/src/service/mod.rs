@@ -5,6 +5,7 @@
 mod activity;
 mod core_task;
 mod executions;
+mod fair_slots;
 mod storage;
 
 use std::collections::HashMap;
@@ -23,6 +24,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use activity::Activity;
 pub use activity::{ActivitySnapshot, ModuleCounters, RecentCall, SecondCounts};
 use core_task::{CoreTask, Input, Inputs};
+pub use fair_slots::QUICK_TRAFFIC_WINDOW;
 use storage::StoredKeys;
 
 use crate::config::NodeConfig;
@@ -80,8 +82,10 @@ struct Shared {
     ledger: Ledger,
     energy: EnergyMeter,
     /// Bounds executions in flight so a flood of slow calls cannot starve the
-    /// HTTP server (they wait here instead of occupying blocking threads).
-    execution_slots: Arc<Semaphore>,
+    /// HTTP server (they wait here instead of occupying blocking threads),
+    /// and shares them between modules so one module's flood cannot starve
+    /// the others.
+    execution_slots: Arc<fair_slots::FairSlots>,
     /// Bounds modules from peers being compiled at once.
     replication_slots: Arc<Semaphore>,
     /// Absent when the node runs without a mesh.
@@ -147,6 +151,9 @@ pub struct NodeStatus {
     pub memory_cache_bytes: u64,
     pub stored_results: u64,
     pub calls_in_flight: usize,
+    /// Executions waiting for a slot (`fair_slots`).
+    #[serde(default)]
+    pub calls_queued: usize,
     pub concurrency: u32,
     pub default_limits: Limits,
     pub max_limits: Limits,
@@ -192,7 +199,11 @@ impl Node {
             handles: AtomicUsize::new(1),
             resolver: ArcSwap::new(core.resolver().clone()),
             memory: MemoryResults::new(config.memory_cache_bytes),
-            execution_slots: Arc::new(Semaphore::new(config.concurrency as usize)),
+            execution_slots: fair_slots::FairSlots::new(
+                config.concurrency as usize,
+                config.queue_per_module as usize,
+                config.quick_traffic_window,
+            ),
             replication_slots: Arc::new(Semaphore::new((config.concurrency as usize / 2).max(1))),
             energy: EnergyMeter::new(config.watts_per_core),
             node_id_header: axum::http::HeaderValue::from_str(&node_id).expect("a peer id is a valid header value"),
@@ -368,6 +379,7 @@ impl Node {
             memory_cache_bytes: shared.memory.bytes(),
             stored_results,
             calls_in_flight,
+            calls_queued: shared.execution_slots.queued(),
             concurrency: shared.config.concurrency,
             default_limits: shared.config.default_limits,
             max_limits: shared.config.max_limits,
@@ -497,6 +509,8 @@ impl Node {
         if self.inbox.send(Input::Shutdown(done)).is_ok() {
             let _ = stopped.await;
         }
+        // Executions still waiting for a slot are told the node is stopping.
+        self.shared.execution_slots.close();
         let patience = Duration::from_millis(self.shared.config.max_limits.deadline_ms) + Duration::from_secs(5);
         let started = Instant::now();
         let working = |shared: &Arc<Shared>| Arc::strong_count(shared) > shared.handles.load(Ordering::Relaxed);

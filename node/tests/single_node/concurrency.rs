@@ -65,3 +65,51 @@ async fn hostile_calls_do_not_stop_other_calls() {
     assert!(started.elapsed() > normal_done);
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_one_module_cannot_hold_every_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start_with(dir.path(), |config| {
+        config.concurrency = 2;
+        // Quick calls count as recent for the whole test, however slow the machine.
+        config.quick_traffic_window = Duration::from_secs(600);
+    })
+    .await;
+    node.deploy(fixture("endless-loop"), "loop").await;
+    node.deploy(function("fibonacci"), "fibonacci").await;
+    // Its first run teaches the node that fibonacci is quick; the second is quick traffic.
+    for input in [b"10", b"11"] {
+        assert_eq!(node.call("fibonacci", input, "").await.status, StatusCode::OK);
+    }
+
+    // Three endless loops for two slots, each bounded by a 3 s deadline.
+    let hostile = tokio::spawn({
+        let url = node.url.clone();
+        async move {
+            let client = reqwest::Client::new();
+            let spin = |input: &'static str| {
+                client.post(format!("{url}/api/loop?fuel=1000000000000&deadline_ms=3000")).body(input).send()
+            };
+            let (a, b, c) = tokio::join!(spin("a"), spin("b"), spin("c"));
+            [a.unwrap().status(), b.unwrap().status(), c.unwrap().status()]
+        }
+    });
+    // The loops' module was never run: it counts as slow, so one loop runs
+    // and two wait, with the second slot kept free for quick calls.
+    let waited = Instant::now();
+    loop {
+        let status = node.get("/status").await.json();
+        if status["calls_in_flight"] == 3 && status["calls_queued"] == 2 {
+            break;
+        }
+        assert!(waited.elapsed() < Duration::from_secs(30), "the loops never queued: {status}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for n in 0..5 {
+        let answer = node.call("fibonacci", format!("{}", 20 + n).as_bytes(), "").await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    }
+    assert!(!hostile.is_finished(), "the quick calls did not wait for a loop's deadline");
+    assert_eq!(hostile.await.unwrap(), [StatusCode::GATEWAY_TIMEOUT; 3]);
+    node.stop().await;
+}

@@ -131,6 +131,7 @@ pub fn render(data: &DashboardData, refresh_seconds: u32) -> Markup {
                         (tile(bytes(status.memory_cache_bytes), "memory cache"))
                         (tile(status.stored_results, "results on disk"))
                         (tile(format!("{} / {}", status.calls_in_flight, status.concurrency), "in flight / slots"))
+                        (tile(status.calls_queued, "waiting for a slot"))
                     }
                     section #activity {
                         h2 { "Calls per second" }
@@ -289,6 +290,7 @@ mod tests {
                 memory_cache_bytes: 0,
                 stored_results: 0,
                 calls_in_flight: 0,
+                calls_queued: 0,
                 concurrency: 2,
                 default_limits: Limits::default(),
                 max_limits: Limits::default(),

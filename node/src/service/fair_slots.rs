@@ -1,0 +1,377 @@
+//! Execution slots shared fairly between modules.
+//!
+//! A plain FIFO of slots lets a flood of one bad function hold every slot
+//! (endless loops hold one each for a whole deadline), so an honest call
+//! waits about a deadline. Here calls wait in one bounded queue per module,
+//! and a freed slot goes to the next module in round-robin order. Round-robin
+//! alone still lets slow calls fill every slot between two dispatches, so
+//! modules are also sorted into two lanes by how long their calls held a
+//! slot lately: modules known to be quick may use every slot, while slow or
+//! never-seen modules share all but a reserve. The reserve is lent to slow
+//! modules only while no quick call has been dispatched for
+//! [`QUICK_TRAFFIC_WINDOW`], so a node that only runs slow functions still
+//! uses all its slots.
+//!
+//! A full queue is refused at once with a retry hint rather than queued
+//! without bound.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nebula_protocol::ModuleId;
+use tokio::sync::oneshot;
+
+/// A module whose calls held a slot this long on average (recent calls
+/// weigh most) is slow.
+pub const SLOW_HOLD: Duration = Duration::from_millis(100);
+
+/// How recently a quick call must have been dispatched for the reserve to
+/// be kept for quick calls (`NodeConfig::quick_traffic_window`).
+pub const QUICK_TRAFFIC_WINDOW: Duration = Duration::from_secs(2);
+
+/// Weight of the newest hold time in a module's average.
+const NEWEST_WEIGHT: f64 = 0.3;
+
+/// Modules whose hold times are remembered; beyond this an arbitrary one is
+/// forgotten (it then counts as never seen, which only queues it as slow).
+const REMEMBERED_MODULES: usize = 4096;
+
+/// The queue of this module is full: try again after `retry_after`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Overloaded {
+    pub queued: usize,
+    pub retry_after: Duration,
+}
+
+pub struct FairSlots {
+    state: Mutex<State>,
+}
+
+/// Holding one lets an execution run; dropping it hands the slot on.
+pub struct Slot {
+    slots: Arc<FairSlots>,
+    module: ModuleId,
+    slow_lane: bool,
+    since: Instant,
+    /// False for a slot that never reached its caller (already accounted for).
+    armed: bool,
+}
+
+/// What [`FairSlots::acquire`] gives: a slot now, or one to wait for
+/// (`None` if the slots were closed meanwhile).
+pub enum Acquired {
+    Now(Slot),
+    Queued(oneshot::Receiver<Slot>),
+}
+
+struct State {
+    total: usize,
+    quick_traffic_window: Duration,
+    reserve: usize,
+    queue_per_module: usize,
+    free: usize,
+    slow_running: usize,
+    waiting: HashMap<ModuleId, VecDeque<oneshot::Sender<Slot>>>,
+    /// Modules with waiting calls, in the order they are served.
+    turns: VecDeque<ModuleId>,
+    /// Average hold time per module, in microseconds.
+    holds: HashMap<ModuleId, f64>,
+    last_quick_dispatch: Option<Instant>,
+    closed: bool,
+}
+
+impl FairSlots {
+    /// `total` slots; a module may queue `queue_per_module` calls.
+    pub fn new(total: usize, queue_per_module: usize, quick_traffic_window: Duration) -> Arc<Self> {
+        let total = total.max(1);
+        Arc::new(FairSlots {
+            state: Mutex::new(State {
+                total,
+                quick_traffic_window,
+                // One slot in four, at least one: what slow calls cannot take
+                // while quick calls keep coming.
+                reserve: (total / 4).max(1),
+                queue_per_module: queue_per_module.max(1),
+                free: total,
+                slow_running: 0,
+                waiting: HashMap::new(),
+                turns: VecDeque::new(),
+                holds: HashMap::new(),
+                last_quick_dispatch: None,
+                closed: false,
+            }),
+        })
+    }
+
+    /// A slot for a call to `module`, now or once it is this module's turn.
+    pub fn acquire(self: &Arc<Self>, module: ModuleId) -> Result<Acquired, Overloaded> {
+        let mut state = self.state.lock().expect("slots lock");
+        if state.closed {
+            let (_, never) = oneshot::channel();
+            return Ok(Acquired::Queued(never));
+        }
+        let now = Instant::now();
+        let nobody_waiting = !state.waiting.contains_key(&module);
+        if nobody_waiting && state.may_start(&module, now) {
+            let slow_lane = state.take(&module, now);
+            return Ok(Acquired::Now(Slot { slots: self.clone(), module, slow_lane, since: now, armed: true }));
+        }
+        let retry_after = state.retry_hint(&module);
+        let queue_per_module = state.queue_per_module;
+        let queue = state.waiting.entry(module).or_default();
+        if queue.len() >= queue_per_module {
+            return Err(Overloaded { queued: queue.len(), retry_after });
+        }
+        let (sender, receiver) = oneshot::channel();
+        queue.push_back(sender);
+        if queue.len() == 1 {
+            state.turns.push_back(module);
+        }
+        Ok(Acquired::Queued(receiver))
+    }
+
+    /// Calls waiting for a slot, over all modules.
+    pub fn queued(&self) -> usize {
+        self.state.lock().expect("slots lock").waiting.values().map(VecDeque::len).sum()
+    }
+
+    /// Refuses every waiting call (their receivers get `None`) and every later one.
+    pub fn close(&self) {
+        let mut state = self.state.lock().expect("slots lock");
+        state.closed = true;
+        state.waiting.clear();
+        state.turns.clear();
+    }
+
+    fn release(self: &Arc<Self>, module: ModuleId, slow_lane: bool, held: Duration) {
+        let mut state = self.state.lock().expect("slots lock");
+        state.free += 1;
+        if slow_lane {
+            state.slow_running -= 1;
+        }
+        state.remember_hold(module, held);
+        self.dispatch(&mut state);
+    }
+
+    /// Hands free slots to waiting calls, one module per turn.
+    fn dispatch(self: &Arc<Self>, state: &mut State) {
+        let now = Instant::now();
+        let mut passed_over = 0;
+        while state.free > 0 && !state.closed && passed_over < state.turns.len() {
+            let module = state.turns.pop_front().expect("checked non-empty");
+            if !state.may_start(&module, now) {
+                // Slow lane full: its turn waits for a slow slot to free.
+                state.turns.push_back(module);
+                passed_over += 1;
+                continue;
+            }
+            let Some(queue) = state.waiting.get_mut(&module) else { continue };
+            let Some(waiter) = queue.pop_front() else { continue };
+            let more = !queue.is_empty();
+            if more {
+                state.turns.push_back(module);
+            } else {
+                state.waiting.remove(&module);
+            }
+            let slow_lane = state.take(&module, now);
+            let slot = Slot { slots: self.clone(), module, slow_lane, since: now, armed: true };
+            // A caller that stopped waiting hands the slot straight back
+            // (disarmed: its drop would re-enter `release` under this lock).
+            if let Err(mut slot) = waiter.send(slot) {
+                slot.armed = false;
+                state.free += 1;
+                if slow_lane {
+                    state.slow_running -= 1;
+                }
+            }
+            passed_over = 0;
+        }
+    }
+}
+
+impl State {
+    fn is_quick(&self, module: &ModuleId) -> bool {
+        self.holds.get(module).is_some_and(|micros| *micros < SLOW_HOLD.as_micros() as f64)
+    }
+
+    fn may_start(&self, module: &ModuleId, now: Instant) -> bool {
+        if self.free == 0 || self.closed {
+            return false;
+        }
+        if self.is_quick(module) {
+            return true;
+        }
+        let quick_traffic =
+            self.last_quick_dispatch.is_some_and(|at| now.duration_since(at) < self.quick_traffic_window);
+        !quick_traffic || self.slow_running < self.total - self.reserve
+    }
+
+    /// Takes a slot for `module`; says whether it runs in the slow lane.
+    fn take(&mut self, module: &ModuleId, now: Instant) -> bool {
+        self.free -= 1;
+        let slow_lane = !self.is_quick(module);
+        if slow_lane {
+            self.slow_running += 1;
+        } else {
+            self.last_quick_dispatch = Some(now);
+        }
+        slow_lane
+    }
+
+    fn remember_hold(&mut self, module: ModuleId, held: Duration) {
+        let micros = held.as_micros() as f64;
+        let average = match self.holds.get(&module) {
+            Some(previous) => previous * (1.0 - NEWEST_WEIGHT) + micros * NEWEST_WEIGHT,
+            None => {
+                if self.holds.len() >= REMEMBERED_MODULES
+                    && let Some(forgotten) = self.holds.keys().next().copied()
+                {
+                    self.holds.remove(&forgotten);
+                }
+                micros
+            }
+        };
+        self.holds.insert(module, average);
+    }
+
+    /// Roughly when the queue of `module` will have room: its queue's worth
+    /// of average holds spread over the slots, between 100 ms and 30 s.
+    fn retry_hint(&self, module: &ModuleId) -> Duration {
+        let queued = self.waiting.get(module).map_or(0, VecDeque::len) as f64;
+        let hold = self.holds.get(module).copied().unwrap_or(SLOW_HOLD.as_micros() as f64);
+        let micros = queued * hold / self.total as f64;
+        Duration::from_micros(micros as u64).clamp(Duration::from_millis(100), Duration::from_secs(30))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if self.armed {
+            self.slots.release(self.module, self.slow_lane, self.since.elapsed());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn module(n: u8) -> ModuleId {
+        ModuleId::of_bytes(&[n])
+    }
+
+    fn now(acquired: Acquired) -> Slot {
+        match acquired {
+            Acquired::Now(slot) => slot,
+            Acquired::Queued(_) => panic!("expected a slot at once"),
+        }
+    }
+
+    fn queued(acquired: Acquired) -> oneshot::Receiver<Slot> {
+        match acquired {
+            Acquired::Queued(receiver) => receiver,
+            Acquired::Now(_) => panic!("expected to queue"),
+        }
+    }
+
+    /// Makes `module` known as quick (or slow) by one remembered hold.
+    fn teach(slots: &Arc<FairSlots>, module: ModuleId, held: Duration) {
+        slots.state.lock().unwrap().remember_hold(module, held);
+    }
+
+    #[test]
+    fn a_freed_slot_goes_to_the_next_module_in_turn_not_the_longest_queue() {
+        let slots = FairSlots::new(1, 100, QUICK_TRAFFIC_WINDOW);
+        let (flood, honest) = (module(1), module(2));
+        teach(&slots, flood, Duration::from_millis(1));
+        teach(&slots, honest, Duration::from_millis(1));
+        let running = now(slots.acquire(flood).unwrap());
+        let mut flood_waiting: Vec<_> = (0..5).map(|_| queued(slots.acquire(flood).unwrap())).collect();
+        let mut honest_waiting = queued(slots.acquire(honest).unwrap());
+
+        drop(running);
+        let second = flood_waiting.remove(0).try_recv().expect("the flood's first waiter is first in turn");
+        assert!(honest_waiting.try_recv().is_err());
+        drop(second);
+        let honest_slot = honest_waiting.try_recv();
+        assert!(honest_slot.is_ok(), "the honest module's turn comes next, ahead of 4 flood calls");
+        assert_eq!(slots.queued(), 4);
+    }
+
+    #[test]
+    fn slow_modules_cannot_take_the_reserve_while_quick_calls_come() {
+        let slots = FairSlots::new(4, 100, QUICK_TRAFFIC_WINDOW);
+        let (slow, quick) = (module(1), module(2));
+        teach(&slots, slow, Duration::from_secs(1));
+        teach(&slots, quick, Duration::from_millis(1));
+        drop(now(slots.acquire(quick).unwrap())); // quick traffic is under way
+
+        let held: Vec<_> = (0..3).map(|_| now(slots.acquire(slow).unwrap())).collect();
+        let mut fourth_slow = queued(slots.acquire(slow).unwrap());
+        // The reserved slot stays for the quick module, again and again.
+        for _ in 0..3 {
+            drop(now(slots.acquire(quick).unwrap()));
+        }
+        assert!(fourth_slow.try_recv().is_err());
+        drop(held);
+        assert!(fourth_slow.try_recv().is_ok());
+    }
+
+    #[test]
+    fn never_seen_modules_queue_like_slow_ones() {
+        let slots = FairSlots::new(2, 100, QUICK_TRAFFIC_WINDOW);
+        let quick = module(2);
+        teach(&slots, quick, Duration::from_millis(1));
+        drop(now(slots.acquire(quick).unwrap()));
+        let _first = now(slots.acquire(module(7)).unwrap());
+        let _waiting = queued(slots.acquire(module(8)).unwrap());
+        let _quick = now(slots.acquire(quick).unwrap());
+    }
+
+    #[test]
+    fn without_quick_traffic_slow_modules_use_every_slot() {
+        let slots = FairSlots::new(4, 100, QUICK_TRAFFIC_WINDOW);
+        let slow = module(1);
+        teach(&slots, slow, Duration::from_secs(1));
+        let held: Vec<_> = (0..4).map(|_| now(slots.acquire(slow).unwrap())).collect();
+        assert_eq!(held.len(), 4);
+    }
+
+    #[test]
+    fn a_full_queue_is_refused_with_a_retry_hint_and_others_still_queue() {
+        let slots = FairSlots::new(1, 2, QUICK_TRAFFIC_WINDOW);
+        let (flood, other) = (module(1), module(2));
+        let _running = now(slots.acquire(flood).unwrap());
+        let _a = queued(slots.acquire(flood).unwrap());
+        let _b = queued(slots.acquire(flood).unwrap());
+        let refused = slots.acquire(flood).err().expect("third waiter refused");
+        assert_eq!(refused.queued, 2);
+        assert!(refused.retry_after >= Duration::from_millis(100));
+        assert!(slots.acquire(other).is_ok(), "another module's queue is its own");
+    }
+
+    #[test]
+    fn a_caller_that_stopped_waiting_passes_its_slot_on() {
+        let slots = FairSlots::new(1, 10, QUICK_TRAFFIC_WINDOW);
+        let m = module(1);
+        let running = now(slots.acquire(m).unwrap());
+        let gone = queued(slots.acquire(m).unwrap());
+        let mut next = queued(slots.acquire(m).unwrap());
+        drop(gone);
+        drop(running);
+        let slot = next.try_recv().expect("the slot skipped the caller that left");
+        drop(slot);
+        assert!(matches!(slots.acquire(m).unwrap(), Acquired::Now(_)), "and no slot leaked");
+    }
+
+    #[test]
+    fn closing_refuses_waiting_and_later_calls() {
+        let slots = FairSlots::new(1, 10, QUICK_TRAFFIC_WINDOW);
+        let _running = now(slots.acquire(module(1)).unwrap());
+        let mut waiting = queued(slots.acquire(module(1)).unwrap());
+        slots.close();
+        assert!(waiting.try_recv().is_err());
+        assert!(matches!(slots.acquire(module(2)).unwrap(), Acquired::Queued(_)));
+    }
+}
