@@ -5,8 +5,9 @@
 //! epoch deadlines), the same prepared instance (`InstancePre`), the same
 //! WASI purity profile and the node's default limits. Nothing else: no
 //! cache, no store, no signature, no bookkeeping, no execution slots. The
-//! guest runs right on the handler's thread, as a user after speed would
-//! write it (a node cannot: a 10 s call would stall its other connections).
+//! guest runs on tokio's blocking pool, as the node's do: wasmtime-wasi's
+//! synchronous WASI blocks on a runtime of its own, which panics on an async
+//! worker thread, so a handler cannot run it inline.
 //!
 //! `cargo run --release -p nebula-node --example hello_wasm -- 127.0.0.1:8092 target/functions/hash.wasm`
 
@@ -49,9 +50,14 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn call(State(function): State<Arc<Function>>, Path((_, input)): Path<(String, String)>) -> Response {
-    // The call key seeds the guest's random numbers, as on a node.
-    let key = CallKey::new(&function.module, input.as_bytes());
-    let report = function.runtime.execute(&function.prepared, &key, input.as_bytes(), &function.limits);
+    let run = move || {
+        // The call key seeds the guest's random numbers, as on a node.
+        let key = CallKey::new(&function.module, input.as_bytes());
+        function.runtime.execute(&function.prepared, &key, input.as_bytes(), &function.limits)
+    };
+    let Ok(report) = tokio::task::spawn_blocking(run).await else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "the execution panicked").into_response();
+    };
     match report.outcome {
         Outcome::Success { stdout, .. } => {
             ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], stdout).into_response()
