@@ -225,6 +225,11 @@ pub struct NodeArgs {
     /// node reads NEBULA_TOKEN; with neither, anyone who reaches it may deploy.
     #[arg(long)]
     pub token_file: Option<PathBuf>,
+    /// Start even though the HTTP API listens beyond this machine without an
+    /// admin token, so that anyone who can reach it may deploy and re-point
+    /// names (for an isolated lab network; a token is the better fix).
+    #[arg(long)]
+    pub allow_unauthenticated_deploys: bool,
     /// Run alone, without any peer-to-peer networking.
     #[arg(long)]
     pub standalone: bool,
@@ -287,6 +292,23 @@ impl NodeArgs {
             anyhow::bail!("the admin token must be at least {} characters long", crate::http::MIN_TOKEN_LEN);
         }
         Ok(token)
+    }
+
+    /// Protected mode (as Redis has it): an API reachable from other machines
+    /// without a token would let anyone replace what this node serves, so
+    /// the node refuses to start unless that is asked for explicitly.
+    pub fn check_protected_mode(&self, token: Option<&str>) -> anyhow::Result<()> {
+        if self.http.ip().is_loopback() || token.is_some() || self.allow_unauthenticated_deploys {
+            return Ok(());
+        }
+        anyhow::bail!(
+            "refusing to start: the HTTP API would listen on {}, beyond this machine, with no admin token, \
+             so anyone who can reach it could deploy modules and re-point names. Set a token \
+             (--token-file FILE, or NEBULA_TOKEN; at least {} characters), listen on 127.0.0.1, or, on a \
+             network you trust, pass --allow-unauthenticated-deploys",
+            self.http,
+            crate::http::MIN_TOKEN_LEN
+        )
     }
 
     pub fn config(&self) -> anyhow::Result<NodeConfig> {
@@ -481,6 +503,11 @@ pub async fn run_client(command: Command) -> anyhow::Result<i32> {
                 status.calls_in_flight, status.calls_queued, status.concurrency
             );
             println!("peers       {} connected", status.peers_connected);
+            let deploys = match status.deploys_open {
+                true => "open: anyone who reaches this node may deploy and re-point names",
+                false => "need the admin token",
+            };
+            println!("deploys     {deploys}");
             for address in &status.listen_addresses {
                 println!("listening   {address}");
             }
@@ -605,6 +632,24 @@ mod tests {
         let config = node_config(&["--max-output-bytes", "1024", "--max-fuel", "5000"]);
         assert_eq!((config.default_limits.output_bytes, config.max_limits.output_bytes), (1024, 1024));
         assert_eq!((config.default_limits.fuel, config.max_limits.fuel), (5000, 5000));
+    }
+
+    #[test]
+    fn an_api_open_to_the_network_needs_a_token_or_an_explicit_opt_out() {
+        let args = |extra: &[&str]| {
+            let cli = Cli::try_parse_from([&["nebula", "node"], extra].concat()).unwrap();
+            let Command::Node(args) = cli.command else { unreachable!() };
+            args
+        };
+        let token = Some("a-token-of-sixteen-chars");
+        assert!(args(&[]).check_protected_mode(None).is_ok(), "loopback by default");
+        assert!(args(&["--http", "[::1]:8080"]).check_protected_mode(None).is_ok());
+        let refused = args(&["--http", "0.0.0.0:8080"]).check_protected_mode(None).unwrap_err().to_string();
+        assert!(refused.contains("--token-file") && refused.contains("--allow-unauthenticated-deploys"), "{refused}");
+        assert!(args(&["--http", "10.0.0.5:8080"]).check_protected_mode(None).is_err());
+        assert!(args(&["--http", "0.0.0.0:8080"]).check_protected_mode(token).is_ok());
+        let opted_out = args(&["--http", "0.0.0.0:8080", "--allow-unauthenticated-deploys"]);
+        assert!(opted_out.check_protected_mode(None).is_ok());
     }
 
     #[test]

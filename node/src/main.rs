@@ -30,6 +30,7 @@ async fn main() {
 async fn run_node(args: nebula_node::cli::NodeArgs) -> anyhow::Result<()> {
     let mut config = args.config()?;
     config.admin_token = args.admin_token()?;
+    args.check_protected_mode(config.admin_token.as_deref())?;
     let listener = tokio::net::TcpListener::bind(config.http_addr)
         .await
         .map_err(|error| anyhow::anyhow!("cannot listen on {}: {error}", config.http_addr))?;

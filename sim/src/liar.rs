@@ -15,7 +15,7 @@ use rand_pcg::Pcg64Mcg;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Lie {
     /// Another output, signed by the liar as its own run.
-    SignedLie,
+    OwnSigned,
     /// Another output under the original signature.
     Altered,
     /// A correctly signed record of another call.
@@ -27,11 +27,11 @@ enum Lie {
 }
 
 impl Lie {
-    const ALL: [Lie; 5] = [Lie::SignedLie, Lie::Altered, Lie::Replayed, Lie::PinnedOnAnother, Lie::WrongKind];
+    const ALL: [Lie; 5] = [Lie::OwnSigned, Lie::Altered, Lie::Replayed, Lie::PinnedOnAnother, Lie::WrongKind];
 
     fn label(self) -> &'static str {
         match self {
-            Lie::SignedLie => "signed_lie",
+            Lie::OwnSigned => "signed_lie",
             Lie::Altered => "altered",
             Lie::Replayed => "replayed",
             Lie::PinnedOnAnother => "pinned_on_another",
@@ -88,8 +88,8 @@ impl Lies {
                 None => return wrap(record, remote),
             },
             Lie::Altered => ExecutionRecord { outcome: flipped(&record.outcome), ..record },
-            Lie::SignedLie | Lie::PinnedOnAnother => {
-                let executor = if lie == Lie::SignedLie { liar } else { other };
+            Lie::OwnSigned | Lie::PinnedOnAnother => {
+                let executor = if lie == Lie::OwnSigned { liar } else { other };
                 let mut lied =
                     ExecutionRecord { outcome: flipped(&record.outcome), executed_by: executor.into(), ..record };
                 ModelledSignatures::sign_as(liar, key, &mut lied);

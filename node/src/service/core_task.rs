@@ -23,6 +23,9 @@ use super::storage::StoredKeys;
 use super::{Shared, internal};
 use crate::mesh::{Command, NetworkEvent, NetworkHandle};
 
+/// A question about the core's state, answered on the core task.
+pub(super) type CoreQuery = Box<dyn FnOnce(&Core<PeerId>) + Send>;
+
 /// What callers ask of the core task.
 pub(super) enum Input {
     Call {
@@ -44,7 +47,7 @@ pub(super) enum Input {
         reply: oneshot::Sender<Result<NameRecord, CallError>>,
     },
     /// Reads the core's state (peers, modules, status).
-    Query(Box<dyn FnOnce(&Core<PeerId>) + Send>),
+    Query(CoreQuery),
     /// Stops the swarm and this task; `done` once the task has let go of the node.
     Shutdown(oneshot::Sender<()>),
 }

@@ -154,6 +154,9 @@ pub struct NodeStatus {
     /// Executions waiting for a slot (`fair_slots`).
     #[serde(default)]
     pub calls_queued: usize,
+    /// Deploys and name changes need no token (none is set).
+    #[serde(default)]
+    pub deploys_open: bool,
     pub concurrency: u32,
     pub default_limits: Limits,
     pub max_limits: Limits,
@@ -380,6 +383,7 @@ impl Node {
             stored_results,
             calls_in_flight,
             calls_queued: shared.execution_slots.queued(),
+            deploys_open: shared.config.admin_token.is_none(),
             concurrency: shared.config.concurrency,
             default_limits: shared.config.default_limits,
             max_limits: shared.config.max_limits,

@@ -46,6 +46,7 @@ async fn deploys_and_name_changes_need_the_token_calls_do_not() {
     // Calls and reads stay open.
     assert_eq!(node.get("/api/fibo/10").await.text(), "55");
     assert_eq!(node.get("/modules").await.status, 200);
+    assert_eq!(node.get("/status").await.json()["deploys_open"], false, "status says deploys need the token");
     node.stop().await;
 }
 
@@ -85,4 +86,14 @@ fn a_node_refuses_a_short_token() {
         .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("at least 16 characters"), "{output:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_a_token_says_its_deploys_are_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(dir.path()).await;
+    assert_eq!(node.get("/status").await.json()["deploys_open"], true);
+    let dashboard = node.get("/").await.text();
+    assert!(dashboard.contains("<b>open</b><span>deploys and names</span>"), "{dashboard}");
+    node.stop().await;
 }

@@ -193,3 +193,26 @@ fn every_command_exits_1_when_refused_and_2_when_the_node_is_unreachable() {
         assert!(stderr.contains("cannot reach the node"), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn a_node_open_to_the_network_without_a_token_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let run = |extra: &[&str]| {
+        let mut command = Command::new(nebula_binary());
+        command.args(["node", "--standalone", "--data", data.to_str().unwrap(), "--http", "0.0.0.0:0"]);
+        command.args(extra).env_remove("NEBULA_TOKEN").stdin(Stdio::null());
+        command
+    };
+    let refused = run(&[]).output().unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("refusing to start") && stderr.contains("--token-file"), "{stderr}");
+    // Opting out explicitly starts it: it serves until killed.
+    let mut started = run(&["--allow-unauthenticated-deploys"]).stderr(Stdio::piped()).spawn().unwrap();
+    let lines = BufReader::new(started.stderr.take().unwrap()).lines();
+    let serving = lines.map_while(Result::ok).find(|line| line.contains("serving http://"));
+    started.kill().unwrap();
+    started.wait().unwrap();
+    assert!(serving.as_deref().is_some_and(|line| line.contains("serving http://0.0.0.0:")), "{serving:?}");
+}

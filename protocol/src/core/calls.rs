@@ -114,7 +114,7 @@ impl<P: PeerKey> Core<P> {
         if let Some(record) = found {
             match self.judge_record(&from, &key, expected, record) {
                 Ok(record) => return self.remote_result(flight, from, Arc::new(record), CacheStatus::Hit),
-                Err(penalty) => actions.push(penalty),
+                Err(penalty) => actions.push(*penalty),
             }
         }
         self.holders.forget_result_holder(&key, &from);
@@ -216,7 +216,7 @@ impl<P: PeerKey> Core<P> {
             }
             Ok(Ok(remote)) => match self.judge_record(&from, &key, Some(module), remote.record) {
                 Ok(record) => return self.remote_result(flight, from, Arc::new(record), remote.cache),
-                Err(penalty) => actions.push(penalty),
+                Err(penalty) => actions.push(*penalty),
             },
             // The peer gave a clear answer about the call itself: pass it on,
             // unless it is "I do not have that module", which another may have

@@ -93,7 +93,7 @@ impl<P: PeerKey> Core<P> {
         };
         let record = match self.judge_record(&from, &key, Some(module), record) {
             Ok(record) => record,
-            Err(penalty) => return (Verdict::Reject, vec![penalty]),
+            Err(penalty) => return (Verdict::Reject, vec![*penalty]),
         };
         self.holders.learn_result(key, from);
         let keep = record.outcome.is_cacheable() && self.config.verify_remote == 0;

@@ -41,12 +41,12 @@ impl<P: PeerKey> Core<P> {
         key: &CallKey,
         module: Option<ModuleId>,
         record: ExecutionRecord,
-    ) -> Result<ExecutionRecord, Action<P>> {
+    ) -> Result<ExecutionRecord, Box<Action<P>>> {
         if let Err(reason) = self.signatures.verify(key, &record) {
-            return Err(self.penalise(from, Misbehaviour::ForgedRecord { reason }));
+            return Err(Box::new(self.penalise(from, Misbehaviour::ForgedRecord { reason })));
         }
         if module.is_some_and(|module| module != record.module) {
-            return Err(self.penalise(from, Misbehaviour::AnotherCall));
+            return Err(Box::new(self.penalise(from, Misbehaviour::AnotherCall)));
         }
         Ok(record)
     }

@@ -132,6 +132,7 @@ pub fn render(data: &DashboardData, refresh_seconds: u32) -> Markup {
                         (tile(status.stored_results, "results on disk"))
                         (tile(format!("{} / {}", status.calls_in_flight, status.concurrency), "in flight / slots"))
                         (tile(status.calls_queued, "waiting for a slot"))
+                        (tile(if status.deploys_open { "open" } else { "token" }, "deploys and names"))
                     }
                     section #activity {
                         h2 { "Calls per second" }
@@ -291,6 +292,7 @@ mod tests {
                 stored_results: 0,
                 calls_in_flight: 0,
                 calls_queued: 0,
+                deploys_open: true,
                 concurrency: 2,
                 default_limits: Limits::default(),
                 max_limits: Limits::default(),
