@@ -32,5 +32,7 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await?;
     node.flush()?;
+    // Peers see the connections close now, not after a ping timeout.
+    node.shutdown().await;
     Ok(())
 }

@@ -47,6 +47,9 @@ async fn run_node(args: nebula_node::cli::NodeArgs) -> anyhow::Result<()> {
     nebula_node::serve(node, listener, shutdown_signal()).await
 }
 
+/// The first SIGTERM or SIGINT stops the node gracefully: no new calls,
+/// calls under way finish (within their deadlines), results are flushed,
+/// the swarm closes its connections. A second one exits at once.
 async fn shutdown_signal() {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("installing a SIGTERM handler");
@@ -54,5 +57,13 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}
     }
-    tracing::info!("shutting down");
+    eprintln!("stopping: finishing the calls under way (signal again to exit at once)");
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+        eprintln!("second signal: exiting without waiting for the calls under way");
+        std::process::exit(1);
+    });
 }

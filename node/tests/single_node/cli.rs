@@ -216,3 +216,87 @@ fn a_node_open_to_the_network_without_a_token_refuses_to_start() {
     started.wait().unwrap();
     assert!(serving.as_deref().is_some_and(|line| line.contains("serving http://0.0.0.0:")), "{serving:?}");
 }
+
+/// Waits (bounded) for a node process to exit; its status, or None if it did not.
+fn exited_within(child: &mut Child, limit: std::time::Duration) -> Option<std::process::ExitStatus> {
+    let started = std::time::Instant::now();
+    while started.elapsed() < limit {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    None
+}
+
+fn signal(child: &Child, signal: libc::c_int) {
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, signal) }, 0);
+}
+
+#[test]
+fn sigterm_lets_the_calls_under_way_finish_keeps_what_was_acknowledged_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let functions = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/functions");
+    let mut node = NodeProcess::start(&data);
+    let deployed = node.run(&["deploy", functions.join("echo.wasm").to_str().unwrap(), "--name", "echo"], None);
+    assert!(deployed.status.success(), "{deployed:?}");
+    let looping = functions.join("fixtures/endless-loop.wasm");
+    assert!(node.run(&["deploy", looping.to_str().unwrap(), "--name", "loop"], None).status.success());
+    assert_eq!(stdout(&node.run(&["call", "echo", "kept"], None)), "kept");
+
+    // A call under way: an endless loop bounded by a 2 s deadline.
+    let slow = Command::new(nebula_binary())
+        .args(["call", "loop", "x", "--fuel", "100000000000", "--deadline-ms", "2000", "--node", &node.url])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = || node.run(&["status"], None);
+    let waited = std::time::Instant::now();
+    while !stdout(&status()).contains("1 in flight") {
+        assert!(waited.elapsed() < std::time::Duration::from_secs(30), "the slow call never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    signal(&node.child, libc::SIGTERM);
+    // The call under way gets its own answer, not a reset connection.
+    let answered = slow.wait_with_output().unwrap();
+    assert!(String::from_utf8_lossy(&answered.stderr).contains("exceeded its deadline"), "{answered:?}");
+    let exit = exited_within(&mut node.child, std::time::Duration::from_secs(60)).expect("the node stopped");
+    assert!(exit.success(), "{exit:?}");
+
+    // Restarted on the same data: the module, its name and the result are there.
+    let restarted = NodeProcess::start(&data);
+    let answer = restarted.run(&["call", "-v", "echo", "kept"], None);
+    assert_eq!(stdout(&answer), "kept");
+    assert!(String::from_utf8_lossy(&answer.stderr).contains("cache: hit"), "{answer:?}");
+}
+
+#[test]
+fn a_second_signal_stops_a_node_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let functions = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/functions");
+    let mut node = NodeProcess::start_with(&dir.path().join("data"), &["--max-deadline-ms", "600000"]);
+    let looping = functions.join("fixtures/endless-loop.wasm");
+    assert!(node.run(&["deploy", looping.to_str().unwrap(), "--name", "loop"], None).status.success());
+    // A call that would hold a graceful stop for ten minutes.
+    let mut slow = Command::new(nebula_binary())
+        .args(["call", "loop", "x", "--fuel", "100000000000000", "--deadline-ms", "600000", "--node", &node.url])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let waited = std::time::Instant::now();
+    while !stdout(&node.run(&["status"], None)).contains("1 in flight") {
+        assert!(waited.elapsed() < std::time::Duration::from_secs(30), "the slow call never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    signal(&node.child, libc::SIGTERM);
+    assert!(exited_within(&mut node.child, std::time::Duration::from_millis(500)).is_none(), "waiting for the call");
+    signal(&node.child, libc::SIGINT);
+    let exit =
+        exited_within(&mut node.child, std::time::Duration::from_secs(60)).expect("the second signal stopped it");
+    assert!(!exit.success(), "an interrupted stop is not a clean one: {exit:?}");
+    // Its connection closed with the node, so the client ends too.
+    assert!(exited_within(&mut slow, std::time::Duration::from_secs(60)).is_some(), "the client was left hanging");
+}
