@@ -230,6 +230,11 @@ pub struct NodeArgs {
     /// names (for an isolated lab network; a token is the better fix).
     #[arg(long)]
     pub allow_unauthenticated_deploys: bool,
+    /// Once the node accepts calls, write a JSON document here (atomically):
+    /// peer id, HTTP URL, p2p addresses, version. Wait for this file rather
+    /// than for a line in the log.
+    #[arg(long)]
+    pub ready_file: Option<PathBuf>,
     /// Run alone, without any peer-to-peer networking.
     #[arg(long)]
     pub standalone: bool,

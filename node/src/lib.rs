@@ -9,6 +9,7 @@ pub mod footprint;
 pub mod http;
 pub mod mesh;
 pub mod metrics;
+pub mod ready;
 pub mod result_cache;
 pub mod runtime;
 pub mod service;

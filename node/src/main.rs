@@ -28,6 +28,10 @@ async fn main() {
 }
 
 async fn run_node(args: nebula_node::cli::NodeArgs) -> anyhow::Result<()> {
+    // A ready file left by an earlier run must not announce this one.
+    if let Some(path) = &args.ready_file {
+        let _ = std::fs::remove_file(path);
+    }
     let mut config = args.config()?;
     config.admin_token = args.admin_token()?;
     args.check_protected_mode(config.admin_token.as_deref())?;
@@ -35,13 +39,20 @@ async fn run_node(args: nebula_node::cli::NodeArgs) -> anyhow::Result<()> {
         .await
         .map_err(|error| anyhow::anyhow!("cannot listen on {}: {error}", config.http_addr))?;
     let node = nebula_node::Node::open(config).await?;
-    eprintln!("nebula node {} serving http://{}", node.id(), listener.local_addr()?);
-    // The p2p listeners report their addresses shortly after start.
+    let http_url = format!("http://{}", listener.local_addr()?);
+    eprintln!("nebula node {} serving {http_url}", node.id());
+    // Announced once the p2p listeners have their addresses.
     let announcer = node.clone();
+    let ready_file = args.ready_file.clone();
     tokio::spawn(async move {
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        for address in announcer.listen_addresses() {
+        let readiness = nebula_node::ready::readiness(&announcer, http_url).await;
+        for address in &readiness.p2p_addresses {
             eprintln!("nebula peer address {address}");
+        }
+        if let Some(path) = ready_file
+            && let Err(error) = nebula_node::ready::write(&path, &readiness)
+        {
+            eprintln!("error: cannot write the ready file {}: {error}", path.display());
         }
     });
     nebula_node::serve(node, listener, shutdown_signal()).await

@@ -1,10 +1,10 @@
 //! Five real `nebula` processes on loopback: deploy on one, call on all,
 //! kill one, keep calling.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use nebula_node::ready::Readiness;
 
 use crate::common::{function, nebula_binary};
 
@@ -20,34 +20,33 @@ impl Process {
     }
 
     fn start_with(data: &std::path::Path, bootstrap: &[String], extra: &[&str]) -> Process {
+        // Beside the data directory: each process has its own.
+        let ready_file = data.with_extension("ready");
         let mut command = Command::new(nebula_binary());
         command.args(["node", "--data", data.to_str().unwrap(), "--http", "127.0.0.1:0", "--no-mdns"]);
+        command.args(["--ready-file", ready_file.to_str().unwrap()]);
         command.args(extra);
         command.args(["--listen", "/ip4/127.0.0.1/tcp/0"]);
         for peer in bootstrap {
             command.args(["--peer", peer]);
         }
-        let mut child = command.stderr(Stdio::piped()).spawn().unwrap();
-        let lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let (found, wait) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                if let Some(url) = line.split("serving ").nth(1) {
-                    let _ = found.send(("http", url.trim().to_owned()));
-                }
-                if let Some(address) = line.split("peer address ").nth(1) {
-                    let _ = found.send(("peer", address.trim().to_owned()));
-                }
-            }
-        });
-        let (mut http, mut peer_address) = (None, None);
-        while http.is_none() || peer_address.is_none() {
-            match wait.recv_timeout(Duration::from_secs(20)).expect("node printed its addresses") {
-                ("http", url) => http = Some(url),
-                (_, address) => peer_address = Some(address),
-            }
+        let mut child = command.stderr(Stdio::null()).spawn().unwrap();
+        let readiness = wait_until_ready(&mut child, &ready_file);
+        let peer_address = readiness.p2p_addresses.first().expect("a mesh node has a p2p address").clone();
+        Process { child, http: readiness.http_url, peer_address }
+    }
+}
+
+/// Waits (bounded) for the node's ready file; fails if the node exits first.
+fn wait_until_ready(child: &mut Child, ready_file: &std::path::Path) -> Readiness {
+    let started = Instant::now();
+    loop {
+        if let Ok(bytes) = std::fs::read(ready_file) {
+            return serde_json::from_slice(&bytes).expect("a whole ready file");
         }
-        Process { child, http: http.unwrap(), peer_address: peer_address.unwrap() }
+        assert!(child.try_wait().unwrap().is_none(), "the node exited before it was ready");
+        assert!(started.elapsed() < Duration::from_secs(60), "no ready file after 60 s");
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

@@ -300,3 +300,24 @@ fn a_second_signal_stops_a_node_at_once() {
     // Its connection closed with the node, so the client ends too.
     assert!(exited_within(&mut slow, std::time::Duration::from_secs(60)).is_some(), "the client was left hanging");
 }
+
+#[test]
+fn the_ready_file_says_where_a_node_answers_once_it_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let ready_file = dir.path().join("node.ready");
+    std::fs::write(&ready_file, "left by an earlier run").unwrap();
+    let node = NodeProcess::start_with(&dir.path().join("data"), &["--ready-file", ready_file.to_str().unwrap()]);
+    let started = std::time::Instant::now();
+    let readiness: nebula_node::ready::Readiness = loop {
+        if let Ok(parsed) = serde_json::from_slice(&std::fs::read(&ready_file).unwrap_or_default()) {
+            break parsed;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "no ready file");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    assert_eq!(readiness.http_url, node.url);
+    assert!(readiness.p2p_addresses.is_empty(), "a standalone node has no p2p address");
+    assert_eq!(readiness.version, env!("CARGO_PKG_VERSION"));
+    let status = stdout(&node.run(&["status"], None));
+    assert!(status.contains(&readiness.peer_id), "{status}");
+}
