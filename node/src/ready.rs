@@ -37,12 +37,8 @@ pub async fn readiness(node: &Node, http_url: String) -> Readiness {
 }
 
 /// Writes `readiness` to `path` so that a reader never sees half a file.
-pub fn write(path: &Path, readiness: &Readiness) -> std::io::Result<()> {
-    let mut temporary = path.as_os_str().to_owned();
-    temporary.push(".tmp");
-    let temporary = std::path::PathBuf::from(temporary);
-    std::fs::write(&temporary, serde_json::to_vec_pretty(readiness)?)?;
-    std::fs::rename(&temporary, path)
+pub fn write(path: &Path, readiness: &Readiness) -> anyhow::Result<()> {
+    crate::store::write_atomically(path, &serde_json::to_vec_pretty(readiness)?)
 }
 
 #[cfg(test)]

@@ -58,8 +58,8 @@ pub struct Slot {
     armed: bool,
 }
 
-/// What [`FairSlots::acquire`] gives: a slot now, or one to wait for
-/// (`None` if the slots were closed meanwhile).
+/// What [`FairSlots::acquire`] gives: a slot now, or one to wait for (the
+/// receiver fails if the slots are closed meanwhile).
 pub enum Acquired {
     Now(Slot),
     Queued(oneshot::Receiver<Slot>),
@@ -118,12 +118,11 @@ impl FairSlots {
             let slow_lane = state.take(&module, now);
             return Ok(Acquired::Now(Slot { slots: self.clone(), module, slow_lane, since: now, armed: true }));
         }
-        let retry_after = state.retry_hint(&module);
-        let queue_per_module = state.queue_per_module;
-        let queue = state.waiting.entry(module).or_default();
-        if queue.len() >= queue_per_module {
-            return Err(Overloaded { queued: queue.len(), retry_after });
+        let queued = state.waiting.get(&module).map_or(0, VecDeque::len);
+        if queued >= state.queue_per_module {
+            return Err(Overloaded { queued, retry_after: state.retry_hint(&module, queued) });
         }
+        let queue = state.waiting.entry(module).or_default();
         let (sender, receiver) = oneshot::channel();
         queue.push_back(sender);
         if queue.len() == 1 {
@@ -147,10 +146,7 @@ impl FairSlots {
 
     fn release(self: &Arc<Self>, module: ModuleId, slow_lane: bool, held: Duration) {
         let mut state = self.state.lock().expect("slots lock");
-        state.free += 1;
-        if slow_lane {
-            state.slow_running -= 1;
-        }
+        state.give_back(slow_lane);
         state.remember_hold(module, held);
         self.dispatch(&mut state);
     }
@@ -181,10 +177,7 @@ impl FairSlots {
             // (disarmed: its drop would re-enter `release` under this lock).
             if let Err(mut slot) = waiter.send(slot) {
                 slot.armed = false;
-                state.free += 1;
-                if slow_lane {
-                    state.slow_running -= 1;
-                }
+                state.give_back(slow_lane);
             }
             passed_over = 0;
         }
@@ -220,6 +213,14 @@ impl State {
         slow_lane
     }
 
+    /// Undoes [`State::take`].
+    fn give_back(&mut self, slow_lane: bool) {
+        self.free += 1;
+        if slow_lane {
+            self.slow_running -= 1;
+        }
+    }
+
     fn remember_hold(&mut self, module: ModuleId, held: Duration) {
         let micros = held.as_micros() as f64;
         let average = match self.holds.get(&module) {
@@ -236,12 +237,12 @@ impl State {
         self.holds.insert(module, average);
     }
 
-    /// Roughly when the queue of `module` will have room: its queue's worth
-    /// of average holds spread over the slots, between 100 ms and 30 s.
-    fn retry_hint(&self, module: &ModuleId) -> Duration {
-        let queued = self.waiting.get(module).map_or(0, VecDeque::len) as f64;
+    /// Roughly when a full queue of `module` will have room: its `queued`
+    /// calls' worth of average holds spread over the slots, between 100 ms
+    /// and 30 s.
+    fn retry_hint(&self, module: &ModuleId, queued: usize) -> Duration {
         let hold = self.holds.get(module).copied().unwrap_or(SLOW_HOLD.as_micros() as f64);
-        let micros = queued * hold / self.total as f64;
+        let micros = queued as f64 * hold / self.total as f64;
         Duration::from_micros(micros as u64).clamp(Duration::from_millis(100), Duration::from_secs(30))
     }
 }

@@ -20,7 +20,12 @@ pub use result_writer::ResultWriter;
 /// new one, whatever instant the process dies at: temp file, fsync, rename,
 /// fsync of the directory.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = path.parent().ok_or_else(|| anyhow::anyhow!("{} has no parent directory", path.display()))?;
+    let dir = match path.parent() {
+        // A bare file name lives in the current directory.
+        Some(parent) if parent.as_os_str().is_empty() => Path::new("."),
+        Some(parent) => parent,
+        None => anyhow::bail!("{} has no parent directory", path.display()),
+    };
     let temp = temp_path(dir);
     let result = (|| {
         let mut file = File::create(&temp)?;

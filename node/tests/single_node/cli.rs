@@ -229,6 +229,15 @@ fn exited_within(child: &mut Child, limit: std::time::Duration) -> Option<std::p
     None
 }
 
+/// Waits (bounded) until `nebula status` shows the slow call under way.
+fn wait_until_one_call_is_in_flight(node: &NodeProcess) {
+    let waited = std::time::Instant::now();
+    while !stdout(&node.run(&["status"], None)).contains("1 in flight") {
+        assert!(waited.elapsed() < std::time::Duration::from_secs(30), "the slow call never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 fn signal(child: &Child, signal: libc::c_int) {
     assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, signal) }, 0);
 }
@@ -252,12 +261,7 @@ fn sigterm_lets_the_calls_under_way_finish_keeps_what_was_acknowledged_and_exits
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let status = || node.run(&["status"], None);
-    let waited = std::time::Instant::now();
-    while !stdout(&status()).contains("1 in flight") {
-        assert!(waited.elapsed() < std::time::Duration::from_secs(30), "the slow call never started");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_until_one_call_is_in_flight(&node);
     signal(&node.child, libc::SIGTERM);
     // The call under way gets its own answer, not a reset connection.
     let answered = slow.wait_with_output().unwrap();
@@ -286,11 +290,7 @@ fn a_second_signal_stops_a_node_at_once() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let waited = std::time::Instant::now();
-    while !stdout(&node.run(&["status"], None)).contains("1 in flight") {
-        assert!(waited.elapsed() < std::time::Duration::from_secs(30), "the slow call never started");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_until_one_call_is_in_flight(&node);
     signal(&node.child, libc::SIGTERM);
     assert!(exited_within(&mut node.child, std::time::Duration::from_millis(500)).is_none(), "waiting for the call");
     signal(&node.child, libc::SIGINT);
