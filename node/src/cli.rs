@@ -2,18 +2,15 @@
 //! client of a node's HTTP API (`--node`, default the local node).
 
 use std::io::{IsTerminal, Read, Write};
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
 use crate::client::{NodeClient, error_message};
-use crate::config::NodeConfig;
 use crate::http::FootprintReport;
-use crate::mesh::MeshSettings;
 use crate::service::{ModuleSummary, NodeStatus, PeerSummary};
+use crate::settings::NodeSettings;
 
 pub const DEFAULT_NODE_URL: &str = "http://127.0.0.1:8080";
 
@@ -28,6 +25,9 @@ pub struct Cli {
 pub enum Command {
     /// Run a node.
     Node(Box<NodeArgs>),
+    /// Inspect a node's settings.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Print the peer id of the node whose data directory this is (creating
     /// its key if it has none yet), to hand to other nodes' `--peer`.
     Id {
@@ -157,248 +157,44 @@ impl Target {
     }
 }
 
+/// `nebula node`: settings from a file, then `NEBULA_<KEY>` variables, then flags.
 #[derive(Args, Debug)]
 pub struct NodeArgs {
-    /// Data directory (modules, names, cached results, node identity).
-    #[arg(long, default_value = "./nebula-data")]
-    pub data: PathBuf,
-    /// Address of the HTTP API.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    pub http: SocketAddr,
-    /// Calls executing at once (default: number of CPUs, at least 2).
-    #[arg(long)]
-    pub concurrency: Option<u32>,
-    /// Calls of one module that may wait for an execution slot; more are
-    /// refused with 503 `overloaded` and a Retry-After (default 256).
-    #[arg(long)]
-    pub queue_per_module: Option<u32>,
-    /// Default fuel per call.
-    #[arg(long)]
-    pub fuel: Option<u64>,
-    /// Default wall-clock deadline per call, in milliseconds.
-    #[arg(long)]
-    pub deadline_ms: Option<u64>,
-    /// Default memory limit per call, in bytes.
-    #[arg(long)]
-    pub memory_bytes: Option<u64>,
-    /// The most memory a caller may ask for per call (`?memory_bytes=`), in
-    /// bytes (default 1 GiB): with --concurrency, what bounds the node's memory.
-    #[arg(long)]
-    pub max_memory_bytes: Option<u64>,
-    /// The longest deadline a caller may ask for per call, in milliseconds
-    /// (default 60000): how long one call may hold an execution slot.
-    #[arg(long)]
-    pub max_deadline_ms: Option<u64>,
-    /// The most output a caller may ask for per call (`?output_bytes=`), in
-    /// bytes (default 64 MiB): with --max-memory-bytes, the rest of a call's memory.
-    #[arg(long)]
-    pub max_output_bytes: Option<u64>,
-    /// The most fuel a caller may ask for per call (`?fuel=`; default ten
-    /// times the default fuel).
-    #[arg(long)]
-    pub max_fuel: Option<u64>,
-    /// Bytes of results kept in memory.
-    #[arg(long)]
-    pub memory_cache_bytes: Option<u64>,
-    /// The largest module a deploy may upload, in bytes (default 512 MiB).
-    #[arg(long)]
-    pub max_module_bytes: Option<u64>,
-    /// Compiled code kept loaded in memory, in bytes (default 1 GiB); the
-    /// least recently called modules beyond it are reloaded from disk.
-    #[arg(long)]
-    pub loaded_module_bytes: Option<u64>,
-    /// Compile modules on a thread of the node instead of a child process
-    /// (freed memory is handed back with malloc_trim; for measurements).
-    #[arg(long, hide = true)]
-    pub compile_in_process: bool,
-    /// Peer-to-peer listen address (repeatable).
-    #[arg(long = "listen", default_values = ["/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"])]
-    pub listen: Vec<libp2p::Multiaddr>,
-    /// A peer to join, e.g. /ip4/10.0.0.5/tcp/4001/p2p/12D3Koo… (repeatable).
-    #[arg(long = "peer")]
-    pub peers: Vec<libp2p::Multiaddr>,
-    /// Turn off mDNS discovery on the local network.
-    #[arg(long)]
-    pub no_mdns: bool,
-    /// File holding the admin token: deploys and name changes over HTTP must
-    /// then carry it (`Authorization: Bearer TOKEN`). Without this flag the
-    /// node reads NEBULA_TOKEN; with neither, anyone who reaches it may deploy.
-    #[arg(long)]
-    pub token_file: Option<PathBuf>,
-    /// Start even though the HTTP API listens beyond this machine without an
-    /// admin token, so that anyone who can reach it may deploy and re-point
-    /// names (for an isolated lab network; a token is the better fix).
-    #[arg(long)]
-    pub allow_unauthenticated_deploys: bool,
-    /// Once the node accepts calls, write a JSON document here (atomically):
-    /// peer id, HTTP URL, p2p addresses, version. Wait for this file rather
-    /// than for a line in the log.
-    #[arg(long)]
-    pub ready_file: Option<PathBuf>,
-    /// Run alone, without any peer-to-peer networking.
-    #[arg(long)]
-    pub standalone: bool,
-    /// Bytes of announced modules fetched ahead of need (beyond: on demand).
-    #[arg(long)]
-    pub replicate_bytes: Option<u64>,
-    /// A call needing a module at most this big fetches it; a bigger one is
-    /// forwarded to a holder (default 16 MiB; 0 always forwards).
-    #[arg(long)]
-    pub fetch_for_call_bytes: Option<u64>,
-    /// Watts one busy core draws, for energy estimates where RAPL counters
-    /// cannot be read (default 10; a Raspberry Pi 4 core is nearer 1.5).
-    #[arg(long)]
-    pub watts_per_core: Option<f64>,
-    /// Timers an idle node runs; longer ones cost less idle CPU (README:
-    /// "Idle footprint"). Gossipsub heartbeat, in milliseconds (default 1000).
-    #[arg(long)]
-    pub gossip_heartbeat_ms: Option<u64>,
-    /// Liveness ping of each connection, in seconds (default 15); a peer
-    /// that leaves a ping unanswered for as long is disconnected, so this is
-    /// also how fast a partition or a frozen peer is noticed.
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub ping_interval_s: Option<u64>,
-    /// Anti-entropy with each peer, in milliseconds (default 10000).
-    #[arg(long)]
-    pub sync_interval_ms: Option<u64>,
-    /// Swarm key file (from `nebula swarm-key`): a private mesh that only
-    /// nodes with the same key can join. TCP only; QUIC listen addresses are
-    /// dropped.
-    #[arg(long)]
-    pub swarm_key: Option<PathBuf>,
-    /// Trust a result another node computed only once this many other nodes
-    /// (or this one) computed the same (default 0: a result correctly signed
-    /// by the node that ran it is trusted as it is).
-    #[arg(long, default_value_t = 0)]
-    pub verify_remote: u8,
-    /// Messages (gossip and requests together) a peer may send per second,
-    /// sustained, twice that in bursts; the excess is dropped unread
-    /// (default 1000).
-    #[arg(long)]
-    pub peer_message_budget: Option<u32>,
+    /// A TOML file of settings: every flag below is a key (`--max-fuel` is
+    /// `max_fuel`; see nebula.example.toml). `NEBULA_<KEY>` environment
+    /// variables override the file, flags override both.
+    #[arg(long, env = "NEBULA_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub flags: NodeSettings,
 }
 
 impl NodeArgs {
-    /// The admin token from `--token-file` or NEBULA_TOKEN, if any; refuses
-    /// one short enough to guess.
-    pub fn admin_token(&self) -> anyhow::Result<Option<String>> {
-        let token = match &self.token_file {
-            Some(path) => Some(
-                std::fs::read_to_string(path)
-                    .with_context(|| format!("reading the token file {}", path.display()))?
-                    .trim()
-                    .to_owned(),
-            ),
-            None => std::env::var("NEBULA_TOKEN").ok().map(|token| token.trim().to_owned()),
-        };
-        if let Some(token) = &token
-            && token.len() < crate::http::MIN_TOKEN_LEN
-        {
-            anyhow::bail!("the admin token must be at least {} characters long", crate::http::MIN_TOKEN_LEN);
-        }
-        Ok(token)
+    /// The settings in force, every layer applied.
+    pub fn settings(&self) -> anyhow::Result<NodeSettings> {
+        crate::settings::layered(self.config.as_deref(), &self.flags)
     }
+}
 
-    /// Protected mode (as Redis has it): an API reachable from other machines
-    /// without a token would let anyone replace what this node serves, so
-    /// the node refuses to start unless that is asked for explicitly.
-    pub fn check_protected_mode(&self, token: Option<&str>) -> anyhow::Result<()> {
-        if self.http.ip().is_loopback() || token.is_some() || self.allow_unauthenticated_deploys {
-            return Ok(());
-        }
-        anyhow::bail!(
-            "refusing to start: the HTTP API would listen on {}, beyond this machine, with no admin token, \
-             so anyone who can reach it could deploy modules and re-point names. Set a token \
-             (--token-file FILE, or NEBULA_TOKEN; at least {} characters), listen on 127.0.0.1, or, on a \
-             network you trust, pass --allow-unauthenticated-deploys",
-            self.http,
-            crate::http::MIN_TOKEN_LEN
-        )
-    }
-
-    pub fn config(&self) -> anyhow::Result<NodeConfig> {
-        let mut config = NodeConfig::new(&self.data, self.http);
-        config.verify_remote = self.verify_remote;
-        if let Some(concurrency) = self.concurrency {
-            config.concurrency = concurrency.max(1);
-        }
-        if let Some(queue) = self.queue_per_module {
-            config.queue_per_module = queue.max(1);
-        }
-        let limits = &mut config.default_limits;
-        limits.fuel = self.fuel.unwrap_or(limits.fuel);
-        limits.deadline_ms = self.deadline_ms.unwrap_or(limits.deadline_ms);
-        limits.memory_bytes = self.memory_bytes.unwrap_or(limits.memory_bytes);
-        // A default above the ceiling would be clamped anyway; raise the ceiling instead.
-        let max = &mut config.max_limits;
-        max.fuel = max.fuel.max(config.default_limits.fuel);
-        max.deadline_ms = max.deadline_ms.max(config.default_limits.deadline_ms);
-        max.memory_bytes = max.memory_bytes.max(config.default_limits.memory_bytes);
-        // An explicit ceiling wins, and pulls the default down with it.
-        if let Some(bytes) = self.max_memory_bytes {
-            config.max_limits.memory_bytes = bytes;
-            config.default_limits.memory_bytes = config.default_limits.memory_bytes.min(bytes);
-        }
-        if let Some(ms) = self.max_deadline_ms {
-            config.max_limits.deadline_ms = ms;
-            config.default_limits.deadline_ms = config.default_limits.deadline_ms.min(ms);
-        }
-        if let Some(bytes) = self.max_output_bytes {
-            config.max_limits.output_bytes = bytes;
-            config.default_limits.output_bytes = config.default_limits.output_bytes.min(bytes);
-        }
-        if let Some(fuel) = self.max_fuel {
-            config.max_limits.fuel = fuel;
-            config.default_limits.fuel = config.default_limits.fuel.min(fuel);
-        }
-        if let Some(bytes) = self.memory_cache_bytes {
-            config.memory_cache_bytes = bytes;
-        }
-        if let Some(bytes) = self.max_module_bytes {
-            config.max_module_bytes = bytes;
-        }
-        if let Some(bytes) = self.loaded_module_bytes {
-            config.runtime.loaded_module_bytes = bytes;
-        }
-        if !self.compile_in_process {
-            // This very executable compiles, as `nebula compile-module`.
-            if let Ok(program) = std::env::current_exe() {
-                config.runtime.compile_worker = crate::runtime::CompileWorker::Process(program);
-            }
-        }
-        if let Some(bytes) = self.replicate_bytes {
-            config.replicate_budget_bytes = bytes;
-        }
-        if let Some(bytes) = self.fetch_for_call_bytes {
-            config.fetch_for_call_max_bytes = bytes;
-        }
-        if let Some(watts) = self.watts_per_core {
-            config.watts_per_core = watts;
-        }
-        if !self.standalone {
-            let defaults = MeshSettings::default();
-            let millis = |value: Option<u64>, default: Duration| value.map_or(default, Duration::from_millis);
-            let swarm_key = self.swarm_key.as_deref().map(crate::mesh::read_swarm_key).transpose()?;
-            config.mesh = Some(MeshSettings {
-                listen: self.listen.clone(),
-                swarm_key,
-                bootstrap: self.peers.clone(),
-                mdns: !self.no_mdns,
-                gossip_heartbeat: millis(self.gossip_heartbeat_ms, defaults.gossip_heartbeat),
-                ping_interval: self.ping_interval_s.map_or(defaults.ping_interval, Duration::from_secs),
-                sync_interval: millis(self.sync_interval_ms, defaults.sync_interval),
-                peer_message_budget: self.peer_message_budget.unwrap_or(defaults.peer_message_budget),
-                ..defaults
-            });
-        }
-        Ok(config)
-    }
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Print the effective settings of `nebula node` given the same
+    /// `--config`, environment and flags, as a config file.
+    Show(Box<NodeArgs>),
 }
 
 /// Runs a client command; returns the process exit code.
 pub async fn run_client(command: Command) -> anyhow::Result<i32> {
     match command {
         Command::Node(_) => unreachable!("`nebula node` is handled by main"),
+        Command::Config(ConfigCommand::Show(args)) => {
+            let effective = args.settings()?.effective()?;
+            print!(
+                "# nebula node's effective settings: defaults, then the config file, then NEBULA_* variables, then flags\n{}",
+                effective.to_toml_every_key()
+            );
+            Ok(0)
+        }
         Command::SwarmKey => {
             print!("{}", crate::mesh::new_swarm_key()?);
             Ok(0)
@@ -486,9 +282,16 @@ pub async fn run_client(command: Command) -> anyhow::Result<i32> {
             println!("{:<54} {:>9} {:>9} {:>6}  ADDRESSES", "PEER", "STATE", "RTT", "LOAD");
             for peer in peers {
                 let rtt = peer.rtt_ms.map_or_else(|| "-".to_owned(), |ms| format!("{ms:.2}ms"));
-                let state = if peer.connected { "connected" } else { "gone" };
+                let state = match (&peer.refused, peer.connected) {
+                    (Some(_), _) => "refused",
+                    (None, true) => "connected",
+                    (None, false) => "gone",
+                };
                 let load = format!("{}/{}", peer.executing, peer.capacity);
                 println!("{:<54} {state:>9} {rtt:>9} {load:>6}  {}", peer.peer, peer.addresses.join(" "));
+                if let Some(reason) = &peer.refused {
+                    println!("    refused: {reason}");
+                }
             }
             Ok(0)
         }
@@ -620,10 +423,14 @@ fn read_input(words: &[String]) -> anyhow::Result<Vec<u8>> {
 mod tests {
     use super::*;
 
-    fn node_config(args: &[&str]) -> NodeConfig {
+    fn node_args(args: &[&str]) -> NodeArgs {
         let cli = Cli::try_parse_from([&["nebula", "node"], args].concat()).unwrap();
         let Command::Node(args) = cli.command else { unreachable!() };
-        args.config().unwrap()
+        *args
+    }
+
+    fn node_config(args: &[&str]) -> crate::NodeConfig {
+        node_args(args).settings().unwrap().config().unwrap()
     }
 
     #[test]
@@ -641,11 +448,7 @@ mod tests {
 
     #[test]
     fn an_api_open_to_the_network_needs_a_token_or_an_explicit_opt_out() {
-        let args = |extra: &[&str]| {
-            let cli = Cli::try_parse_from([&["nebula", "node"], extra].concat()).unwrap();
-            let Command::Node(args) = cli.command else { unreachable!() };
-            args
-        };
+        let args = |extra: &[&str]| node_args(extra).flags;
         let token = Some("a-token-of-sixteen-chars");
         assert!(args(&[]).check_protected_mode(None).is_ok(), "loopback by default");
         assert!(args(&["--http", "[::1]:8080"]).check_protected_mode(None).is_ok());

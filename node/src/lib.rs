@@ -13,6 +13,7 @@ pub mod ready;
 pub mod result_cache;
 pub mod runtime;
 pub mod service;
+pub mod settings;
 pub mod signing;
 pub mod store;
 

@@ -28,13 +28,14 @@ async fn main() {
 }
 
 async fn run_node(args: nebula_node::cli::NodeArgs) -> anyhow::Result<()> {
+    let settings = args.settings()?;
     // A ready file left by an earlier run must not announce this one.
-    if let Some(path) = &args.ready_file {
+    if let Some(path) = &settings.ready_file {
         let _ = std::fs::remove_file(path);
     }
-    let mut config = args.config()?;
-    config.admin_token = args.admin_token()?;
-    args.check_protected_mode(config.admin_token.as_deref())?;
+    let mut config = settings.config()?;
+    config.admin_token = settings.admin_token()?;
+    settings.check_protected_mode(config.admin_token.as_deref())?;
     let listener = tokio::net::TcpListener::bind(config.http_addr)
         .await
         .map_err(|error| anyhow::anyhow!("cannot listen on {}: {error}", config.http_addr))?;
@@ -43,7 +44,7 @@ async fn run_node(args: nebula_node::cli::NodeArgs) -> anyhow::Result<()> {
     eprintln!("nebula node {} serving {http_url}", node.id());
     // Announced once the p2p listeners have their addresses.
     let announcer = node.clone();
-    let ready_file = args.ready_file.clone();
+    let ready_file = settings.ready_file.clone();
     tokio::spawn(async move {
         let readiness = nebula_node::ready::readiness(&announcer, http_url).await;
         for address in &readiness.p2p_addresses {

@@ -95,8 +95,8 @@ fn behaviour(key: &Keypair, settings: &MeshSettings) -> Result<Behaviour, BoxedE
         limits: connection_limits::Behaviour::new(limits),
         blocked: allow_block_list::Behaviour::default(),
         identify: identify::Behaviour::new(
-            identify::Config::new("/nebula/1".into(), key.public())
-                .with_agent_version(format!("nebula/{}", env!("CARGO_PKG_VERSION"))),
+            identify::Config::new(super::announced_protocol(settings.wire_version), key.public())
+                .with_agent_version(super::agent_version()),
         ),
         ping: ping::Behaviour::new(
             ping::Config::new().with_interval(settings.ping_interval).with_timeout(settings.ping_interval),

@@ -27,6 +27,10 @@ use crate::metrics::{DropReason, Metrics};
 /// on average). Only while one is missing: a connected mesh has no timer here.
 const REDIAL: Duration = Duration::from_secs(1);
 
+/// How long a peer speaking another wire version stays refused before it may
+/// connect again (an operator may have upgraded it meanwhile).
+const REFUSAL_HOLD: Duration = Duration::from_secs(60);
+
 /// Gossip topics, one per kind of announcement.
 fn topic_of(gossip: &Gossip) -> &'static str {
     match gossip {
@@ -77,6 +81,8 @@ pub fn spawn(
         gossip: HashMap::new(),
         next_token: 0,
         budgets: PeerBudgets::new(settings.peer_message_budget),
+        protocol: super::announced_protocol(settings.wire_version),
+        refused: HashMap::new(),
     };
     tokio::spawn(driver.run(receiver));
     Ok(handle)
@@ -97,6 +103,10 @@ struct Driver {
     gossip: HashMap<MessageId, (gossipsub::MessageId, PeerId)>,
     next_token: u64,
     budgets: PeerBudgets,
+    /// Identify's protocol version this node announces and expects.
+    protocol: String,
+    /// Peers refused for speaking another wire version, until when.
+    refused: HashMap<PeerId, Instant>,
 }
 
 impl Driver {
@@ -104,6 +114,7 @@ impl Driver {
         let mut redial = tokio::time::interval(REDIAL);
         redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut redialling = !self.bootstrap.is_empty();
+        let mut refusals = tokio::time::interval(REFUSAL_HOLD / 4);
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => {
@@ -116,6 +127,7 @@ impl Driver {
                     Some(command) => self.on_command(command),
                 },
                 _ = redial.tick(), if redialling => redialling = self.dial_bootstrap_peers(),
+                _ = refusals.tick(), if !self.refused.is_empty() => self.end_expired_refusals(),
             }
         }
         tracing::debug!("network stopped");
@@ -286,6 +298,11 @@ impl Driver {
                     }
                 }
             }
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })
+                if info.protocol_version != self.protocol =>
+            {
+                self.refuse(peer_id, &info);
+            }
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
                 for address in &info.listen_addrs {
                     self.swarm.add_peer_address(peer_id, address.clone());
@@ -293,6 +310,7 @@ impl Driver {
                 let mut links = self.links.lock().expect("links lock");
                 let link = links.entry(peer_id.to_string()).or_default();
                 link.addresses = info.listen_addrs.iter().map(ToString::to_string).collect();
+                link.refused = None;
             }
             BehaviourEvent::Ping(ping::Event { peer, result: Ok(rtt), .. }) => {
                 let mut links = self.links.lock().expect("links lock");
@@ -309,6 +327,38 @@ impl Driver {
                 self.swarm.close_connection(connection);
             }
             _ => {}
+        }
+    }
+
+    /// A peer speaking another wire version would misread every message and
+    /// have its own misread: disconnect it, say why in the log and in
+    /// `/peers`, and keep it out for a while.
+    fn refuse(&mut self, peer: PeerId, info: &identify::Info) {
+        let reason = format!(
+            "speaks {} ({}), this node {} ({}): not compatible",
+            info.protocol_version,
+            info.agent_version,
+            self.protocol,
+            super::agent_version()
+        );
+        tracing::warn!(%peer, %reason, "refusing a peer of another protocol version");
+        let mut links = self.links.lock().expect("links lock");
+        let link = links.entry(peer.to_string()).or_default();
+        link.refused = Some(reason);
+        link.addresses = info.listen_addrs.iter().map(ToString::to_string).collect();
+        drop(links);
+        self.refused.insert(peer, Instant::now() + REFUSAL_HOLD);
+        self.swarm.behaviour_mut().blocked.block_peer(peer);
+        let _ = self.swarm.disconnect_peer_id(peer);
+    }
+
+    fn end_expired_refusals(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<PeerId> =
+            self.refused.iter().filter(|(_, until)| **until <= now).map(|(peer, _)| *peer).collect();
+        for peer in expired {
+            self.refused.remove(&peer);
+            self.swarm.behaviour_mut().blocked.unblock_peer(peer);
         }
     }
 

@@ -50,6 +50,9 @@ pub struct MeshSettings {
     /// Messages (gossip and requests) a peer may send per second, sustained;
     /// beyond, they are dropped unread.
     pub peer_message_budget: u32,
+    /// The wire version announced to peers (identify's protocol version);
+    /// another one only in tests of a mesh with mixed versions.
+    pub wire_version: u8,
 }
 
 impl Default for MeshSettings {
@@ -65,6 +68,7 @@ impl Default for MeshSettings {
             sync_interval: Duration::from_secs(10),
             swarm_key: None,
             peer_message_budget: 1000,
+            wire_version: nebula_protocol::wire::WIRE_VERSION,
         }
     }
 }
@@ -145,6 +149,19 @@ pub struct PeerLink {
     pub addresses: Vec<String>,
     pub rtt_ms: Option<f64>,
     pub connected: bool,
+    /// Why this node refused the peer (it speaks another wire version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
+}
+
+/// What a node announces as identify's protocol version: its wire version.
+pub fn announced_protocol(wire_version: u8) -> String {
+    format!("/nebula/wire/{wire_version}")
+}
+
+/// What a node announces as identify's agent version.
+pub fn agent_version() -> String {
+    format!("nebula/{}", env!("CARGO_PKG_VERSION"))
 }
 
 #[derive(Clone)]

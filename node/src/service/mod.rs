@@ -138,6 +138,9 @@ pub struct PeerSummary {
     pub executing: u32,
     pub capacity: u32,
     pub penalty: u32,
+    /// Why this node refused the peer (another protocol version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -408,21 +411,38 @@ impl Node {
             .query(|core| core.peers().map(|(peer, state)| (peer.to_string(), state.clone())).collect())
             .await
             .unwrap_or_default();
-        known
-            .into_iter()
+        let mut summaries: Vec<PeerSummary> = known
+            .iter()
             .map(|(peer, state)| {
-                let link = links.get(&peer).cloned().unwrap_or_default();
+                let link = links.get(peer).cloned().unwrap_or_default();
                 PeerSummary {
-                    peer,
+                    peer: peer.clone(),
                     connected: state.connected,
                     addresses: link.addresses,
                     rtt_ms: link.rtt_ms,
                     executing: state.executing,
                     capacity: state.capacity,
                     penalty: state.penalty,
+                    refused: link.refused,
                 }
             })
-            .collect()
+            .collect();
+        // A peer refused before the core heard of it still shows, with why.
+        for (peer, link) in links {
+            if link.refused.is_some() && !known.iter().any(|(known, _)| *known == peer) {
+                summaries.push(PeerSummary {
+                    peer,
+                    connected: false,
+                    addresses: link.addresses,
+                    rtt_ms: link.rtt_ms,
+                    executing: 0,
+                    capacity: 0,
+                    penalty: 0,
+                    refused: link.refused,
+                });
+            }
+        }
+        summaries
     }
 
     /// Addresses other nodes can dial (`--peer`), empty without a mesh.

@@ -13,3 +13,4 @@ mod private;
 mod processes;
 mod propagation;
 mod rogue;
+mod versions;

@@ -160,7 +160,10 @@ pub fn render(data: &DashboardData, refresh_seconds: u32) -> Markup {
                             @for peer in &data.peers {
                                 tr.peer {
                                     td { code { (peer.peer) } }
-                                    td { (if peer.connected { "yes" } else { "no" }) }
+                                    td {
+                                        @if let Some(reason) = &peer.refused { "refused: " (reason) }
+                                        @else if peer.connected { "yes" } @else { "no" }
+                                    }
                                     td.num { @if let Some(rtt) = peer.rtt_ms { (format!("{rtt:.2} ms")) } @else { "—" } }
                                     td.num { (peer.executing) " / " (peer.capacity) }
                                     td.num { (peer.penalty) }
@@ -310,6 +313,7 @@ mod tests {
                 executing: 0,
                 capacity: 2,
                 penalty: 0,
+                refused: Some(HOSTILE.into()),
             }],
             modules: vec![ModuleRow {
                 module,
