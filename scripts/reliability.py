@@ -1,12 +1,14 @@
-"""Shared helpers of scripts/crash-loop, scripts/load-run and scripts/hostile-flood:
-start and stop real `nebula` processes on loopback, talk HTTP to them, read
-their memory and file descriptors from /proc, make distinct modules.
+"""Shared helpers of scripts/crash-loop, scripts/load-run, scripts/hostile-flood
+and scripts/partition-experiment: start and stop real `nebula` processes (and
+wait for their ready files), talk HTTP to them, read their memory and file
+descriptors from /proc, make distinct modules.
 
 Python 3 standard library only. Everything is bounded: every process started
 here is tracked and killed on exit, every request has a timeout.
 """
 
 import atexit
+import contextlib
 import http.client
 import json
 import os
@@ -137,6 +139,8 @@ class Node:
         self.name = name
         self.data = os.path.join(work, name)
         self.log_path = os.path.join(work, f"{name}.log")
+        self.ready_path = os.path.join(work, f"{name}.ready")
+        self.readiness = None
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.p2p_port = free_port() if p2p else None
@@ -165,26 +169,13 @@ class Node:
             for peer in peers:
                 args += ["--peer", peer.address]
         args += self.extra + list(extra)
-        logfile = open(self.log_path, "a")
-        logfile.write(f"---- {' '.join(args)}\n")
-        logfile.flush()
-        self.process = subprocess.Popen(args, stdout=logfile, stderr=logfile, stdin=subprocess.DEVNULL)
-        logfile.close()
-        _STARTED.append(self.process)
+        self.process = start_node(args, self.ready_path, self.log_path)
         return self
 
-    def wait_healthy(self, timeout=60):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                fail(f"{self.name} exited with {self.process.returncode}; see {self.log_path}:\n{self.tail()}")
-            try:
-                if request(self.url, "GET", "/health", timeout=2).status == 200:
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.05)
-        fail(f"{self.name} did not answer within {timeout} s; see {self.log_path}")
+    def wait_ready(self, timeout=60):
+        """Waits for the node's ready file (see wait_ready); keeps the document as self.readiness."""
+        self.readiness = wait_ready(self.ready_path, self.process, timeout, self.name, self.log_path)
+        return self
 
     def kill(self):
         """kill -9: no flush, no clean shutdown."""
@@ -220,11 +211,7 @@ class Node:
             return 0
 
     def tail(self, lines=20):
-        try:
-            with open(self.log_path, errors="replace") as file:
-                return "".join(file.readlines()[-lines:])
-        except OSError:
-            return ""
+        return tail(self.log_path, lines)
 
     def get(self, path, timeout=10):
         return request(self.url, "GET", path, timeout=timeout)
@@ -241,6 +228,55 @@ class Node:
     def call(self, module, input_bytes, timeout=30, query=""):
         path = f"/api/{module}" + (f"?{query}" if query else "")
         return request(self.url, "POST", path, body=input_bytes, timeout=timeout)
+
+
+def start_node(args, ready_path, log_path=None):
+    """Starts `args`, a `nebula node` command line (possibly behind a wrapper
+    such as `ip netns exec NS`), with `--ready-file ready_path` added; its
+    output goes to the end of log_path (or nowhere). A ready file left by an
+    earlier run is removed first, so only this run's can appear. The process
+    is killed on exit if still running. Returns the Popen; see wait_ready."""
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(ready_path)
+    args = list(args) + ["--ready-file", ready_path]
+    if log_path is None:
+        process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    else:
+        with open(log_path, "a") as logfile:
+            logfile.write(f"---- {' '.join(args)}\n")
+            logfile.flush()
+            process = subprocess.Popen(args, stdout=logfile, stderr=logfile, stdin=subprocess.DEVNULL)
+    _STARTED.append(process)
+    return process
+
+
+def wait_ready(ready_path, process, timeout=60, what="the node", log_path=None):
+    """Waits (bounded) for the ready file a node started by start_node writes
+    (atomically) once it accepts calls and its p2p listeners have addresses;
+    returns the parsed document: peer_id, http_url, p2p_addresses, version.
+    Fails (exit 2) if the process exits first or no file comes in `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with open(ready_path) as file:
+                return json.load(file)
+        except (FileNotFoundError, ValueError):
+            pass
+        if process.poll() is not None:
+            where = f"; see {log_path}:\n{tail(log_path)}" if log_path else ""
+            fail(f"{what} exited with {process.returncode} before it was ready{where}")
+        if time.monotonic() >= deadline:
+            where = f"; see {log_path}" if log_path else ""
+            fail(f"{what} wrote no ready file within {timeout} s{where}")
+        time.sleep(0.02)
+
+
+def tail(path, lines=20):
+    try:
+        with open(path, errors="replace") as file:
+            return "".join(file.readlines()[-lines:])
+    except OSError:
+        return ""
 
 
 def proc_status(pid, field):

@@ -366,8 +366,10 @@ impl NodeSettings {
             }
             config.watts_per_core = watts;
         }
+        // Checked even when standalone: a bad setting is refused, not ignored.
+        let mesh = self.mesh_settings()?;
         if !self.standalone {
-            config.mesh = Some(self.mesh_settings()?);
+            config.mesh = Some(mesh);
         }
         Ok(config)
     }
@@ -402,7 +404,10 @@ impl NodeSettings {
     /// as a file, it configures a node exactly as these settings do.
     pub fn effective(&self) -> anyhow::Result<NodeSettings> {
         let config = self.config()?;
-        let mesh = config.mesh.clone().unwrap_or_else(|| self.mesh_settings().unwrap_or_default());
+        let mesh = match config.mesh.clone() {
+            Some(mesh) => mesh,
+            None => self.mesh_settings()?,
+        };
         Ok(NodeSettings {
             data: Some(config.data_dir.clone()),
             http: Some(config.http_addr),

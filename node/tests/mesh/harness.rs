@@ -64,12 +64,12 @@ impl Mesh {
     }
 }
 
-/// The node's TCP peer address (with /p2p/ id), once it listens.
+/// The node's TCP address to dial (with /p2p/ id), once it listens.
 pub async fn tcp_address(node: &TestNode) -> String {
     peer_address(node, "/tcp/").await
 }
 
-/// The node's peer address over the transport whose multiaddr holds `transport`.
+/// The node's address to dial over the transport whose multiaddr holds `transport`.
 pub async fn peer_address(node: &TestNode, transport: &str) -> String {
     let mut found = None;
     eventually("the node listens", Duration::from_secs(10), || {

@@ -8,6 +8,9 @@ mod flood;
 mod forged;
 mod harness;
 mod hostile;
+#[path = "../single_node/node_process.rs"]
+#[allow(dead_code)]
+mod node_process;
 mod partition;
 mod private;
 mod processes;

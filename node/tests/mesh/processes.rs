@@ -1,12 +1,11 @@
 //! Five real `nebula` processes on loopback: deploy on one, call on all,
 //! kill one, keep calling.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-use nebula_node::ready::Readiness;
+use std::process::{Child, Command};
+use std::time::Duration;
 
 use crate::common::{function, nebula_binary};
+use crate::node_process::spawn_until_ready;
 
 struct Process {
     child: Child,
@@ -24,29 +23,14 @@ impl Process {
         let ready_file = data.with_extension("ready");
         let mut command = Command::new(nebula_binary());
         command.args(["node", "--data", data.to_str().unwrap(), "--http", "127.0.0.1:0", "--no-mdns"]);
-        command.args(["--ready-file", ready_file.to_str().unwrap()]);
         command.args(extra);
         command.args(["--listen", "/ip4/127.0.0.1/tcp/0"]);
         for peer in bootstrap {
             command.args(["--peer", peer]);
         }
-        let mut child = command.stderr(Stdio::null()).spawn().unwrap();
-        let readiness = wait_until_ready(&mut child, &ready_file);
+        let (child, readiness) = spawn_until_ready(&mut command, &ready_file);
         let peer_address = readiness.p2p_addresses.first().expect("a mesh node has a p2p address").clone();
         Process { child, http: readiness.http_url, peer_address }
-    }
-}
-
-/// Waits (bounded) for the node's ready file; fails if the node exits first.
-fn wait_until_ready(child: &mut Child, ready_file: &std::path::Path) -> Readiness {
-    let started = Instant::now();
-    loop {
-        if let Ok(bytes) = std::fs::read(ready_file) {
-            return serde_json::from_slice(&bytes).expect("a whole ready file");
-        }
-        assert!(child.try_wait().unwrap().is_none(), "the node exited before it was ready");
-        assert!(started.elapsed() < Duration::from_secs(60), "no ready file after 60 s");
-        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

@@ -1,65 +1,10 @@
 //! The `nebula` binary end to end: a node process, and the client commands
 //! of the README against it.
 
-use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Output, Stdio};
 
 use crate::common::nebula_binary;
-
-struct NodeProcess {
-    child: Child,
-    url: String,
-}
-
-impl NodeProcess {
-    fn start(data: &std::path::Path) -> NodeProcess {
-        Self::start_with(data, &[])
-    }
-
-    fn start_with(data: &std::path::Path, extra: &[&str]) -> NodeProcess {
-        let mut child = Command::new(nebula_binary())
-            .args(["node", "--data", data.to_str().unwrap(), "--http", "127.0.0.1:0", "--standalone"])
-            .args(extra)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let mut lines = BufReader::new(stderr).lines();
-        let url = loop {
-            let line = lines.next().expect("node exited before serving").unwrap();
-            if let Some(url) = line.split("serving ").nth(1) {
-                break url.trim().to_owned();
-            }
-        };
-        // Keep draining the node's log so it never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        NodeProcess { child, url }
-    }
-
-    fn run(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
-        let mut child = Command::new(nebula_binary())
-            .args(args)
-            .args(["--node", &self.url])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut input = child.stdin.take().unwrap();
-        if let Some(bytes) = stdin {
-            input.write_all(bytes).unwrap();
-        }
-        drop(input);
-        child.wait_with_output().unwrap()
-    }
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::node_process::{NodeProcess, spawn_until_ready};
 
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
@@ -209,12 +154,11 @@ fn a_node_open_to_the_network_without_a_token_refuses_to_start() {
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("refusing to start") && stderr.contains("--token-file"), "{stderr}");
     // Opting out explicitly starts it: it serves until killed.
-    let mut started = run(&["--allow-unauthenticated-deploys"]).stderr(Stdio::piped()).spawn().unwrap();
-    let lines = BufReader::new(started.stderr.take().unwrap()).lines();
-    let serving = lines.map_while(Result::ok).find(|line| line.contains("serving http://"));
+    let ready_file = dir.path().join("node.ready");
+    let (mut started, readiness) = spawn_until_ready(&mut run(&["--allow-unauthenticated-deploys"]), &ready_file);
     started.kill().unwrap();
     started.wait().unwrap();
-    assert!(serving.as_deref().is_some_and(|line| line.contains("serving http://0.0.0.0:")), "{serving:?}");
+    assert!(readiness.http_url.starts_with("http://0.0.0.0:"), "{readiness:?}");
 }
 
 /// Waits (bounded) for a node process to exit; its status, or None if it did not.
@@ -306,16 +250,11 @@ fn the_ready_file_says_where_a_node_answers_once_it_does() {
     let dir = tempfile::tempdir().unwrap();
     let ready_file = dir.path().join("node.ready");
     std::fs::write(&ready_file, "left by an earlier run").unwrap();
-    let node = NodeProcess::start_with(&dir.path().join("data"), &["--ready-file", ready_file.to_str().unwrap()]);
-    let started = std::time::Instant::now();
-    let readiness: nebula_node::ready::Readiness = loop {
-        if let Ok(parsed) = serde_json::from_slice(&std::fs::read(&ready_file).unwrap_or_default()) {
-            break parsed;
-        }
-        assert!(started.elapsed() < std::time::Duration::from_secs(60), "no ready file");
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    };
-    assert_eq!(readiness.http_url, node.url);
+    let node = NodeProcess::start_announcing(&dir.path().join("data"), &[], &ready_file);
+    let readiness = node.readiness.clone();
+    let on_disk: nebula_node::ready::Readiness = serde_json::from_slice(&std::fs::read(&ready_file).unwrap()).unwrap();
+    assert_eq!(on_disk, readiness, "this run's file replaced the earlier one");
+    assert!(readiness.http_url.starts_with("http://127.0.0.1:"), "{readiness:?}");
     assert!(readiness.p2p_addresses.is_empty(), "a standalone node has no p2p address");
     assert_eq!(readiness.version, env!("CARGO_PKG_VERSION"));
     let status = stdout(&node.run(&["status"], None));
