@@ -31,6 +31,12 @@ const REDIAL: Duration = Duration::from_secs(1);
 /// connect again (an operator may have upgraded it meanwhile).
 const REFUSAL_HOLD: Duration = Duration::from_secs(60);
 
+/// How long a refused peer's connection is kept open for it to receive this
+/// node's identify info, so that it can say why too. (Cutting it off as soon
+/// as identify says "answered" was not enough: the answer could still be
+/// queued when the connection closed.)
+const INFORM_GRACE: Duration = Duration::from_secs(2);
+
 /// Gossip topics, one per kind of announcement.
 fn topic_of(gossip: &Gossip) -> &'static str {
     match gossip {
@@ -83,6 +89,7 @@ pub fn spawn(
         budgets: PeerBudgets::new(settings.peer_message_budget),
         protocol: super::announced_protocol(settings.wire_version),
         refused: HashMap::new(),
+        to_cut: HashMap::new(),
     };
     tokio::spawn(driver.run(receiver));
     Ok(handle)
@@ -107,6 +114,9 @@ struct Driver {
     protocol: String,
     /// Peers refused for speaking another wire version, until when.
     refused: HashMap<PeerId, Instant>,
+    /// Refused peers still connected for a moment, so that they learn this
+    /// node's version: until when.
+    to_cut: HashMap<PeerId, Instant>,
 }
 
 impl Driver {
@@ -114,7 +124,7 @@ impl Driver {
         let mut redial = tokio::time::interval(REDIAL);
         redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut redialling = !self.bootstrap.is_empty();
-        let mut refusals = tokio::time::interval(REFUSAL_HOLD / 4);
+        let mut refusals = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => {
@@ -127,7 +137,9 @@ impl Driver {
                     Some(command) => self.on_command(command),
                 },
                 _ = redial.tick(), if redialling => redialling = self.dial_bootstrap_peers(),
-                _ = refusals.tick(), if !self.refused.is_empty() => self.end_expired_refusals(),
+                _ = refusals.tick(), if !self.refused.is_empty() || !self.to_cut.is_empty() => {
+                    self.carry_out_refusals();
+                }
             }
         }
         tracing::debug!("network stopped");
@@ -252,6 +264,7 @@ impl Driver {
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
                 self.budgets.forget(&peer_id);
+                self.to_cut.remove(&peer_id);
                 if let Some(link) = self.links.lock().expect("links lock").get_mut(&peer_id.to_string()) {
                     link.connected = false;
                 }
@@ -267,6 +280,16 @@ impl Driver {
 
     fn on_behaviour_event(&mut self, event: BehaviourEvent) {
         match event {
+            BehaviourEvent::Gossipsub(gossipsub::Event::Message { propagation_source, message_id, .. })
+                if self.is_refused(&propagation_source) =>
+            {
+                let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
+                gossipsub.report_message_validation_result(
+                    &message_id,
+                    &propagation_source,
+                    gossipsub::MessageAcceptance::Ignore,
+                );
+            }
             BehaviourEvent::Gossipsub(gossipsub::Event::Message { propagation_source, message_id, message }) => {
                 // A flood is cut off before anything is decoded. The rest goes
                 // to the core, whose verdict decides whether gossipsub passes it on.
@@ -331,8 +354,8 @@ impl Driver {
     }
 
     /// A peer speaking another wire version would misread every message and
-    /// have its own misread: disconnect it, say why in the log and in
-    /// `/peers`, and keep it out for a while.
+    /// have its own misread: say why in the log and in `/peers`, and cut it
+    /// off once it has had time to learn this node's version.
     fn refuse(&mut self, peer: PeerId, info: &identify::Info) {
         let reason = format!(
             "speaks {} ({}), this node {} ({}): not compatible",
@@ -347,13 +370,34 @@ impl Driver {
         link.refused = Some(reason);
         link.addresses = info.listen_addrs.iter().map(ToString::to_string).collect();
         drop(links);
+        if !self.is_refused(&peer) {
+            // For the core the peer is gone now; what it still sends is dropped.
+            self.tell_node(NetworkEvent::Disconnected(peer));
+            self.to_cut.insert(peer, Instant::now() + INFORM_GRACE);
+        }
+    }
+
+    fn is_refused(&self, peer: &PeerId) -> bool {
+        self.to_cut.contains_key(peer) || self.refused.contains_key(peer)
+    }
+
+    /// Disconnects a refused peer and keeps it out for a while.
+    fn cut_off(&mut self, peer: PeerId) {
         self.refused.insert(peer, Instant::now() + REFUSAL_HOLD);
         self.swarm.behaviour_mut().blocked.block_peer(peer);
         let _ = self.swarm.disconnect_peer_id(peer);
     }
 
-    fn end_expired_refusals(&mut self) {
+    /// Cuts off the refused peers whose grace is over, and lets in again
+    /// those refused long enough ago.
+    fn carry_out_refusals(&mut self) {
         let now = Instant::now();
+        let graced: Vec<PeerId> =
+            self.to_cut.iter().filter(|(_, until)| **until <= now).map(|(peer, _)| *peer).collect();
+        for peer in graced {
+            self.to_cut.remove(&peer);
+            self.cut_off(peer);
+        }
         let expired: Vec<PeerId> =
             self.refused.iter().filter(|(_, until)| **until <= now).map(|(peer, _)| *peer).collect();
         for peer in expired {
@@ -370,6 +414,10 @@ impl Driver {
             {
                 self.dropped(&peer, DropReason::OverBudget);
                 let refusal = Response::Refused("over your message budget; slow down".into());
+                let _ = self.swarm.behaviour_mut().rpc.send_response(channel, refusal);
+            }
+            Rpc::Message { peer, message: Message::Request { channel, .. }, .. } if self.is_refused(&peer) => {
+                let refusal = Response::Refused("this node speaks another protocol version".into());
                 let _ = self.swarm.behaviour_mut().rpc.send_response(channel, refusal);
             }
             Rpc::Message { peer, message: Message::Request { request, channel, .. }, .. } => {
