@@ -131,3 +131,21 @@ async fn a_frozen_peer_is_dropped_and_rejoins_when_it_thaws() {
     signal("-CONT");
     wait_for("b redials a and is back", async || sees(&client, &a, &b_id).await).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_stopped_gracefully_is_seen_leaving_at_once_not_after_a_ping_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    // Pings an hour apart: only the closing connections can tell `a` that `b` left.
+    let no_liveness = ["--ping-interval-s", "3600"];
+    let a = Process::start_with(&dir.path().join("a"), &[], &no_liveness);
+    let mut b = Process::start_with(&dir.path().join("b"), std::slice::from_ref(&a.peer_address), &no_liveness);
+    let client = reqwest::Client::new();
+    let b_id = b.peer_address.rsplit('/').next().unwrap().to_owned();
+    wait_for("a sees b", async || sees(&client, &a, &b_id).await).await;
+
+    let status = Command::new("kill").args(["-TERM", &b.child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    wait_for("b exits", async || b.child.try_wait().unwrap().is_some()).await;
+    assert!(b.child.wait().unwrap().success(), "a graceful stop exits 0");
+    wait_for("a sees b gone", async || !sees(&client, &a, &b_id).await).await;
+}
