@@ -204,6 +204,14 @@ fn addresses<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Vec<Mu
     }))
 }
 
+/// An explicit ceiling wins, and pulls the default down with it.
+fn apply_ceiling(explicit: Option<u64>, ceiling: &mut u64, default: &mut u64) {
+    if let Some(value) = explicit {
+        *ceiling = value;
+        *default = (*default).min(value);
+    }
+}
+
 /// The keys a file or a `NEBULA_` variable may set: the flags' own ids,
 /// each with whether it is a switch (true or false, no value on the command line).
 fn keys_and_switches() -> Vec<(String, bool)> {
@@ -322,23 +330,11 @@ impl NodeSettings {
         max.fuel = max.fuel.max(config.default_limits.fuel);
         max.deadline_ms = max.deadline_ms.max(config.default_limits.deadline_ms);
         max.memory_bytes = max.memory_bytes.max(config.default_limits.memory_bytes);
-        // An explicit ceiling wins, and pulls the default down with it.
-        if let Some(bytes) = self.max_memory_bytes {
-            config.max_limits.memory_bytes = bytes;
-            config.default_limits.memory_bytes = config.default_limits.memory_bytes.min(bytes);
-        }
-        if let Some(ms) = self.max_deadline_ms {
-            config.max_limits.deadline_ms = ms;
-            config.default_limits.deadline_ms = config.default_limits.deadline_ms.min(ms);
-        }
-        if let Some(bytes) = self.max_output_bytes {
-            config.max_limits.output_bytes = bytes;
-            config.default_limits.output_bytes = config.default_limits.output_bytes.min(bytes);
-        }
-        if let Some(fuel) = self.max_fuel {
-            config.max_limits.fuel = fuel;
-            config.default_limits.fuel = config.default_limits.fuel.min(fuel);
-        }
+        let (max, default) = (&mut config.max_limits, &mut config.default_limits);
+        apply_ceiling(self.max_memory_bytes, &mut max.memory_bytes, &mut default.memory_bytes);
+        apply_ceiling(self.max_deadline_ms, &mut max.deadline_ms, &mut default.deadline_ms);
+        apply_ceiling(self.max_output_bytes, &mut max.output_bytes, &mut default.output_bytes);
+        apply_ceiling(self.max_fuel, &mut max.fuel, &mut default.fuel);
         if let Some(bytes) = self.memory_cache_bytes {
             config.memory_cache_bytes = bytes;
         }

@@ -88,8 +88,7 @@ pub fn spawn(
         next_token: 0,
         budgets: PeerBudgets::new(settings.peer_message_budget),
         protocol: super::announced_protocol(settings.wire_version),
-        refused: HashMap::new(),
-        to_cut: HashMap::new(),
+        refusals: HashMap::new(),
     };
     tokio::spawn(driver.run(receiver));
     Ok(handle)
@@ -112,11 +111,16 @@ struct Driver {
     budgets: PeerBudgets,
     /// Identify's protocol version this node announces and expects.
     protocol: String,
-    /// Peers refused for speaking another wire version, until when.
-    refused: HashMap<PeerId, Instant>,
-    /// Refused peers still connected for a moment, so that they learn this
-    /// node's version: until when.
-    to_cut: HashMap<PeerId, Instant>,
+    /// Peers refused for speaking another wire version.
+    refusals: HashMap<PeerId, Refusal>,
+}
+
+/// A refused peer is first kept connected for a moment, so that it learns
+/// this node's version, then blocked for a while.
+struct Refusal {
+    blocked: bool,
+    /// When this phase ends.
+    until: Instant,
 }
 
 impl Driver {
@@ -137,9 +141,7 @@ impl Driver {
                     Some(command) => self.on_command(command),
                 },
                 _ = redial.tick(), if redialling => redialling = self.dial_bootstrap_peers(),
-                _ = refusals.tick(), if !self.refused.is_empty() || !self.to_cut.is_empty() => {
-                    self.carry_out_refusals();
-                }
+                _ = refusals.tick(), if !self.refusals.is_empty() => self.carry_out_refusals(),
             }
         }
         tracing::debug!("network stopped");
@@ -264,7 +266,8 @@ impl Driver {
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
                 self.budgets.forget(&peer_id);
-                self.to_cut.remove(&peer_id);
+                // Closed before its grace ended: it may come back and be judged again.
+                self.refusals.retain(|peer, refusal| *peer != peer_id || refusal.blocked);
                 if let Some(link) = self.links.lock().expect("links lock").get_mut(&peer_id.to_string()) {
                     link.connected = false;
                 }
@@ -373,36 +376,33 @@ impl Driver {
         if !self.is_refused(&peer) {
             // For the core the peer is gone now; what it still sends is dropped.
             self.tell_node(NetworkEvent::Disconnected(peer));
-            self.to_cut.insert(peer, Instant::now() + INFORM_GRACE);
+            self.refusals.insert(peer, Refusal { blocked: false, until: Instant::now() + INFORM_GRACE });
         }
     }
 
     fn is_refused(&self, peer: &PeerId) -> bool {
-        self.to_cut.contains_key(peer) || self.refused.contains_key(peer)
+        self.refusals.contains_key(peer)
     }
 
-    /// Disconnects a refused peer and keeps it out for a while.
-    fn cut_off(&mut self, peer: PeerId) {
-        self.refused.insert(peer, Instant::now() + REFUSAL_HOLD);
-        self.swarm.behaviour_mut().blocked.block_peer(peer);
-        let _ = self.swarm.disconnect_peer_id(peer);
-    }
-
-    /// Cuts off the refused peers whose grace is over, and lets in again
-    /// those refused long enough ago.
+    /// Moves each refusal whose phase is over on: a peer whose grace ended is
+    /// disconnected and blocked; one blocked long enough is let in again.
     fn carry_out_refusals(&mut self) {
         let now = Instant::now();
-        let graced: Vec<PeerId> =
-            self.to_cut.iter().filter(|(_, until)| **until <= now).map(|(peer, _)| *peer).collect();
-        for peer in graced {
-            self.to_cut.remove(&peer);
-            self.cut_off(peer);
-        }
-        let expired: Vec<PeerId> =
-            self.refused.iter().filter(|(_, until)| **until <= now).map(|(peer, _)| *peer).collect();
-        for peer in expired {
-            self.refused.remove(&peer);
-            self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+        let due: Vec<PeerId> =
+            self.refusals.iter().filter(|(_, refusal)| refusal.until <= now).map(|(peer, _)| *peer).collect();
+        for peer in due {
+            let blocked = &mut self.swarm.behaviour_mut().blocked;
+            match self.refusals[&peer].blocked {
+                false => {
+                    blocked.block_peer(peer);
+                    let _ = self.swarm.disconnect_peer_id(peer);
+                    self.refusals.insert(peer, Refusal { blocked: true, until: now + REFUSAL_HOLD });
+                }
+                true => {
+                    blocked.unblock_peer(peer);
+                    self.refusals.remove(&peer);
+                }
+            }
         }
     }
 
