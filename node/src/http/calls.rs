@@ -17,6 +17,7 @@ use quick_cache::sync::Cache;
 use serde::Deserialize;
 
 use super::errors::{self, error_body, status_for};
+use super::refused_body::{self, BodyError};
 use crate::footprint::CallFootprint;
 use crate::service::{CallResponse, Node};
 
@@ -101,9 +102,20 @@ pub async fn call_with_body(
     Path(module): Path<String>,
     CallLimits(limits): CallLimits,
     request: IfNoneMatch,
-    body: Bytes,
+    body: Body,
 ) -> Response {
-    calls.answer(&module, body.to_vec(), &limits, &request).await
+    let limit = calls.node().config().max_limits.input_bytes;
+    match refused_body::read_within(body, limit).await {
+        Ok(input) => calls.answer(&module, input.to_vec(), &limits, &request).await,
+        // Plain text: `errors::json_refusals` wraps it as `input_too_large`.
+        Err(BodyError::TooLarge(sent)) => {
+            let message = format!("the input ({sent}+ bytes) is over this node's limit of {limit} bytes");
+            (StatusCode::PAYLOAD_TOO_LARGE, message).into_response()
+        }
+        Err(BodyError::Broken(error)) => {
+            (StatusCode::BAD_REQUEST, format!("the input broke off: {error}")).into_response()
+        }
+    }
 }
 
 // Header names built once (`from_static` checks the name at each call otherwise).

@@ -12,16 +12,9 @@ use futures::StreamExt;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use super::{auth, errors};
+use super::{auth, errors, refused_body};
 use crate::service::Node;
 use crate::store::{BlobWriter, StagedBlob};
-
-/// After refusing an oversized upload, read (and drop) up to this much more
-/// of it, for at most `DRAIN_AFTER_REFUSAL`, so the client gets to read the
-/// refusal: a server that closes with unread bytes resets the connection,
-/// and the client, still writing, sees a broken pipe instead of the answer.
-const DRAIN_AFTER_REFUSAL_BYTES: u64 = 64 << 20;
-const DRAIN_AFTER_REFUSAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Chunks in flight between the connection and the disk writer.
 const WRITE_QUEUE_CHUNKS: usize = 16;
@@ -46,8 +39,8 @@ pub async fn deploy(
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
     if let Some(size) = announced.filter(|size| *size > limit) {
-        if size - limit <= DRAIN_AFTER_REFUSAL_BYTES {
-            drain(body.into_data_stream()).await;
+        if refused_body::worth_draining(size - limit) {
+            refused_body::drain(body.into_data_stream()).await;
         }
         return too_large(size, limit);
     }
@@ -81,7 +74,7 @@ async fn receive(node: &Node, body: Body, limit: u64) -> Result<StagedBlob, Resp
         size += chunk.len() as u64;
         if size > limit {
             drop(chunks);
-            let drained = drain(stream).await;
+            let drained = refused_body::drain(stream).await;
             return Err(too_large(size + drained, limit));
         }
         if chunks.send(chunk).await.is_err() {
@@ -94,22 +87,6 @@ async fn receive(node: &Node, body: Body, limit: u64) -> Result<StagedBlob, Resp
         Ok(Err(error)) => Err(storage_failure(&error)),
         Err(error) => Err(storage_failure(&std::io::Error::other(error.to_string()))),
     }
-}
-
-/// Reads and drops what is left of a refused upload, within the bounds
-/// above; returns how many bytes it read.
-async fn drain(mut stream: axum::body::BodyDataStream) -> u64 {
-    let mut drained = 0u64;
-    let reading = async {
-        while let Some(Ok(chunk)) = stream.next().await {
-            drained += chunk.len() as u64;
-            if drained > DRAIN_AFTER_REFUSAL_BYTES {
-                break;
-            }
-        }
-    };
-    let _ = tokio::time::timeout(DRAIN_AFTER_REFUSAL, reading).await;
-    drained
 }
 
 fn write_chunks(mut writer: BlobWriter, chunks: &mut mpsc::Receiver<Bytes>) -> std::io::Result<StagedBlob> {

@@ -7,11 +7,11 @@ pub mod dashboard;
 mod deploy;
 mod errors;
 mod hot_path;
+mod refused_body;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::handler::Handler;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
@@ -37,14 +37,13 @@ pub fn service(node: Node) -> hot_path::HotPath {
 }
 
 fn router(calls: calls::Calls) -> Router {
-    let node = calls.node();
-    // Call inputs are read whole, up to the input limit; modules stream to
-    // disk (`deploy`), checked against their own limit as they arrive.
-    let inputs = DefaultBodyLimit::max(node.config().max_limits.input_bytes as usize);
+    // Call inputs are read whole, up to the input limit (`calls`); modules
+    // stream to disk (`deploy`): each checks its own limit as bytes arrive
+    // and drains a refused body (`refused_body`).
     Router::new()
         .route("/", get(dashboard::dashboard))
         .route("/help", get(index))
-        .route("/api/{module}", get(calls::call_without_input).post(calls::call_with_body.layer(inputs)))
+        .route("/api/{module}", get(calls::call_without_input).post(calls::call_with_body))
         .route("/api/{module}/{input}", get(calls::call_with_path_input))
         .route("/modules", get(list_modules).post(deploy::deploy))
         .route("/modules/{module}", get(show_module))
