@@ -21,7 +21,7 @@ use crate::outcome::{CacheStatus, CallError, ExecutionRecord, Outcome};
 use crate::wire::{
     self, Gossip, MAX_FRAME_BYTES, MAX_GOSSIP_BYTES, MAX_REQUEST_BYTES, RemoteAnswer, Request, Response,
 };
-use crate::wire::{SyncRequest, SyncResponse};
+use crate::wire::{StoredResult, SyncRequest, SyncResponse};
 
 /// A fuzz target's check: panics on a bug.
 pub type Check = fn(&[u8]);
@@ -180,14 +180,8 @@ fn pool_gossip(gossip: Gossip) -> Gossip {
     match gossip {
         Gossip::ModuleAvailable { module, size } => Gossip::ModuleAvailable { module: pool(module), size },
         Gossip::Name(record) => Gossip::Name(pool_name(record)),
-        Gossip::ResultAvailable { key, module, size, inline } => {
-            let module = pool(module);
-            let input = pooled_input(key.as_bytes()[0]);
-            let key = CallKey::new(&module, input);
-            let inline = inline.map(|record| signed(ExecutionRecord { module, ..record }, &key));
-            Gossip::ResultAvailable { key, module, size, inline }
-        }
         load @ Gossip::Load { .. } => load,
+        member @ Gossip::Member { .. } => member,
     }
 }
 
@@ -197,10 +191,6 @@ fn pool_sync(mut response: SyncResponse) -> SyncResponse {
     }
     if let Some(names) = response.names.take() {
         response.names = Some(names.into_iter().map(pool_name).collect());
-    }
-    for reference in &mut response.results {
-        reference.module = pool(reference.module);
-        reference.key = CallKey::new(&reference.module, pooled_input(reference.key.as_bytes()[0]));
     }
     response
 }
@@ -216,6 +206,16 @@ fn pool_request(request: Request) -> Request {
             Request::Call { reference: module.to_hex(), input: pooled_input(input.len() as u8).to_vec(), limits, hops }
         }
         Request::Tell(gossip) => Request::Tell(pool_gossip(gossip)),
+        Request::Store(batch) => Request::Store(
+            batch
+                .into_iter()
+                .map(|stored| {
+                    let module = pool(stored.record.module);
+                    let key = CallKey::new(&module, pooled_input(stored.key.as_bytes()[0]));
+                    StoredResult { key, record: signed(ExecutionRecord { module, ..stored.record }, &key) }
+                })
+                .collect(),
+        ),
         sync @ Request::Sync(_) => sync,
     }
 }
@@ -232,11 +232,10 @@ struct Setup {
     capacity: u8,
     replicate_budget_bytes: u64,
     fetch_for_call_max_bytes: u64,
-    inline_result_max_bytes: u64,
+    owners: u8,
     max_module_bytes: u64,
     max_hops: u8,
-    result_log_len: u8,
-    remote_results_len: u8,
+    recent_results_len: u8,
     verify_remote: u8,
 }
 
@@ -248,11 +247,10 @@ impl Setup {
                 capacity: u32::from(self.capacity % 4),
                 replicate_budget_bytes: self.replicate_budget_bytes,
                 fetch_for_call_max_bytes: self.fetch_for_call_max_bytes,
-                inline_result_max_bytes: self.inline_result_max_bytes,
+                owners: self.owners % 5,
                 max_module_bytes: self.max_module_bytes,
                 max_hops: self.max_hops % 4,
-                result_log_len: usize::from(self.result_log_len % 8),
-                remote_results_len: usize::from(self.remote_results_len % 8),
+                recent_results_len: usize::from(self.recent_results_len % 8),
                 verify_remote: self.verify_remote % 3,
                 ..MeshConfig::default()
             },
@@ -419,7 +417,11 @@ impl Harness {
                         "dropping bytes of {request:?}, which the shell does not hold"
                     );
                 }
-                Action::StoreResult { .. } | Action::PersistName(_) | Action::Publish(_) | Action::Penalise { .. } => {}
+                Action::StoreResult { .. }
+                | Action::CacheResult { .. }
+                | Action::PersistName(_)
+                | Action::Publish(_)
+                | Action::Penalise { .. } => {}
             }
         }
     }
@@ -477,15 +479,11 @@ impl Harness {
                             Response::Call(Ok(RemoteAnswer { key, cache, record: record(module, &key) }))
                         }
                         Request::FetchModule { .. } => Response::Module(None),
-                        Request::Sync(_) => Response::Sync(SyncResponse {
-                            modules: None,
-                            names: None,
-                            results: Vec::new(),
-                            results_next: 0,
-                            more: false,
-                            load: Default::default(),
-                        }),
+                        Request::Sync(_) => {
+                            Response::Sync(SyncResponse { modules: None, names: None, load: Default::default() })
+                        }
                         Request::Tell(_) => Response::Told,
+                        Request::Store(_) => Response::Stored,
                     };
                     Event::PeerResponse { request, from: to, response }
                 }

@@ -14,7 +14,7 @@ pub mod outcome;
 pub mod wire;
 
 pub use crate::core::{
-    Action, Answer, CallerId, Core, Event, FlightId, InboundId, LookupId, MeshConfig, MessageId, Misbehaviour,
+    Action, Answer, CallerId, Core, Event, FlightId, InboundId, LookupId, Members, MeshConfig, MessageId, Misbehaviour,
     ModelledSignatures, PeerKey, Reply, RequestId, Resolver, Signatures, Verdict,
 };
 pub use ids::{CallKey, IdParseError, ModuleId, PROFILE_VERSION};

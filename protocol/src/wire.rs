@@ -14,7 +14,9 @@ use crate::names::NameRecord;
 use crate::outcome::{CacheStatus, CallError, ExecutionRecord};
 
 /// 3: guest failures and call errors are separate types (`Failure`, `CallError`).
-pub const WIRE_VERSION: u8 = 3;
+/// 4: results live at their owners: no result announcements or result logs
+/// in anti-entropy; results travel to owners in `Request::Store`.
+pub const WIRE_VERSION: u8 = 4;
 
 /// Largest request-response frame: a module of the largest deployable size
 /// plus headroom. Checked before anything is allocated.
@@ -36,17 +38,16 @@ pub enum Gossip {
         size: u64,
     },
     Name(NameRecord),
-    /// The sender holds this result; small ones travel inline.
-    ResultAvailable {
-        key: CallKey,
-        module: ModuleId,
-        size: u64,
-        inline: Option<ExecutionRecord>,
-    },
     /// The sender's execution load, for routing.
     Load {
         executing: u32,
         capacity: u32,
+    },
+    /// The sender is a member of the mesh, reachable at these addresses:
+    /// nodes connect to every member they hear of, so that they agree on
+    /// who owns which result (the shell dials; the core only accepts it).
+    Member {
+        addresses: Vec<String>,
     },
 }
 
@@ -68,6 +69,9 @@ pub enum Request {
     Sync(SyncRequest),
     /// Gossip meant for this peer only (see `Action::TellPeers`).
     Tell(Gossip),
+    /// Results this peer owns (or is to hold for their owners): a replica
+    /// from the node that computed or stores them, or a handoff.
+    Store(Vec<StoredResult>),
 }
 
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
@@ -81,6 +85,8 @@ pub enum Response {
     Refused(String),
     /// Receipt of a `Request::Tell`.
     Told,
+    /// Receipt of a `Request::Store`.
+    Stored,
 }
 
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
@@ -91,15 +97,22 @@ pub struct RemoteAnswer {
     pub record: ExecutionRecord,
 }
 
-/// Anti-entropy: "here is a digest of what I hold, and the last of your
-/// results I have seen"; the answer carries only what differs.
+/// One result for a peer to keep.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredResult {
+    pub key: CallKey,
+    pub record: ExecutionRecord,
+}
+
+/// Anti-entropy of modules and names: "here is a digest of what I hold";
+/// the answer carries only what differs. Results are not in it: they live
+/// at their owners (see `Request::Store`).
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncRequest {
     pub modules_digest: [u8; 32],
     pub names_digest: [u8; 32],
-    /// Sequence number of the responder's result log already seen.
-    pub results_since: u64,
     /// The sender's execution load, piggybacked.
     pub load: Load,
 }
@@ -117,20 +130,7 @@ pub struct SyncResponse {
     /// Present only when the digests differ.
     pub modules: Option<Vec<(ModuleId, u64)>>,
     pub names: Option<Vec<NameRecord>>,
-    pub results: Vec<ResultRef>,
-    /// Cursor to ask from next time.
-    pub results_next: u64,
-    /// More results are waiting beyond this batch.
-    pub more: bool,
     pub load: Load,
-}
-
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ResultRef {
-    pub key: CallKey,
-    pub module: ModuleId,
-    pub size: u64,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

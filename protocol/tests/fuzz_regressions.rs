@@ -63,7 +63,7 @@ fn every_seed_passes_its_check() {
 #[test]
 #[ignore = "writes fuzz/seeds/; run by hand when the wire format changes"]
 fn write_fuzz_seeds() {
-    use nebula_protocol::wire::{self, Gossip, Load, RemoteAnswer, Request, ResultRef, SyncRequest, SyncResponse};
+    use nebula_protocol::wire::{self, Gossip, Load, RemoteAnswer, Request, StoredResult, SyncRequest, SyncResponse};
     use nebula_protocol::{
         CacheStatus, CallError, CallKey, ExecutionRecord, Failure, Limits, ModuleId, NameRecord, Outcome,
     };
@@ -87,16 +87,17 @@ fn write_fuzz_seeds() {
     let gossip = [
         Gossip::ModuleAvailable { module, size: 4096 },
         Gossip::Name(name.clone()),
-        Gossip::ResultAvailable { key, module, size: 2, inline: Some(record.clone()) },
         Gossip::Load { executing: 1, capacity: 4 },
+        Gossip::Member { addresses: vec!["/ip4/10.0.0.7/tcp/4001".into()] },
     ];
-    let sync = SyncRequest { modules_digest: [1; 32], names_digest: [2; 32], results_since: 7, load };
+    let sync = SyncRequest { modules_digest: [1; 32], names_digest: [2; 32], load };
     let requests = [
         Request::FetchModule { module },
         Request::FetchResult { key },
         Request::Call { reference: "fib".into(), input: b"10".to_vec(), limits: Limits::default(), hops: 1 },
         Request::Sync(sync),
         Request::Tell(gossip[0].clone()),
+        Request::Store(vec![StoredResult { key, record: record.clone() }]),
     ];
     let responses = [
         wire::Response::Module(Some(b"\0asm\x01\0\0\0".to_vec())),
@@ -106,13 +107,11 @@ fn write_fuzz_seeds() {
         wire::Response::Sync(SyncResponse {
             modules: Some(vec![(module, 4096)]),
             names: Some(vec![name.clone()]),
-            results: vec![ResultRef { key, module, size: 2 }],
-            results_next: 8,
-            more: true,
             load,
         }),
         wire::Response::Refused("no".into()),
         wire::Response::Told,
+        wire::Response::Stored,
     ];
 
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds");

@@ -6,6 +6,7 @@ mod executor;
 mod history;
 mod liar;
 mod plot;
+mod scale;
 mod scenario;
 mod world;
 
@@ -72,6 +73,27 @@ enum Command {
         scenario: Option<String>,
         #[command(flatten)]
         network: Faults,
+    },
+    /// Measure how calls, background traffic and stored results grow with
+    /// the mesh's size (fault-free).
+    Scale {
+        /// `view`: 8 links per node and a membership view (a big mesh);
+        /// `full`: every node linked to every other (a lab mesh).
+        #[arg(long, value_enum, default_value = "view")]
+        topology: scale::Topology,
+        /// Mesh sizes to run, one after another.
+        #[arg(long, value_delimiter = ',', default_value = "10,100,1000")]
+        sizes: Vec<usize>,
+        #[arg(long, default_value_t = 20_000)]
+        calls: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Share of the calls issued as one of an identical pair (at two nodes at once).
+        #[arg(long, default_value_t = 0.2, value_parser = probability)]
+        duplicate_share: f64,
+        /// Write the per-size reports here (a JSON list).
+        #[arg(long)]
+        json: Option<PathBuf>,
     },
     /// List the scenarios.
     List,
@@ -266,6 +288,20 @@ fn main() -> anyhow::Result<()> {
                 .collect();
             let schedule = serde_json::json!({ "duration_ms": scenario::DURATION_MS, "faults": faults });
             println!("{schedule}");
+        }
+        Command::Scale { topology, sizes, calls, seed, duplicate_share, json } => {
+            let settings = scale::Settings { topology, calls, seed, duplicate_share };
+            let mut reports = Vec::new();
+            for nodes in sizes {
+                reports.push(scale::run(nodes, &settings)?);
+                eprintln!("{nodes} nodes done in {} ms", reports.last().map_or(0, |r| r.wall_time_ms));
+            }
+            scale::print(&reports);
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_string_pretty(&reports)?)
+                    .map_err(|error| anyhow::anyhow!("writing {}: {error}", path.display()))?;
+                println!("report written to {}", path.display());
+            }
         }
         Command::List => {
             for name in ALL {

@@ -48,9 +48,10 @@ pub enum Name {
     BridgeNode,
     RandomGroups,
     SlowNodes,
+    Churn,
 }
 
-pub const ALL: [Name; 8] = [
+pub const ALL: [Name; 9] = [
     Name::SplitBrain,
     Name::IsolatedMinority,
     Name::Flapping,
@@ -59,6 +60,7 @@ pub const ALL: [Name; 8] = [
     Name::BridgeNode,
     Name::RandomGroups,
     Name::SlowNodes,
+    Name::Churn,
 ];
 
 impl Name {
@@ -76,6 +78,7 @@ impl Name {
             Name::BridgeNode => "bridge-node",
             Name::RandomGroups => "random-groups",
             Name::SlowNodes => "slow-nodes",
+            Name::Churn => "churn",
         }
     }
 
@@ -105,6 +108,12 @@ impl Name {
                 (15_000, Heal),
             ],
             Name::SlowNodes => vec![(5_000, Slow(0.2)), (7_000, DeployAndRepoint { name: "f0" }), (15_000, Fast)],
+            // Members leave and come back all through the calls: every second
+            // a tenth of the nodes crash, and half a second later they return
+            // (owners move each time, and results are handed over).
+            Name::Churn => {
+                (0..16).flat_map(|i| [(4_000 + i * 1_000, Crash(0.1)), (4_500 + i * 1_000, RestartAll)]).collect()
+            }
         }
     }
 
@@ -135,7 +144,7 @@ impl Fault {
 pub const DURATION_MS: Time = 25_000;
 /// Links per node in the connection graph.
 const DEGREE: usize = 8;
-const MODULES: usize = 20;
+pub const MODULES: usize = 20;
 const NAMES: usize = 5;
 const BY_NAME_SHARE: f64 = 0.3;
 /// Popularity skew: module index = MODULES * u^SKEW, u uniform in [0, 1).

@@ -28,8 +28,8 @@ use std::sync::Arc;
 
 use nebula_protocol::wire::{Gossip, Request, Response};
 use nebula_protocol::{
-    Action, CallKey, CallerId, Core, Event, ExecutionRecord, InboundId, MeshConfig, MessageId, ModelledSignatures,
-    ModuleId, NameRecord, Outcome, RequestId, Timings, Verdict,
+    Action, CallKey, CallerId, Core, Event, ExecutionRecord, InboundId, Members, MeshConfig, MessageId,
+    ModelledSignatures, ModuleId, NameRecord, Outcome, RequestId, Timings, Verdict,
 };
 use rand::{RngExt, SeedableRng};
 use rand_pcg::Pcg64Mcg;
@@ -65,6 +65,70 @@ impl Default for NetworkModel {
             slow_exec_factor: 10,
             slow_link_ms: 100,
         }
+    }
+}
+
+/// What a message is for: calls (answering them and storing their results at
+/// their owners), modules moving to the nodes ahead of need, or the
+/// background that runs whether or not anyone calls (anti-entropy, tells,
+/// gossip floods). Responses count with their request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Traffic {
+    Call,
+    Module,
+    Background,
+}
+
+/// Messages and bytes sent.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Tally {
+    pub messages: u64,
+    pub bytes: u64,
+}
+
+/// The cause of a request and its answer, and a finer label to tell kinds apart.
+pub fn classify(request: &Request) -> (Traffic, &'static str) {
+    match request {
+        Request::Call { .. } => (Traffic::Call, "call"),
+        Request::Store(_) => (Traffic::Call, "store"),
+        Request::FetchResult { .. } => (Traffic::Call, "fetch-result"),
+        Request::FetchModule { .. } => FETCH_MODULE,
+        Request::Sync(_) => (Traffic::Background, "sync"),
+        Request::Tell(Gossip::ModuleAvailable { .. }) => (Traffic::Background, "tell-module"),
+        Request::Tell(Gossip::Load { .. }) => (Traffic::Background, "tell-load"),
+        Request::Tell(Gossip::Name(_)) => (Traffic::Background, "tell-name"),
+        Request::Tell(Gossip::Member { .. }) => (Traffic::Background, "tell-member"),
+    }
+}
+
+const FETCH_MODULE: (Traffic, &str) = (Traffic::Module, "fetch-module");
+const GOSSIP: (Traffic, &str) = (Traffic::Background, "gossip");
+
+/// What a run cost, counted as it happens (`nebula-sim scale` reads it).
+#[derive(Default)]
+pub struct Counters {
+    /// By cause and kind of message.
+    pub traffic: BTreeMap<(Traffic, &'static str), Tally>,
+    /// Executions performed by each node.
+    pub executions: Vec<u64>,
+    /// Every call key executed somewhere.
+    pub executed_keys: HashSet<CallKey>,
+}
+
+impl Counters {
+    fn count(&mut self, kind: (Traffic, &'static str), bytes: u64) {
+        let tally = self.traffic.entry(kind).or_default();
+        tally.messages += 1;
+        tally.bytes += bytes;
+    }
+
+    /// Everything sent for `traffic`.
+    pub fn total(&self, traffic: Traffic) -> Tally {
+        let of_it = self.traffic.iter().filter(|((of, _), _)| *of == traffic).map(|(_, tally)| tally);
+        of_it.fold(Tally::default(), |sum, tally| Tally {
+            messages: sum.messages + tally.messages,
+            bytes: sum.bytes + tally.bytes,
+        })
     }
 }
 
@@ -113,6 +177,35 @@ struct SimNode {
     received: HashMap<RequestId, u64>,
     /// When this node's core is next woken (the earliest wake scheduled).
     wake_at: Option<Time>,
+    /// Results this node answered with but does not own (memory only).
+    near: NearCache,
+}
+
+/// A node's near cache, bounded: the oldest entry goes first.
+#[derive(Default)]
+struct NearCache {
+    records: HashMap<CallKey, Arc<ExecutionRecord>>,
+    order: std::collections::VecDeque<CallKey>,
+}
+
+impl NearCache {
+    const CAPACITY: usize = 10_000;
+
+    fn insert(&mut self, key: CallKey, record: Arc<ExecutionRecord>) {
+        if self.records.insert(key, record).is_none() {
+            self.order.push_back(key);
+        }
+        while self.order.len() > Self::CAPACITY {
+            if let Some(oldest) = self.order.pop_front() {
+                self.records.remove(&oldest);
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.records.clear();
+        self.order.clear();
+    }
 }
 
 impl SimNode {
@@ -128,6 +221,7 @@ impl SimNode {
             inbound: HashMap::new(),
             received: HashMap::new(),
             wake_at: None,
+            near: NearCache::default(),
         }
     }
 }
@@ -195,6 +289,9 @@ pub struct World {
     groups: Vec<u32>,
     /// The connection graph.
     neighbours: Vec<Vec<usize>>,
+    /// Every node knows every reachable member (a membership view shared by
+    /// its group) and dials owners on demand; see `use_membership_view`.
+    membership_view: bool,
     queue: BinaryHeap<Reverse<Scheduled>>,
     next_seq: u64,
     next_id: u64,
@@ -203,6 +300,7 @@ pub struct World {
     pub lies: Lies,
     pub messages: u64,
     pub bytes: u64,
+    pub counters: Counters,
 }
 
 impl World {
@@ -223,6 +321,7 @@ impl World {
             nodes: (0..nodes).map(|i| SimNode::new(i, &config)).collect(),
             groups: vec![0; count],
             neighbours: vec![Vec::new(); count],
+            membership_view: false,
             queue: BinaryHeap::new(),
             next_seq: 0,
             next_id: 0,
@@ -231,6 +330,7 @@ impl World {
             lies: Lies::default(),
             messages: 0,
             bytes: 0,
+            counters: Counters { executions: vec![0; count], ..Counters::default() },
         };
         world.build_graph(degree);
         world
@@ -304,7 +404,9 @@ impl World {
         self.nodes[a].alive
             && self.nodes[b].alive
             && (self.groups[a] == self.groups[b] || self.nodes[a].bridge || self.nodes[b].bridge)
-            && self.neighbours[a].contains(&b)
+            // Sorted (built from an ordered edge set): on a full mesh of
+            // thousands of nodes, a scan per message would dominate the run.
+            && self.neighbours[a].binary_search(&b).is_ok()
     }
 
     /// Moves nodes into partition groups; links that break or form are
@@ -313,6 +415,51 @@ impl World {
         let before = self.link_matrix();
         self.groups = groups;
         self.announce_link_changes(&before);
+        self.refresh_membership();
+    }
+
+    /// From now on, the cores take their members from a membership view (the
+    /// alive nodes of their partition group: what a SWIM-like membership
+    /// protocol converges to) instead of from their few links, and a
+    /// request to a member that is not a neighbour is dialled on demand.
+    /// This is how a mesh too big for everyone to connect to everyone works;
+    /// the view of a group is one `Arc` shared by all its cores.
+    pub fn use_membership_view(&mut self) {
+        self.membership_view = true;
+        self.refresh_membership();
+    }
+
+    fn refresh_membership(&mut self) {
+        if !self.membership_view {
+            return;
+        }
+        let mut by_group: BTreeMap<u32, Vec<SimPeer>> = BTreeMap::new();
+        for node in (0..self.len()).filter(|&node| self.nodes[node].alive) {
+            by_group.entry(self.groups[node]).or_default().push(peer(node));
+        }
+        let views: BTreeMap<u32, Arc<Members<SimPeer>>> =
+            by_group.into_iter().map(|(group, peers)| (group, Arc::new(Members::of(peers)))).collect();
+        for node in 0..self.len() {
+            if !self.nodes[node].alive {
+                continue;
+            }
+            let view = views[&self.groups[node]].clone();
+            let actions = self.nodes[node].core.set_members(self.now, view);
+            self.perform(node, actions);
+        }
+    }
+
+    /// Whether `n` can reach `m`: over a link, or (with a membership view) by
+    /// dialling it, if nothing cuts them apart.
+    fn reachable(&self, n: usize, m: usize) -> bool {
+        match self.membership_view {
+            true => {
+                self.nodes[n].alive
+                    && self.nodes[m].alive
+                    && (self.groups[n] == self.groups[m] || self.nodes[n].bridge || self.nodes[m].bridge)
+            }
+            false => self.linked(n, m),
+        }
     }
 
     pub fn crash(&mut self, node: usize) {
@@ -322,7 +469,9 @@ impl World {
         sim.clients.clear();
         sim.inbound.clear();
         sim.received.clear();
+        sim.near.clear();
         self.announce_link_changes(&before);
+        self.refresh_membership();
         // Callers waiting on it get nothing back: record them as unanswered.
         self.history.abandon_node(node, self.now);
     }
@@ -341,6 +490,7 @@ impl World {
         sim.wake_at = None;
         sim.alive = true;
         self.announce_link_changes(&before);
+        self.refresh_membership();
     }
 
     /// Whether each link is up, in the order of `neighbours`.
@@ -414,7 +564,7 @@ impl World {
         // As the real node does: a result already held is answered without the core.
         let held = &self.nodes[node];
         let limits = nebula_protocol::Limits::default();
-        let results = |key: &CallKey| held.disk.results.get(key).cloned();
+        let results = |key: &CallKey| held.near.records.get(key).or_else(|| held.disk.results.get(key)).cloned();
         let resolver = held.core.resolver();
         if let Some(answer) = resolver.answer_from_memory(&call.reference, call.input.as_bytes(), &limits, results) {
             self.reply(node, caller, Ok(answer));
@@ -453,10 +603,11 @@ impl World {
 
     /// One message from `from` to `to`, delivered as `event`: dropped if the
     /// link is down or the message lost, maybe duplicated.
-    fn send(&mut self, from: usize, to: usize, bytes: u64, event: Event<SimPeer>) {
+    fn send(&mut self, from: usize, to: usize, bytes: u64, kind: (Traffic, &'static str), event: Event<SimPeer>) {
         self.messages += 1;
         self.bytes += bytes;
-        if !self.linked(from, to) || self.rng.random_bool(self.network.loss) {
+        self.counters.count(kind, bytes);
+        if !self.reachable(from, to) || self.rng.random_bool(self.network.loss) {
             return;
         }
         if self.rng.random_bool(self.network.duplicate) {
@@ -509,10 +660,13 @@ impl World {
     fn perform_one(&mut self, n: usize, action: Action<SimPeer>) {
         match action {
             Action::LookupResult { lookup, key } => {
-                let found = self.nodes[n].disk.results.get(&key).cloned();
+                let node = &self.nodes[n];
+                let found = node.near.records.get(&key).or_else(|| node.disk.results.get(&key)).cloned();
                 self.deliver_now(n, Event::ResultLookedUp { lookup, found });
             }
             Action::Execute { flight, key, module, input, .. } => {
+                self.counters.executions[n] += 1;
+                self.counters.executed_keys.insert(key);
                 let stdout = self.executor.execute(&module, &input);
                 let mut outcome = Outcome::Success { stdout };
                 if self.nodes[n].liar {
@@ -536,6 +690,7 @@ impl World {
             Action::StoreResult { key, record } => {
                 self.nodes[n].disk.results.insert(key, record);
             }
+            Action::CacheResult { key, record } => self.nodes[n].near.insert(key, record),
             Action::PersistName(record) => {
                 self.nodes[n].disk.names.insert(record.name.clone(), record);
             }
@@ -562,7 +717,7 @@ impl World {
 
     /// A request from `n` to `m`: it reaches `m`'s core as a peer's request.
     fn request(&mut self, n: usize, m: usize, request: RequestId, message: Request) {
-        if !self.linked(n, m) {
+        if !self.reachable(n, m) {
             // As libp2p does for a peer it cannot reach: the dial fails at once.
             let event = Event::RequestFailed { request, reason: "not connected".into() };
             self.schedule(1, Pending::Deliver(n, event));
@@ -571,7 +726,8 @@ impl World {
         let bytes = nebula_protocol::wire::encode(&message).len() as u64;
         let inbound = self.next_id();
         self.nodes[m].inbound.insert(inbound, (n, request, message.clone()));
-        self.send(n, m, bytes, Event::PeerRequest { from: peer(n), inbound, request: message });
+        let kind = classify(&message);
+        self.send(n, m, bytes, kind, Event::PeerRequest { from: peer(n), inbound, request: message });
     }
 
     /// `n` answers a peer's request; a liar tampers with what it answers.
@@ -586,7 +742,7 @@ impl World {
             _ => response,
         };
         let bytes = nebula_protocol::wire::encode(&response).len() as u64;
-        self.send(n, origin, bytes, Event::PeerResponse { request, from: peer(n), response });
+        self.send(n, origin, bytes, classify(&asked), Event::PeerResponse { request, from: peer(n), response });
     }
 
     fn tamper(&mut self, liar: usize, response: Response, key: CallKey) -> Response {
@@ -601,7 +757,8 @@ impl World {
         let Some((origin, request, _)) = self.nodes[n].inbound.remove(&inbound) else { return };
         let Some(&size) = self.nodes[n].disk.modules.get(&module) else {
             let response = Response::Module(None);
-            return self.send(n, origin, 16, Event::PeerResponse { request, from: peer(n), response });
+            let event = Event::PeerResponse { request, from: peer(n), response };
+            return self.send(n, origin, 16, FETCH_MODULE, event);
         };
         let hash = match self.nodes[n].liar {
             true => {
@@ -611,7 +768,7 @@ impl World {
             false => module,
         };
         self.nodes[origin].received.insert(request, size);
-        self.send(n, origin, size, Event::ModuleReceived { request, from: peer(n), hash, size });
+        self.send(n, origin, size, FETCH_MODULE, Event::ModuleReceived { request, from: peer(n), hash, size });
     }
 
     /// A node publishes gossip: it spreads hop by hop from there.
@@ -632,6 +789,7 @@ impl World {
             }
             self.messages += 1;
             self.bytes += size;
+            self.counters.count(GOSSIP, size);
             if self.rng.random_bool(self.network.loss) {
                 continue;
             }
@@ -678,6 +836,13 @@ impl World {
                 Err(error) => self.history.fail(index, self.now, error.kind()),
             }
         }
+    }
+
+    /// Results stored durably (owned), summed over the nodes, and how many distinct.
+    pub fn stored_results(&self) -> (usize, usize) {
+        let total = self.nodes.iter().map(|node| node.disk.results.len()).sum();
+        let distinct: HashSet<&CallKey> = self.nodes.iter().flat_map(|node| node.disk.results.keys()).collect();
+        (total, distinct.len())
     }
 
     /// True when every alive node holds the same modules and names.

@@ -174,3 +174,27 @@ fn schedules_are_printed_for_the_real_node_experiment() {
     assert_eq!(kinds, ["partition", "deploy-and-repoint", "heal"]);
     assert_eq!(schedule["faults"][0]["fault"]["argument"], serde_json::json!([0.5, 0.5]));
 }
+
+#[test]
+fn scale_out_keeps_calls_cheap_executes_once_and_spreads_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("scale.json");
+    let (passed, output) = sim(&["scale", "--sizes", "10,40", "--calls", "2000", "--json", path.to_str().unwrap()]);
+    assert!(passed, "{output}");
+    let reports: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let [small, large] = &reports.as_array().unwrap()[..] else { panic!("two sizes: {reports}") };
+    let figure = |report: &serde_json::Value, name: &str| report[name].as_f64().unwrap();
+    for report in [small, large] {
+        assert!(figure(report, "call_messages_per_call") <= 10.0, "{report}");
+        assert!(figure(report, "executions_per_distinct_key") <= 1.05, "identical calls execute once: {report}");
+        assert!(figure(report, "max_execution_share") <= 3.0, "executions spread over the owners: {report}");
+        assert_eq!(report["by_hash_violations"], 0, "{report}");
+        assert_eq!(report["availability"], 1.0, "{report}");
+    }
+    // A call costs about the same however big the mesh…
+    let growth = figure(large, "call_messages_per_call") / figure(small, "call_messages_per_call");
+    assert!(growth <= 2.0, "messages per call grew {growth:.2}×: {reports}");
+    // …and each node stores about k/N of the results: the mesh's capacity grows with N.
+    assert!(figure(large, "results_per_node_mean") < figure(small, "results_per_node_mean"), "{reports}");
+    assert!(output.contains("scale 40 call_messages_per_call"), "{output}");
+}

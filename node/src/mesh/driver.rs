@@ -42,11 +42,18 @@ fn topic_of(gossip: &Gossip) -> &'static str {
     match gossip {
         Gossip::ModuleAvailable { .. } => "nebula/modules/1",
         Gossip::Name(_) => "nebula/names/1",
-        Gossip::ResultAvailable { .. } => "nebula/results/1",
         Gossip::Load { .. } => "nebula/load/1",
+        Gossip::Member { .. } => "nebula/members/1",
     }
 }
-pub(super) const TOPICS: [&str; 4] = ["nebula/modules/1", "nebula/names/1", "nebula/results/1", "nebula/load/1"];
+pub(super) const TOPICS: [&str; 4] = ["nebula/modules/1", "nebula/names/1", "nebula/load/1", "nebula/members/1"];
+
+/// How often this node considers telling the mesh it is a member: at once
+/// when its connections changed, otherwise every `MEMBER_REFRESH`.
+const MEMBER_CHECK: Duration = Duration::from_secs(2);
+const MEMBER_REFRESH: Duration = Duration::from_secs(60);
+/// At most this many of its addresses go into a membership message.
+const MEMBER_ADDRESSES: usize = 8;
 
 /// Starts the swarm task. It ends on [`Command::Shutdown`], or when every
 /// [`NetworkHandle`] is gone (the command channel closes).
@@ -89,6 +96,7 @@ pub fn spawn(
         budgets: PeerBudgets::new(settings.peer_message_budget),
         protocol: super::announced_protocol(settings.wire_version),
         refusals: HashMap::new(),
+        member_told: None,
     };
     tokio::spawn(driver.run(receiver));
     Ok(handle)
@@ -113,6 +121,8 @@ struct Driver {
     protocol: String,
     /// Peers refused for speaking another wire version.
     refusals: HashMap<PeerId, Refusal>,
+    /// When this node last told the mesh it is a member, and how many peers it had then.
+    member_told: Option<(Instant, usize)>,
 }
 
 /// A refused peer is first kept connected for a moment, so that it learns
@@ -129,6 +139,8 @@ impl Driver {
         redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut redialling = !self.bootstrap.is_empty();
         let mut refusals = tokio::time::interval(Duration::from_secs(1));
+        let mut membership = tokio::time::interval(MEMBER_CHECK);
+        membership.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => {
@@ -142,6 +154,7 @@ impl Driver {
                 },
                 _ = redial.tick(), if redialling => redialling = self.dial_bootstrap_peers(),
                 _ = refusals.tick(), if !self.refusals.is_empty() => self.carry_out_refusals(),
+                _ = membership.tick() => self.announce_membership(),
             }
         }
         tracing::debug!("network stopped");
@@ -314,6 +327,9 @@ impl Driver {
                 let token = self.token();
                 self.gossip.insert(token, (message_id, propagation_source));
                 let from = message.source.unwrap_or(propagation_source);
+                if let Ok(Gossip::Member { addresses }) = &gossip {
+                    self.dial_member(from, addresses);
+                }
                 self.tell_node(NetworkEvent::Gossip { from, message: token, gossip });
             }
             BehaviourEvent::Rpc(event) => self.on_rpc_event(event),
@@ -377,6 +393,42 @@ impl Driver {
             // For the core the peer is gone now; what it still sends is dropped.
             self.tell_node(NetworkEvent::Disconnected(peer));
             self.refusals.insert(peer, Refusal { blocked: false, until: Instant::now() + INFORM_GRACE });
+        }
+    }
+
+    /// Tells the mesh this node is a member and where to reach it, when its
+    /// connections changed or a while has passed: every node then connects to
+    /// every member, so that all see the same members and agree on who owns
+    /// which result (a node started with one bootstrap peer would otherwise
+    /// know only that one).
+    fn announce_membership(&mut self) {
+        let connected = self.swarm.connected_peers().count();
+        let fresh = self.member_told.is_some_and(|(at, count)| count == connected && at.elapsed() < MEMBER_REFRESH);
+        if connected == 0 || fresh {
+            return;
+        }
+        let listening = self.listening.lock().expect("listening lock");
+        let addresses = listening.iter().take(MEMBER_ADDRESSES).map(ToString::to_string).collect();
+        drop(listening);
+        let gossip = Gossip::Member { addresses };
+        let topic = gossipsub::IdentTopic::new(topic_of(&gossip));
+        // Fails until a peer's subscription has arrived: tried again at the next check.
+        if self.swarm.behaviour_mut().gossipsub.publish(topic, wire::encode(&gossip)).is_ok() {
+            self.member_told = Some((Instant::now(), connected));
+        }
+    }
+
+    /// Connects to a member heard of by gossip, unless connected or refused.
+    fn dial_member(&mut self, member: PeerId, addresses: &[String]) {
+        if member == *self.swarm.local_peer_id() || self.swarm.is_connected(&member) || self.is_refused(&member) {
+            return;
+        }
+        let addresses: Vec<Multiaddr> =
+            addresses.iter().take(MEMBER_ADDRESSES).filter_map(|address| address.parse().ok()).collect();
+        let dial =
+            DialOpts::peer_id(member).condition(PeerCondition::DisconnectedAndNotDialing).addresses(addresses).build();
+        if let Err(error) = self.swarm.dial(dial) {
+            tracing::debug!(%member, %error, "dialling a member failed");
         }
     }
 

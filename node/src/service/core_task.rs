@@ -313,6 +313,8 @@ impl CoreTask {
                 self.stored_keys.insert(&key);
                 self.shared.results.submit(key, record);
             }
+            // The near cache: a result owned elsewhere, kept in memory only.
+            Action::CacheResult { key, record } => self.shared.memory.insert(key, record),
             Action::PersistName(record) => {
                 let shared = self.shared.clone();
                 tokio::task::spawn_blocking(move || {

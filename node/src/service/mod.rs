@@ -398,10 +398,10 @@ impl Node {
         }
     }
 
-    /// Peers this node knows to hold the result of `key`.
-    pub async fn result_holders(&self, key: &CallKey) -> Vec<String> {
+    /// The owners of `key`'s result as this node sees the mesh, best first.
+    pub async fn owners(&self, key: &CallKey) -> Vec<String> {
         let key = *key;
-        self.query(move |core| core.result_holders(&key).map(ToString::to_string).collect()).await.unwrap_or_default()
+        self.query(move |core| core.owners(&key).iter().map(ToString::to_string).collect()).await.unwrap_or_default()
     }
 
     /// Peers known to the core, with what the network knows of them.

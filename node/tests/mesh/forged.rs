@@ -1,5 +1,7 @@
 //! Peers that lie about results: a forged signature is refused outright; a
-//! correctly signed lie is caught by re-executing (`verify_remote`).
+//! correctly signed lie is caught by re-executing (`verify_remote`). The
+//! liar is a member of the mesh, so it owns some calls' results: the victim
+//! asks it for those.
 
 use std::time::Duration;
 
@@ -8,42 +10,36 @@ use libp2p::identity::Keypair;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, gossipsub, request_response};
 use nebula_node::mesh::MeshSettings;
-use nebula_protocol::wire::{self, Gossip, Request, Response};
-use nebula_protocol::{CallKey, ExecutionRecord, ModuleId, Outcome, Timings};
+use nebula_protocol::wire::{RemoteAnswer, Request, Response};
+use nebula_protocol::{CacheStatus, CallKey, ExecutionRecord, ModuleId, Outcome, Timings};
 
 use crate::common::{TestNode, function};
 use crate::harness::tcp_address;
 use crate::rogue::{RogueBehaviourEvent, rogue_peer};
 
-/// A peer that keeps announcing its `lies` (inline) and serves the one asked
-/// for to anyone who fetches a result.
+/// A peer that answers every call it owns with its lie about it.
 async fn run_forger(identity: Keypair, victim: Multiaddr, lies: Vec<(CallKey, ExecutionRecord)>) {
-    let topic = gossipsub::IdentTopic::new("nebula/results/1");
-    let mut swarm = rogue_peer(identity, &topic);
+    let mut swarm = rogue_peer(identity, &gossipsub::IdentTopic::new("nebula/modules/1"));
     swarm.dial(victim).unwrap();
-    let mut announce = tokio::time::interval(Duration::from_millis(500));
     loop {
-        tokio::select! {
-            _ = announce.tick() => {
-                for (key, lie) in &lies {
-                    let gossip = Gossip::ResultAvailable { key: *key, module: lie.module, size: 3, inline: Some(lie.clone()) };
-                    // Fails until the victim's subscription arrives; keep trying.
-                    let _ = swarm.behaviour_mut().gossipsub.publish(topic.clone(), wire::encode(&gossip));
-                }
-            }
-            event = swarm.select_next_some() => {
-                if let SwarmEvent::Behaviour(RogueBehaviourEvent::Rpc(request_response::Event::Message {
-                    message: request_response::Message::Request { request, channel, .. }, ..
-                })) = event {
-                    let response = match request {
-                        Request::FetchResult { key } => {
-                            Response::Result(lies.iter().find(|(k, _)| *k == key).map(|(_, lie)| lie.clone()))
+        if let SwarmEvent::Behaviour(RogueBehaviourEvent::Rpc(request_response::Event::Message {
+            message: request_response::Message::Request { request, channel, .. },
+            ..
+        })) = swarm.select_next_some().await
+        {
+            let response = match request {
+                Request::Call { reference, input, .. } => {
+                    let key = CallKey::new(&reference.parse().unwrap(), &input);
+                    match lies.iter().find(|(k, _)| *k == key) {
+                        Some((key, lie)) => {
+                            Response::Call(Ok(RemoteAnswer { key: *key, cache: CacheStatus::Hit, record: lie.clone() }))
                         }
-                        _ => Response::Refused("forger".into()),
-                    };
-                    let _ = swarm.behaviour_mut().rpc.send_response(channel, response);
+                        None => Response::Refused("forger".into()),
+                    }
                 }
-            }
+                _ => Response::Refused("forger".into()),
+            };
+            let _ = swarm.behaviour_mut().rpc.send_response(channel, response);
         }
     }
 }

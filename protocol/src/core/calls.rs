@@ -11,14 +11,15 @@ use super::requests::Purpose;
 use super::{Action, Answer, Core, FlightId, LookupFor, LookupId, PeerKey};
 use crate::ids::{CallKey, ModuleId};
 use crate::limits::Limits;
-use crate::outcome::{CacheStatus, CallError, ExecutionRecord, Outcome};
-use crate::wire::{Gossip, RemoteAnswer, Request, Response, ResultRef};
+use crate::outcome::{CacheStatus, CallError, ExecutionRecord};
+use crate::wire::{Gossip, RemoteAnswer, Request, Response};
 
 impl<P: PeerKey> Core<P> {
-    /// A call from a local caller (`hops` 0) or forwarded by a peer.
+    /// A call from a local caller (`hops` 0) or forwarded by a peer (`asker`).
     pub(super) fn start_call(
         &mut self,
         waiter: Waiter,
+        asker: Option<P>,
         reference: &str,
         input: Arc<[u8]>,
         limits: Limits,
@@ -33,7 +34,7 @@ impl<P: PeerKey> Core<P> {
             return vec![reply_error(waiter, error)];
         }
         let key = CallKey::new(&module, &input);
-        if self.flights.join(key, limits, waiter, hops) {
+        if self.flights.join(key, limits, waiter, asker.clone(), hops) {
             return Vec::new();
         }
         let flight = self.flights.start(Flight {
@@ -45,6 +46,7 @@ impl<P: PeerKey> Core<P> {
             stage: Stage::LookingUp,
             tried: BTreeSet::new(),
             waiters: vec![waiter],
+            askers: asker.into_iter().collect(),
             candidate: None,
         });
         vec![self.look_up(key, LookupFor::Flight(flight))]
@@ -77,61 +79,26 @@ impl<P: PeerKey> Core<P> {
         flight: FlightId,
         found: Option<Arc<ExecutionRecord>>,
     ) -> Vec<Action<P>> {
-        if let Some(record) = found {
-            return self
+        match found {
+            Some(record) => self
                 .flights
                 .land(flight)
-                .map_or_else(Vec::new, |landed| reply_all(landed, record, |_| CacheStatus::Hit));
-        }
-        let Some(state) = self.flights.get(flight) else { return Vec::new() };
-        // A peer announced this result: fetching it beats recomputing.
-        let holder = self
-            .holders
-            .result_holders(&state.key)
-            .find(|peer| !state.tried.contains(*peer) && self.peers.is_connected(peer))
-            .cloned();
-        match holder {
-            Some(from) => {
-                let key = state.key;
-                self.flights.set_stage(flight, Stage::FetchingResult);
-                let timeout = self.config.request_timeout_ms;
-                vec![self.send(from, Request::FetchResult { key }, Purpose::FetchResult { flight, key }, timeout)]
-            }
+                .map_or_else(Vec::new, |landed| reply_all(landed, record, |_| CacheStatus::Hit)),
             None => self.proceed(flight),
         }
     }
 
-    /// A peer's answer to a result fetch (`None`: it failed or had nothing).
-    pub(super) fn on_result_fetched(
-        &mut self,
-        flight: FlightId,
-        key: CallKey,
-        from: P,
-        found: Option<ExecutionRecord>,
-    ) -> Vec<Action<P>> {
-        let mut actions = Vec::new();
-        let expected = self.flights.get(flight).map(|state| state.module);
-        if let Some(record) = found {
-            match self.judge_record(&from, &key, expected, record) {
-                Ok(record) => return self.remote_result(flight, from, Arc::new(record), CacheStatus::Hit),
-                Err(penalty) => actions.push(*penalty),
-            }
-        }
-        self.holders.forget_result_holder(&key, &from);
-        if let Some(state) = self.flights.get_mut(flight) {
-            state.tried.insert(from);
-            actions.extend(self.on_flight_looked_up(flight, None));
-        }
-        actions
-    }
-
-    /// No cached result anywhere: execute here, fetch the module, or forward.
+    /// Not cached here: ask the key's owner, or else execute here, fetch
+    /// the module, or forward.
     pub(super) fn proceed(&mut self, flight: FlightId) -> Vec<Action<P>> {
         let Some(state) = self.flights.get(flight) else { return Vec::new() };
         if state.candidate.is_some() {
             return self.seek_confirmation(flight);
         }
         let (module, hops) = (state.module, state.hops);
+        if let Some(owner) = self.owner_to_ask(flight) {
+            return self.forward(flight, owner, hops + 1);
+        }
         let may_forward = hops < self.config.max_hops;
         if self.modules.holds(&module) {
             if self.executing >= self.config.capacity
@@ -153,6 +120,27 @@ impl<P: PeerKey> Core<P> {
         }
         let reference = self.unreachable_module(&module);
         self.fail(flight, CallError::ModuleNotFound { reference })
+    }
+
+    /// The owner that should answer this node's caller: the best owner of the
+    /// key that has not failed the call, unless this node comes first. The
+    /// owner looks the key up, joins identical calls from every node, and
+    /// executes once (mesh-wide singleflight). A call forwarded here is
+    /// answered here: the sender chose this node as its owner.
+    fn owner_to_ask(&self, flight: FlightId) -> Option<P> {
+        let state = self.flights.get(flight)?;
+        if state.hops > 0 {
+            return None;
+        }
+        for owner in self.owners(&state.key) {
+            if owner == self.local {
+                return None;
+            }
+            if !state.tried.contains(&owner) && self.reachable(&owner) {
+                return Some(owner);
+            }
+        }
+        None
     }
 
     fn unreachable_module(&self, module: &ModuleId) -> String {
@@ -219,11 +207,10 @@ impl<P: PeerKey> Core<P> {
                 Err(penalty) => actions.push(*penalty),
             },
             // The peer gave a clear answer about the call itself: pass it on,
-            // unless it is "I do not have that module", which another may have
-            // (or, while confirming a result, the peer could not help).
-            Ok(Err(error))
-                if !confirming && !matches!(error, CallError::ModuleNotFound { .. } | CallError::Internal { .. }) =>
-            {
+            // unless it is about the peer (it lacks the module, its copy is
+            // corrupt, it is overloaded, its limits are lower), which another
+            // node may not share (or, while confirming, the peer could not help).
+            Ok(Err(error)) if !confirming && !is_about_the_peer(&error) => {
                 return self.fail(flight, error);
             }
             Ok(Err(_)) | Err(_) => {}
@@ -254,8 +241,7 @@ impl<P: PeerKey> Core<P> {
         // Our own run settles any peer's result it was confirming.
         actions.extend(self.penalise_disagreeing(landed.candidate.as_ref(), &record));
         if record.outcome.is_cacheable() {
-            actions.push(Action::StoreResult { key: landed.key, record: record.clone() });
-            actions.push(self.announce_result(landed.key, &record));
+            actions.extend(self.keep_result(landed.key, &record, Some(&landed.askers)));
         }
         actions.extend(reply_all(landed, record, |index| match index {
             0 => CacheStatus::Miss,
@@ -264,14 +250,35 @@ impl<P: PeerKey> Core<P> {
         actions
     }
 
-    fn announce_result(&mut self, key: CallKey, record: &ExecutionRecord) -> Action<P> {
-        let size = match &record.outcome {
-            Outcome::Success { stdout } => stdout.len() as u64,
-            Outcome::Failed(_) => 0,
-        };
-        self.result_log.append(ResultRef { key, module: record.module, size });
-        let inline = (size <= self.config.inline_result_max_bytes).then(|| record.clone());
-        Action::Publish(Gossip::ResultAvailable { key, module: record.module, size, inline })
+    /// Keeps a result this node computed (`answered`: the peers it answers
+    /// with it) or was answered with (`None`): stored if this node owns it,
+    /// in the near cache otherwise; one it computed also goes to its other
+    /// owners, except those it answers anyway.
+    pub(super) fn keep_result(
+        &mut self,
+        key: CallKey,
+        record: &Arc<ExecutionRecord>,
+        answered: Option<&[P]>,
+    ) -> Vec<Action<P>> {
+        let computed_here = answered.is_some();
+        let owners = self.owners(&key);
+        let owned = owners.is_empty() || owners.contains(&self.local);
+        let mut actions = vec![match owned {
+            true => Action::StoreResult { key, record: record.clone() },
+            false => Action::CacheResult { key, record: record.clone() },
+        }];
+        if owned || computed_here {
+            self.handoff.remember(key, record.clone());
+        }
+        if computed_here {
+            let answered = answered.unwrap_or_default();
+            let others: Vec<P> =
+                owners.into_iter().filter(|owner| *owner != self.local && !answered.contains(owner)).collect();
+            for owner in others {
+                actions.extend(self.hand_over(owner, key, record));
+            }
+        }
+        actions
     }
 
     /// Fetches `module` (or joins the fetch in progress), with `flight`
@@ -433,6 +440,18 @@ impl<P: PeerKey> Core<P> {
     pub(super) fn fail(&mut self, flight: FlightId, error: CallError) -> Vec<Action<P>> {
         self.flights.land(flight).map_or_else(Vec::new, |landed| fail_all(landed, error))
     }
+}
+
+/// Whether a peer's refusal of a call is about the peer rather than the call.
+fn is_about_the_peer(error: &CallError) -> bool {
+    matches!(
+        error,
+        CallError::ModuleNotFound { .. }
+            | CallError::ModuleCorrupt { .. }
+            | CallError::Internal { .. }
+            | CallError::Overloaded { .. }
+            | CallError::InputTooLarge { .. }
+    )
 }
 
 pub(super) fn reply_error<P>(waiter: Waiter, error: CallError) -> Action<P> {

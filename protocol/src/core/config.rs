@@ -16,8 +16,12 @@ pub struct MeshConfig {
     pub replicate_budget_bytes: u64,
     /// A call needing a module at most this big fetches it; a bigger one is forwarded.
     pub fetch_for_call_max_bytes: u64,
-    /// Results up to this size travel inside their announcement.
-    pub inline_result_max_bytes: u64,
+    /// Owners of each call's result (see `owners.rs`): the members that store
+    /// it, the first of them the one that computes it. 0: results have no
+    /// owners, and each node keeps what it computes or is answered with.
+    pub owners: u8,
+    /// Results to owners wait at most this long to travel in one batch.
+    pub handoff_interval_ms: u64,
     /// A forwarded call is never forwarded more than this many times.
     pub max_hops: u8,
     /// Anti-entropy with each connected peer.
@@ -30,9 +34,8 @@ pub struct MeshConfig {
     pub forward_margin_ms: u64,
     /// A module fetch may take `request_timeout_ms` plus its size at this rate.
     pub min_transfer_bytes_per_s: u64,
-    /// Own results remembered for anti-entropy, and peers' results indexed.
-    pub result_log_len: usize,
-    pub remote_results_len: usize,
+    /// The latest results held here, handed to peers that connect and own them.
+    pub recent_results_len: usize,
     /// A result from a peer is trusted only once this many other executors
     /// (other peers, or this node) produced the same outcome. 0 trusts a
     /// peer's (signed) result as it is.
@@ -47,15 +50,15 @@ impl Default for MeshConfig {
             max_module_bytes: 64 << 20,
             replicate_budget_bytes: 1 << 30,
             fetch_for_call_max_bytes: 16 << 20,
-            inline_result_max_bytes: 16 << 10,
+            owners: 3,
+            handoff_interval_ms: 100,
             max_hops: 2,
             sync_interval_ms: 10_000,
             load_interval_ms: 1_000,
             request_timeout_ms: 10_000,
             forward_margin_ms: 5_000,
             min_transfer_bytes_per_s: 1 << 20,
-            result_log_len: 100_000,
-            remote_results_len: 100_000,
+            recent_results_len: 10_000,
             verify_remote: 0,
         }
     }

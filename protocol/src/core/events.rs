@@ -234,7 +234,14 @@ pub enum Action<P> {
         input: Arc<[u8]>,
         limits: Limits,
     },
+    /// Store a result this node owns, durably (and in the memory cache).
     StoreResult {
+        key: CallKey,
+        record: Arc<ExecutionRecord>,
+    },
+    /// Keep a result this node answered with but does not own in its near
+    /// cache: memory only, bounded by the shell, lost on restart.
+    CacheResult {
         key: CallKey,
         record: Arc<ExecutionRecord>,
     },

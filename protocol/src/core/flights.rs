@@ -12,7 +12,6 @@ use crate::limits::Limits;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Stage {
     LookingUp,
-    FetchingResult,
     AwaitingModule,
     Executing,
     Forwarded,
@@ -37,23 +36,28 @@ pub(super) struct Flight<P> {
     pub(super) tried: BTreeSet<P>,
     /// The first waiter started the flight; later ones joined it.
     pub(super) waiters: Vec<Waiter>,
+    /// The peers among the waiters: they get the result in their answer, so
+    /// it is not sent to them again as owners.
+    pub(super) askers: Vec<P>,
     /// A peer's result waiting for confirmation (see `MeshConfig::verify_remote`).
     pub(super) candidate: Option<Candidate>,
 }
 
 /// Flights are of two kinds: those of this node's callers, which may ask
 /// the key's owner, and those of calls peers sent here, which are answered
-/// here (or passed on with one more hop). A caller joins either kind; a peer
-/// joins the second, or the first once it is executing here. So a flight
-/// that may wait on another node is never joined by that node's own request,
-/// and nodes cannot wait on each other in a circle (the hops of passed-on
-/// calls only rise, to `max_hops`).
+/// here (or passed on with one more hop). A caller joins any flight of its
+/// call. A peer's call joins a flight that is executing here, or a peers'
+/// flight whose hops are at least its own (which passes the call on, if it
+/// does, with more hops than it came with). Along any chain of nodes waiting
+/// on each other the hops then only rise, to `max_hops`, so the chain cannot
+/// close into a circle; a peer's call that can join nothing starts a flight
+/// of its own.
 pub(super) struct Flights<P> {
     by_id: HashMap<FlightId, Flight<P>>,
-    /// Calls with different limits may end differently (a fuel limit hit), so
-    /// only calls with equal key *and* limits share a flight; `true` marks
-    /// the flight of calls from peers.
-    by_call: HashMap<(CallKey, Limits, bool), FlightId>,
+    /// The flights of each call. Calls with different limits may end
+    /// differently (a fuel limit hit), so only calls with equal key *and*
+    /// limits share a flight.
+    by_call: HashMap<(CallKey, Limits), Vec<FlightId>>,
     next: u64,
 }
 
@@ -62,25 +66,26 @@ impl<P> Flights<P> {
         Self { by_id: HashMap::new(), by_call: HashMap::new(), next: 0 }
     }
 
-    /// Adds `waiter` (with its `hops`) to a flight of this call it may join, if one is under way.
-    pub(super) fn join(&mut self, key: CallKey, limits: Limits, waiter: Waiter, hops: u8) -> bool {
+    /// Adds `waiter` (a peer's call if `asker` says which, with its `hops`) to
+    /// a flight of this call it may join, if one is under way.
+    pub(super) fn join(&mut self, key: CallKey, limits: Limits, waiter: Waiter, asker: Option<P>, hops: u8) -> bool {
         let from_peer = matches!(waiter, Waiter::Peer(_));
-        let callers = self
-            .by_call
-            .get(&(key, limits, false))
-            .filter(|id| !from_peer || self.by_id.get(id).is_some_and(|flight| flight.stage == Stage::Executing));
-        let Some(id) = self.by_call.get(&(key, limits, true)).or(callers) else { return false };
-        let flight = self.by_id.get_mut(id).expect("flight index is consistent");
+        let joinable = |flight: &Flight<P>| {
+            let peers_flight = matches!(flight.waiters.first(), Some(Waiter::Peer(_)));
+            !from_peer || flight.stage == Stage::Executing || (peers_flight && flight.hops >= hops)
+        };
+        let ids = self.by_call.get(&(key, limits)).map(Vec::as_slice).unwrap_or_default();
+        let Some(id) = ids.iter().copied().find(|id| self.by_id.get(id).is_some_and(joinable)) else { return false };
+        let flight = self.by_id.get_mut(&id).expect("flight index is consistent");
         flight.waiters.push(waiter);
-        flight.hops = flight.hops.max(hops);
+        flight.askers.extend(asker);
         true
     }
 
     pub(super) fn start(&mut self, flight: Flight<P>) -> FlightId {
         let id = FlightId(self.next);
         self.next += 1;
-        let from_peer = matches!(flight.waiters.first(), Some(Waiter::Peer(_)));
-        self.by_call.insert((flight.key, flight.limits, from_peer), id);
+        self.by_call.entry((flight.key, flight.limits)).or_default().push(id);
         self.by_id.insert(id, flight);
         id
     }
@@ -102,8 +107,13 @@ impl<P> Flights<P> {
     /// Removes a finished flight from both indexes.
     pub(super) fn land(&mut self, id: FlightId) -> Option<Flight<P>> {
         let flight = self.by_id.remove(&id)?;
-        let from_peer = matches!(flight.waiters.first(), Some(Waiter::Peer(_)));
-        self.by_call.remove(&(flight.key, flight.limits, from_peer));
+        let call = (flight.key, flight.limits);
+        if let Some(ids) = self.by_call.get_mut(&call) {
+            ids.retain(|other| *other != id);
+            if ids.is_empty() {
+                self.by_call.remove(&call);
+            }
+        }
         Some(flight)
     }
 

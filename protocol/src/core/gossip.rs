@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::requests::Purpose;
 use super::timers::Timer;
 use super::{Action, Core, MessageId, Misbehaviour, PeerKey, Verdict};
-use crate::ids::{CallKey, ModuleId};
+use crate::ids::ModuleId;
 use crate::names::{NameRecord, validate_name};
 use crate::wire::{Gossip, Load, Request, SyncRequest, SyncResponse};
 
@@ -16,8 +16,13 @@ impl<P: PeerKey> Core<P> {
             return Vec::new();
         }
         self.peers.entry(&peer).connected = true;
+        if !self.members_given {
+            Arc::make_mut(&mut self.members).join(&peer);
+        }
         // Gossip does not backfill: reconcile at once with every new connection.
-        self.sync_with(peer)
+        let mut actions = self.sync_with(peer.clone());
+        actions.extend(self.hand_over_to_new_member(&peer));
+        actions
     }
 
     pub(super) fn on_peer_disconnected(&mut self, peer: &P) -> Vec<Action<P>> {
@@ -26,6 +31,10 @@ impl<P: PeerKey> Core<P> {
         {
             self.peers.entry(peer).connected = false;
         }
+        if !self.members_given {
+            Arc::make_mut(&mut self.members).leave(peer);
+        }
+        self.handoff.forget_peer(peer);
         self.timers.cancel(&Timer::Sync(peer.clone()));
         self.fail_requests_to(peer)
     }
@@ -36,7 +45,7 @@ impl<P: PeerKey> Core<P> {
             return Vec::new();
         }
         self.timers.set(Timer::Sync(peer.clone()), self.now_ms.saturating_add(self.config.sync_interval_ms));
-        let request = Request::Sync(self.sync_request(&peer));
+        let request = Request::Sync(self.sync_request());
         let timeout = self.config.request_timeout_ms;
         vec![self.send(peer, request, Purpose::Sync, timeout)]
     }
@@ -69,39 +78,13 @@ impl<P: PeerKey> Core<P> {
                 (Verdict::Reject, vec![self.penalise(&from, Misbehaviour::InvalidName)])
             }
             Gossip::Name(record) => (Verdict::Accept, self.adopt_name(record)),
-            Gossip::ResultAvailable { key, module, inline, .. } => self.on_result_announced(from, key, module, inline),
             Gossip::Load { executing, capacity } => {
                 self.peers.note_load(&from, Load { executing, capacity });
                 (Verdict::Accept, Vec::new())
             }
+            // Membership is the shell's to act on: it dials members it is not connected to.
+            Gossip::Member { .. } => (Verdict::Accept, Vec::new()),
         }
-    }
-
-    /// A peer holds the result of `key`; a small one comes inline, and is
-    /// kept only if it answers the key it claims (signature included) and
-    /// only when peers' results are trusted without confirmation.
-    fn on_result_announced(
-        &mut self,
-        from: P,
-        key: CallKey,
-        module: ModuleId,
-        inline: Option<crate::outcome::ExecutionRecord>,
-    ) -> (Verdict, Vec<Action<P>>) {
-        let Some(record) = inline else {
-            self.holders.learn_result(key, from);
-            return (Verdict::Accept, Vec::new());
-        };
-        let record = match self.judge_record(&from, &key, Some(module), record) {
-            Ok(record) => record,
-            Err(penalty) => return (Verdict::Reject, vec![*penalty]),
-        };
-        self.holders.learn_result(key, from);
-        let keep = record.outcome.is_cacheable() && self.config.verify_remote == 0;
-        let actions = match keep {
-            true => vec![Action::StoreResult { key, record: Arc::new(record) }],
-            false => Vec::new(),
-        };
-        (Verdict::Accept, actions)
     }
 
     /// Keeps a name record that is newer than ours, and passes it on to the
@@ -135,11 +118,10 @@ impl<P: PeerKey> Core<P> {
         Vec::new()
     }
 
-    pub(super) fn sync_request(&self, peer: &P) -> SyncRequest {
+    pub(super) fn sync_request(&self) -> SyncRequest {
         SyncRequest {
             modules_digest: self.modules.digest(),
             names_digest: self.resolver.names_digest(),
-            results_since: self.peers.get(peer).map_or(0, |state| state.results_cursor),
             load: self.load(),
         }
     }
@@ -154,15 +136,7 @@ impl<P: PeerKey> Core<P> {
             .then(|| self.modules.held().map(|(module, info)| (*module, info.size)).collect());
         let names =
             (request.names_digest != self.resolver.names_digest()).then(|| self.resolver.names().cloned().collect());
-        let batch = self.result_log.since(request.results_since);
-        SyncResponse {
-            modules,
-            names,
-            results: batch.results,
-            results_next: batch.next,
-            more: batch.more,
-            load: self.load(),
-        }
+        SyncResponse { modules, names, load: self.load() }
     }
 
     pub(super) fn on_sync_answered(&mut self, from: P, response: SyncResponse) -> Vec<Action<P>> {
@@ -177,16 +151,6 @@ impl<P: PeerKey> Core<P> {
                 Ok(()) => actions.extend(self.adopt_name(record)),
                 Err(_) => actions.push(self.penalise(&from, Misbehaviour::InvalidName)),
             }
-        }
-        for reference in response.results {
-            self.holders.learn_result(reference.key, from.clone());
-        }
-        let state = self.peers.entry(&from);
-        state.results_cursor = state.results_cursor.max(response.results_next);
-        if response.more && self.peers.is_connected(&from) {
-            let request = Request::Sync(self.sync_request(&from));
-            let timeout = self.config.request_timeout_ms;
-            actions.push(self.send(from, request, Purpose::Sync, timeout));
         }
         actions
     }

@@ -4,31 +4,36 @@
 //! time they happen at and carries out the [`Action`]s it returns; it wakes
 //! the core when [`Core::poll_timeout`] says. A call flows: locate the module
 //! (name, full hash or prefix; here or at a peer) -> join an identical call
-//! in flight -> the local result cache -> a peer known to hold the result ->
+//! in flight -> the local result cache -> the key's owner, which answers it
+//! (from its store, by joining the same call from other nodes, or by
+//! executing it) -> or, if this node is the owner or no owner answers,
 //! execute here, after fetching the module if needed, or forward to a holder
-//! -> store, announce, reply to everyone who joined. Peers' requests are
+//! -> store at the owners, reply to everyone who joined. Peers' requests are
 //! answered here too, and every record, module and message a peer sends is
 //! judged here before anything is kept or passed on.
 //!
 //! The state is split by subject, each in its own file: [`flights`] (calls in
-//! progress), [`peers`] and [`holders`] (who is there, who holds what),
-//! [`modules`] (held, being fetched), [`resolver`] (names and known modules),
-//! [`result_log`] (own results for anti-entropy), [`requests`] and [`timers`]
-//! (what was asked of peers, and every deadline). The decisions are in
-//! [`calls`], [`serve`], [`responses`], [`gossip`] and [`verify`].
+//! progress), [`peers`] and [`holders`] (who is there, who holds which
+//! module), [`owners`] (who owns which result), [`modules`] (held, being
+//! fetched), [`resolver`] (names and known modules), [`handoff`] (results on
+//! their way to their owners), [`requests`] and [`timers`] (what was asked
+//! of peers, and every deadline). The decisions are in [`calls`], [`serve`],
+//! [`responses`], [`gossip`], [`replication`] and [`verify`].
 
 mod calls;
 mod config;
 mod events;
 mod flights;
 mod gossip;
+mod handoff;
 mod holders;
 mod modules;
+mod owners;
 mod peers;
+mod replication;
 mod requests;
 mod resolver;
 mod responses;
-mod result_log;
 mod serve;
 mod signatures;
 #[cfg(test)]
@@ -46,16 +51,17 @@ pub use events::{
     Action, Answer, CallerId, Event, FlightId, InboundId, LookupId, MessageId, Misbehaviour, Reply, RequestId, Verdict,
 };
 pub use modules::ModuleInfo;
+pub use owners::Members;
 pub use peers::PeerState;
 pub use resolver::{MEMORY_SHORTCUT_MAX_INPUT, Resolver};
 pub use signatures::{ModelledSignatures, Signatures};
 
 use flights::Flights;
+use handoff::Handoff;
 use holders::Holders;
 use modules::Modules;
 use peers::Peers;
 use requests::{Purpose, Requests};
-use result_log::ResultLog;
 use timers::{Timer, Timers};
 
 use crate::ids::{CallKey, ModuleId};
@@ -88,12 +94,17 @@ pub struct Core<P: PeerKey> {
     modules: Modules<P>,
     holders: Holders<P>,
     peers: Peers<P>,
+    /// This node and its connected peers (or the view the shell gave): who
+    /// owns which results. Shared: a simulator gives one view to many cores.
+    members: Arc<Members<P>>,
+    /// The shell gives the members (`set_members`); connections do not change them.
+    members_given: bool,
     flights: Flights<P>,
     lookups: HashMap<LookupId, LookupFor>,
     next_lookup: u64,
     requests: Requests<P>,
     timers: Timers<P>,
-    result_log: ResultLog,
+    handoff: Handoff<P>,
     executing: u32,
     /// When load was last told to the neighbours, and what it was.
     load_told: Option<(u64, u32)>,
@@ -103,22 +114,24 @@ impl<P: PeerKey> Core<P> {
     pub fn new(local: P, config: MeshConfig, signatures: Box<dyn Signatures>) -> Self {
         Self {
             local_name: local.to_string(),
-            local,
             signatures,
             now_ms: 0,
             resolver: Arc::default(),
             modules: Modules::new(),
-            holders: Holders::new(config.remote_results_len),
+            holders: Holders::new(),
             peers: Peers::new(),
+            members: Arc::new(Members::new(&local)),
+            members_given: false,
             flights: Flights::new(),
             lookups: HashMap::new(),
             next_lookup: 0,
             requests: Requests::new(),
             timers: Timers::new(),
-            result_log: ResultLog::new(config.result_log_len),
+            handoff: Handoff::new(config.recent_results_len),
             executing: 0,
             load_told: None,
             config,
+            local,
         }
     }
 
@@ -128,7 +141,7 @@ impl<P: PeerKey> Core<P> {
         self.now_ms = self.now_ms.max(now_ms);
         match event {
             Event::CallRequested { caller, reference, input, limits } => {
-                self.start_call(flights::Waiter::Local(caller), &reference, input, limits, 0)
+                self.start_call(flights::Waiter::Local(caller), None, &reference, input, limits, 0)
             }
             Event::ResultLookedUp { lookup, found } => self.on_result_looked_up(lookup, found),
             Event::ExecutionFinished { flight, result } => self.on_execution_finished(flight, result),
@@ -208,9 +221,29 @@ impl<P: PeerKey> Core<P> {
         self.peers.iter()
     }
 
-    /// Peers known (by announcement or anti-entropy) to hold the result of `key`.
-    pub fn result_holders(&self, key: &CallKey) -> impl Iterator<Item = &P> {
-        self.holders.result_holders(key)
+    /// Takes the members from the shell from now on (a membership view of a
+    /// mesh too big for every node to connect to every other: owners are then
+    /// asked by dialling them). Members that joined are handed the recent
+    /// results they own.
+    pub fn set_members(&mut self, now_ms: u64, members: Arc<Members<P>>) -> Vec<Action<P>> {
+        self.now_ms = self.now_ms.max(now_ms);
+        let joined: Vec<P> =
+            members.iter().filter(|peer| !self.members.contains(peer) && **peer != self.local).cloned().collect();
+        self.members = members;
+        self.members_given = true;
+        joined.iter().flat_map(|peer| self.hand_over_to_new_member(peer)).collect()
+    }
+
+    /// Whether a request to `peer` can be sent: it is connected, or the
+    /// members are given and the shell dials owners on demand.
+    fn reachable(&self, peer: &P) -> bool {
+        self.peers.is_connected(peer) || (self.members_given && self.members.contains(peer))
+    }
+
+    /// The owners of `key`'s result among this node and its connected peers,
+    /// best first (none if results have no owners: `MeshConfig::owners`).
+    pub fn owners(&self, key: &CallKey) -> Vec<P> {
+        self.members.owners(key, usize::from(self.config.owners))
     }
 
     /// Executions, lookups, fetches and forwards shared by callers.
@@ -267,6 +300,7 @@ impl<P: PeerKey> Core<P> {
                 Timer::Request(request) => actions.extend(self.on_request_failed(request, "timed out")),
                 Timer::Sync(peer) => actions.extend(self.sync_with(peer)),
                 Timer::Load => actions.extend(self.tell_load()),
+                Timer::Handoff => actions.extend(self.send_batches()),
             }
         }
         actions

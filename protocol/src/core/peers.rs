@@ -1,5 +1,5 @@
-//! What this node knows of each peer: whether it is connected, its load, its
-//! penalties, and how far its result log has been read.
+//! What this node knows of each peer: whether it is connected, its load, and
+//! its penalties.
 
 use std::collections::BTreeMap;
 
@@ -12,8 +12,6 @@ pub struct PeerState {
     pub capacity: u32,
     /// Misbehaviours seen; a penalised peer is asked last.
     pub penalty: u32,
-    /// The peer's result log is known up to here.
-    pub results_cursor: u64,
 }
 
 pub(super) struct Peers<P> {

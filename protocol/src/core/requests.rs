@@ -4,16 +4,16 @@
 use std::collections::HashMap;
 
 use super::{FlightId, RequestId};
-use crate::ids::{CallKey, ModuleId};
+use crate::ids::ModuleId;
 use crate::wire::Response;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Purpose {
     FetchModule { module: ModuleId },
-    FetchResult { flight: FlightId, key: CallKey },
     Forward { flight: FlightId },
     Sync,
     Tell,
+    Store,
 }
 
 impl Purpose {
@@ -21,10 +21,10 @@ impl Purpose {
     pub(super) fn asked(self) -> &'static str {
         match self {
             Purpose::FetchModule { .. } => "a module fetch",
-            Purpose::FetchResult { .. } => "a result fetch",
             Purpose::Forward { .. } => "a forwarded call",
             Purpose::Sync => "an anti-entropy request",
             Purpose::Tell => "a tell",
+            Purpose::Store => "results to keep",
         }
     }
 }
@@ -38,6 +38,7 @@ pub(super) fn answered(response: &Response) -> &'static str {
         Response::Sync(_) => "an anti-entropy answer",
         Response::Refused(_) => "a refusal",
         Response::Told => "a receipt",
+        Response::Stored => "a receipt for results",
     }
 }
 

@@ -15,14 +15,11 @@ impl<P: PeerKey> Core<P> {
         let Some(open) = self.requests.finish(request) else { return Vec::new() };
         self.timers.cancel(&Timer::Request(request));
         match (open.purpose, response) {
-            (Purpose::FetchResult { flight, key }, Response::Result(found)) => {
-                self.on_result_fetched(flight, key, open.to, found)
-            }
             (Purpose::Forward { flight }, Response::Call(answer)) => {
                 self.on_forward_answered(flight, open.to, Ok(answer))
             }
             (Purpose::Sync, Response::Sync(response)) => self.on_sync_answered(open.to, response),
-            (Purpose::Tell, Response::Told) => Vec::new(),
+            (Purpose::Tell, Response::Told) | (Purpose::Store, Response::Stored) => Vec::new(),
             (Purpose::FetchModule { module }, Response::Module(None)) => {
                 self.on_module_fetch_failed(module, open.to, FetchFailure::NotFound)
             }
@@ -76,10 +73,10 @@ impl<P: PeerKey> Core<P> {
     /// What was asked of `peer` will not be answered.
     fn purpose_failed(&mut self, purpose: Purpose, peer: P, reason: &str) -> Vec<Action<P>> {
         match purpose {
-            Purpose::FetchResult { flight, key } => self.on_result_fetched(flight, key, peer, None),
             Purpose::Forward { flight } => self.on_forward_answered(flight, peer, Err(reason.to_owned())),
             Purpose::FetchModule { module } => self.on_module_fetch_failed(module, peer, FetchFailure::Unreachable),
-            Purpose::Sync | Purpose::Tell => Vec::new(),
+            // Results that did not reach an owner are handed over again when it reconnects.
+            Purpose::Sync | Purpose::Tell | Purpose::Store => Vec::new(),
         }
     }
 

@@ -1,5 +1,6 @@
 //! Answering peers' requests: modules and results held here, forwarded
-//! calls (under this node's limits), anti-entropy, and direct tells.
+//! calls (under this node's limits), anti-entropy, direct tells, and
+//! results to keep.
 
 use std::sync::Arc;
 
@@ -22,12 +23,13 @@ impl<P: PeerKey> Core<P> {
                 // The caller's limits come along; this node's maximums still hold.
                 let limits = limits.clamped_to(&self.config.max_limits);
                 let hops = hops.max(1);
-                self.start_call(Waiter::Peer(inbound), &reference, Arc::from(input), limits, hops)
+                self.start_call(Waiter::Peer(inbound), Some(from), &reference, Arc::from(input), limits, hops)
             }
             Request::Sync(request) => {
                 let response = self.sync_response(&from, &request);
                 vec![Action::Respond { inbound, response: Response::Sync(response) }]
             }
+            Request::Store(batch) => self.on_store_request(from, inbound, batch),
             Request::Tell(gossip) => {
                 let mut actions = vec![Action::Respond { inbound, response: Response::Told }];
                 // Told directly, not relayed by gossipsub: no verdict to give.

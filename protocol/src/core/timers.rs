@@ -17,6 +17,8 @@ pub(super) enum Timer<P> {
     Sync(P),
     /// This node's execution load, to tell its neighbours.
     Load,
+    /// Results waiting to travel to their owners in batches.
+    Handoff,
 }
 
 pub(super) struct Timers<P> {

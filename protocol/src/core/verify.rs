@@ -86,7 +86,7 @@ impl<P: PeerKey> Core<P> {
         let Some(landed) = self.flights.land(flight) else { return Vec::new() };
         let mut actions = Vec::new();
         if record.outcome.is_cacheable() {
-            actions.push(Action::StoreResult { key: landed.key, record: record.clone() });
+            actions.extend(self.keep_result(landed.key, &record, None));
         }
         actions.extend(reply_all(landed, record, |_| cache));
         actions

@@ -5,15 +5,15 @@ use std::collections::HashMap;
 use super::*;
 
 #[test]
-fn a_miss_executes_stores_announces_and_replies() {
+fn a_miss_executes_stores_and_replies() {
     let (mut core, module) = core_with_module(b"m");
     let actions = miss(&mut core, 1, &module.to_hex(), b"10");
     assert!(matches!(actions.as_slice(), [Action::Execute { module: m, .. }] if *m == module), "{actions:?}");
     assert_eq!(core.executing(), 1);
     let flight = flight_of(&actions);
     let actions = step(&mut core, Event::ExecutionFinished { flight, result: ran_here(module, b"10", b"55") });
-    assert!(matches!(actions[0], Action::StoreResult { .. }));
-    assert!(matches!(&actions[1], Action::Publish(Gossip::ResultAvailable { inline: Some(_), size: 2, .. })));
+    assert!(matches!(actions[0], Action::StoreResult { .. }), "{actions:?}");
+    assert!(!actions.iter().any(|action| matches!(action, Action::Publish(_))), "results are not gossiped");
     let replies = replies(&actions);
     assert_eq!(replies.len(), 1);
     assert_eq!(replies[0].1.as_ref().unwrap().cache, CacheStatus::Miss);
@@ -170,7 +170,7 @@ fn an_ambiguous_prefix_lists_the_candidates() {
 #[test]
 fn a_call_for_a_module_held_elsewhere_fetches_it_then_runs_here() {
     let module = ModuleId::of_bytes(b"m");
-    let mut core = core_without_module(module, 10, MeshConfig::default());
+    let mut core = core_without_module(module, 10, no_owners());
     let fetch = miss(&mut core, 1, &module.to_hex(), b"in");
     let (to, request, message) = only_sent(&fetch);
     assert_eq!((to.as_str(), message), ("b", Request::FetchModule { module }));
@@ -186,7 +186,7 @@ fn a_call_for_a_module_held_elsewhere_fetches_it_then_runs_here() {
 #[test]
 fn a_big_module_is_not_fetched_for_a_call_but_the_call_is_forwarded() {
     let module = ModuleId::of_bytes(b"m");
-    let config = MeshConfig { fetch_for_call_max_bytes: 5, ..MeshConfig::default() };
+    let config = MeshConfig { fetch_for_call_max_bytes: 5, ..no_owners() };
     let mut core = core_without_module(module, 10, config);
     let (to, request, message) = only_sent(&miss(&mut core, 1, &module.to_hex(), b"in"));
     assert!(matches!(message, Request::Call { hops: 1, .. }) && to == "b", "{message:?}");
@@ -202,7 +202,7 @@ fn a_big_module_is_not_fetched_for_a_call_but_the_call_is_forwarded() {
 #[test]
 fn when_every_holder_fails_the_caller_gets_a_clear_error() {
     let module = ModuleId::of_bytes(b"m");
-    let mut core = core_without_module(module, 10, MeshConfig::default());
+    let mut core = core_without_module(module, 10, no_owners());
     let (_, first, _) = only_sent(&miss(&mut core, 1, &module.to_hex(), b"in"));
     let next = respond(&mut core, first, "b", Response::Module(None));
     let (to, second, _) = only_sent(&next);
@@ -237,32 +237,13 @@ fn a_saturated_node_forwards_to_a_peer_with_spare_capacity() {
     flight_of(&step(&mut core, Event::ResultLookedUp { lookup, found: None }));
 }
 
-#[test]
-fn results_announced_by_peers_are_cached_or_fetched() {
-    let (mut core, module) = core_with_module(b"m");
-    connect(&mut core, "b");
-    let key = CallKey::new(&module, b"in");
-    let inline = Gossip::ResultAvailable { key, module, size: 2, inline: Some(success(module, b"in", b"55", "b")) };
-    let actions = gossip(&mut core, "b", inline);
-    assert!(matches!(actions.as_slice(), [Action::StoreResult { key: k, .. }] if *k == key));
-
-    let big_key = CallKey::new(&module, b"big");
-    let by_reference = Gossip::ResultAvailable { key: big_key, module, size: 1 << 30, inline: None };
-    assert!(gossip(&mut core, "b", by_reference).is_empty());
-    let (to, request, message) = only_sent(&miss(&mut core, 1, &module.to_hex(), b"big"));
-    assert_eq!((to.as_str(), message), ("b", Request::FetchResult { key: big_key }));
-    // The peer no longer has it: compute it here instead.
-    let fallback = respond(&mut core, request, "b", Response::Result(None));
-    flight_of(&fallback);
-}
-
 /// Two nodes that send each other the same call (each saturated, say) must
 /// not wait on each other: a peer's call never joins a flight of this node's
 /// callers that may itself be waiting on that peer.
 #[test]
 fn a_peers_call_never_joins_a_flight_that_may_wait_on_that_peer() {
     let module = ModuleId::of_bytes(b"m");
-    let config = MeshConfig { fetch_for_call_max_bytes: 5, ..MeshConfig::default() };
+    let config = MeshConfig { fetch_for_call_max_bytes: 5, ..no_owners() };
     let mut core = core_without_module(module, 10, config);
     let (to, _, _) = only_sent(&miss(&mut core, 1, &module.to_hex(), b"in"));
     assert_eq!(to, "b", "this node's call waits on b");
@@ -271,5 +252,22 @@ fn a_peers_call_never_joins_a_flight_that_may_wait_on_that_peer() {
     // A second peer's call joins the peers' flight, and a caller here can too.
     assert!(forwarded(&mut core, "c", 8, module, b"in", 1).is_empty());
     assert!(call(&mut core, 2, &module.to_hex(), b"in").is_empty());
+    assert_eq!(core.flights_in_progress(), 2);
+}
+
+/// A call passed on with more hops must not join a peers' flight that
+/// passed the same call on with fewer: two saturated nodes would otherwise
+/// wait on each other until the forward times out (found by the simulator).
+#[test]
+fn a_peers_call_with_more_hops_starts_its_own_flight() {
+    let module = ModuleId::of_bytes(b"m");
+    let config = MeshConfig { fetch_for_call_max_bytes: 5, ..no_owners() };
+    let mut core = core_without_module(module, 10, config);
+    let lookup = lookup_of(&forwarded(&mut core, "b", 1, module, b"in", 1));
+    let (_, _, message) = only_sent(&step(&mut core, Event::ResultLookedUp { lookup, found: None }));
+    assert!(matches!(message, Request::Call { hops: 2, .. }), "passed on with one more hop");
+    assert!(forwarded(&mut core, "d", 2, module, b"in", 1).is_empty(), "the same hops join");
+    // The call comes back round with hops 2: a flight of its own, not a wait on itself.
+    lookup_of(&forwarded(&mut core, "c", 3, module, b"in", 2));
     assert_eq!(core.flights_in_progress(), 2);
 }

@@ -3,6 +3,7 @@
 
 mod calls;
 mod gossip;
+mod owners;
 mod peers;
 mod time;
 mod verify;
@@ -21,7 +22,7 @@ fn new_core(name: &str, config: MeshConfig) -> TestCore {
 }
 
 fn core_with_module(bytes: &[u8]) -> (TestCore, ModuleId) {
-    let mut core = new_core("node-a", MeshConfig::default());
+    let mut core = new_core("node-a", no_owners());
     let module = ModuleId::of_bytes(bytes);
     step(&mut core, Event::ModuleStored { module, size: bytes.len() as u64 });
     (core, module)
@@ -183,6 +184,11 @@ fn announce(core: &mut TestCore, from: &str, module: ModuleId, size: u64) -> Vec
     gossip(core, from, Gossip::ModuleAvailable { module, size })
 }
 
+/// The default settings, but results have no owners: for tests of holders and forwards.
+fn no_owners() -> MeshConfig {
+    MeshConfig { owners: 0, ..MeshConfig::default() }
+}
+
 /// A core that knows `module` only as held by peers b and c (connected and
 /// synced), with no budget to replicate ahead of need.
 fn core_without_module(module: ModuleId, size: u64, config: MeshConfig) -> TestCore {
@@ -192,6 +198,14 @@ fn core_without_module(module: ModuleId, size: u64, config: MeshConfig) -> TestC
         assert!(announce(&mut core, peer, module, size).is_empty());
     }
     core
+}
+
+/// An input whose call of `module` has `owner` as its best owner, as `core` sees its members.
+fn input_owned_by(core: &TestCore, module: ModuleId, owner: &str) -> Vec<u8> {
+    (0u32..)
+        .map(|n| n.to_string().into_bytes())
+        .find(|input| core.owners(&CallKey::new(&module, input)).first().map(String::as_str) == Some(owner))
+        .expect("some input")
 }
 
 fn remote_answer(module: ModuleId, input: &[u8], stdout: &[u8], executor: &str) -> Response {

@@ -31,7 +31,7 @@ fn a_result_fetch_is_answered_from_the_store() {
 
 #[test]
 fn a_forwarded_call_runs_under_this_nodes_maximums() {
-    let config = MeshConfig { max_limits: Limits { fuel: 100, ..Limits::default() }, ..MeshConfig::default() };
+    let config = MeshConfig { max_limits: Limits { fuel: 100, ..Limits::default() }, ..no_owners() };
     let mut core = new_core("a", config);
     let module = ModuleId::of_bytes(b"m");
     step(&mut core, Event::ModuleStored { module, size: 1 });
@@ -55,7 +55,7 @@ fn a_forwarded_call_runs_under_this_nodes_maximums() {
 #[test]
 fn an_answer_of_the_wrong_kind_is_misbehaviour_and_the_call_goes_on() {
     let module = ModuleId::of_bytes(b"m");
-    let config = MeshConfig { fetch_for_call_max_bytes: 5, ..MeshConfig::default() };
+    let config = MeshConfig { fetch_for_call_max_bytes: 5, ..no_owners() };
     let mut core = core_without_module(module, 10, config);
     let (_, request, _) = only_sent(&miss(&mut core, 1, &module.to_hex(), b"in"));
     let actions = respond(&mut core, request, "b", Response::Module(None));
@@ -66,7 +66,7 @@ fn an_answer_of_the_wrong_kind_is_misbehaviour_and_the_call_goes_on() {
     let (to, _, message) = only_sent(&actions);
     assert!(to == "c" && matches!(message, Request::Call { .. }));
     // A module's bytes sent for a call are refused the same way, and dropped.
-    let mut core = core_without_module(module, 10, MeshConfig { fetch_for_call_max_bytes: 5, ..MeshConfig::default() });
+    let mut core = core_without_module(module, 10, MeshConfig { fetch_for_call_max_bytes: 5, ..no_owners() });
     let (_, request, _) = only_sent(&miss(&mut core, 1, &module.to_hex(), b"in"));
     let actions = step(&mut core, Event::ModuleReceived { request, from: "b".into(), hash: module, size: 10 });
     assert!(matches!(actions[0], Action::DiscardReceivedModule { request: r } if r == request));
@@ -93,7 +93,7 @@ fn module_bytes_that_do_not_hash_right_are_dropped_and_fetched_elsewhere() {
 #[test]
 fn a_module_over_this_nodes_limit_is_refused_for_every_caller() {
     let module = ModuleId::of_bytes(b"m");
-    let config = MeshConfig { max_module_bytes: 5, ..MeshConfig::default() };
+    let config = MeshConfig { max_module_bytes: 5, ..no_owners() };
     let mut core = core_without_module(module, 3, config);
     let (_, request, _) = only_sent(&miss(&mut core, 1, &module.to_hex(), b"in"));
     // The peer announced 3 bytes and sent 10: the bytes hash right, but are too many.
@@ -105,7 +105,7 @@ fn a_module_over_this_nodes_limit_is_refused_for_every_caller() {
 #[test]
 fn a_fetched_module_that_is_not_valid_fails_its_callers() {
     let module = ModuleId::of_bytes(b"m");
-    let mut core = core_without_module(module, 10, MeshConfig::default());
+    let mut core = core_without_module(module, 10, no_owners());
     let (_, request, _) = only_sent(&miss(&mut core, 1, &module.to_hex(), b"in"));
     step(&mut core, Event::ModuleReceived { request, from: "b".into(), hash: module, size: 10 });
     let reason = "imports sockets".to_owned();
@@ -116,7 +116,7 @@ fn a_fetched_module_that_is_not_valid_fails_its_callers() {
 #[test]
 fn late_or_unknown_answers_change_nothing() {
     let module = ModuleId::of_bytes(b"m");
-    let config = MeshConfig { fetch_for_call_max_bytes: 5, ..MeshConfig::default() };
+    let config = MeshConfig { fetch_for_call_max_bytes: 5, ..no_owners() };
     let mut core = core_without_module(module, 10, config);
     let (_, request, _) = only_sent(&miss(&mut core, 1, &module.to_hex(), b"in"));
     let (_, second, _) = only_sent(&step(&mut core, Event::RequestFailed { request, reason: "gone".into() }));
@@ -131,7 +131,7 @@ fn late_or_unknown_answers_change_nothing() {
 #[test]
 fn a_lost_connection_fails_what_was_asked_of_the_peer_at_once() {
     let module = ModuleId::of_bytes(b"m");
-    let config = MeshConfig { fetch_for_call_max_bytes: 5, ..MeshConfig::default() };
+    let config = MeshConfig { fetch_for_call_max_bytes: 5, ..no_owners() };
     let mut core = core_without_module(module, 10, config);
     let (to, _, _) = only_sent(&miss(&mut core, 1, &module.to_hex(), b"in"));
     assert_eq!(to, "b");

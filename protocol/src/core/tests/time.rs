@@ -10,7 +10,7 @@ fn an_idle_core_with_no_peers_never_asks_to_be_woken() {
 
 #[test]
 fn anti_entropy_falls_due_per_peer_and_stops_with_the_connection() {
-    let config = MeshConfig { sync_interval_ms: 1000, request_timeout_ms: 300, ..MeshConfig::default() };
+    let config = MeshConfig { sync_interval_ms: 1000, request_timeout_ms: 300, ..no_owners() };
     let mut core = new_core("a", config);
     let (_, first, _) = only_sent(&core.handle(100, Event::PeerConnected { peer: "b".into() }));
     assert_eq!(core.poll_timeout(), Some(400), "the sync request's deadline");
@@ -26,7 +26,7 @@ fn anti_entropy_falls_due_per_peer_and_stops_with_the_connection() {
 #[test]
 fn an_unanswered_forward_times_out_after_the_calls_deadline_and_goes_elsewhere() {
     let module = ModuleId::of_bytes(b"m");
-    let config = MeshConfig { fetch_for_call_max_bytes: 5, forward_margin_ms: 500, ..MeshConfig::default() };
+    let config = MeshConfig { fetch_for_call_max_bytes: 5, forward_margin_ms: 500, ..no_owners() };
     let mut core = core_without_module(module, 10, config);
     let limits = Limits { deadline_ms: 2000, ..Limits::default() };
     let lookup = lookup_of(&call_with(&mut core, 1, &module.to_hex(), b"in", limits));
@@ -39,7 +39,7 @@ fn an_unanswered_forward_times_out_after_the_calls_deadline_and_goes_elsewhere()
 
 #[test]
 fn a_module_fetch_may_take_longer_for_a_bigger_module() {
-    let config = MeshConfig { request_timeout_ms: 1000, min_transfer_bytes_per_s: 1000, ..MeshConfig::default() };
+    let config = MeshConfig { request_timeout_ms: 1000, min_transfer_bytes_per_s: 1000, ..no_owners() };
     let mut core = new_core("a", config);
     connect(&mut core, "b");
     let sync_deadline = core.poll_timeout();
@@ -53,7 +53,7 @@ fn a_module_fetch_may_take_longer_for_a_bigger_module() {
 
 #[test]
 fn load_changes_are_told_at_most_once_per_interval() {
-    let config = MeshConfig { load_interval_ms: 1000, ..MeshConfig::default() };
+    let config = MeshConfig { load_interval_ms: 1000, ..no_owners() };
     let mut core = new_core("a", config);
     let module = ModuleId::of_bytes(b"m");
     core.handle(0, Event::ModuleStored { module, size: 1 });

@@ -2,10 +2,11 @@
 //! confirmation by independent executors (`verify_remote`).
 
 use super::*;
+use crate::wire::StoredResult;
 
 /// A caller that must forward (the module is too big to fetch) to b first.
 fn forwarding_caller(module: ModuleId, verify_remote: u8) -> (TestCore, RequestId) {
-    let config = MeshConfig { fetch_for_call_max_bytes: 5, verify_remote, ..MeshConfig::default() };
+    let config = MeshConfig { fetch_for_call_max_bytes: 5, verify_remote, ..no_owners() };
     let mut core = core_without_module(module, 10, config);
     let (to, request, message) = only_sent(&miss(&mut core, 1, &module.to_hex(), b"in"));
     assert!(to == "b" && matches!(message, Request::Call { hops: 1, .. }));
@@ -35,17 +36,15 @@ fn forged_replayed_and_misattributed_results_are_refused_and_penalised() {
         assert!(replies(&actions).is_empty() && !actions.iter().any(|a| matches!(a, Action::StoreResult { .. })));
         assert_eq!(only_sent(&actions).0, "c", "the call goes on elsewhere");
 
-        // The same record fetched, or announced inline, is refused too.
-        let mut core = core_without_module(module, 10, MeshConfig::default());
-        let announced = Gossip::ResultAvailable { key, module, size: 2, inline: Some(forged.clone()) };
-        let (verdict, actions) = judged(&mut core, "b", Ok(announced));
-        assert_eq!(verdict, Verdict::Reject, "gossipsub must not pass it on");
+        // The same record sent to keep (as a replica or a handoff) is refused too.
+        let mut core = new_core("a", MeshConfig::default());
+        connect(&mut core, "b");
+        let batch = vec![StoredResult { key, record: forged }];
+        let actions =
+            step(&mut core, Event::PeerRequest { from: "b".into(), inbound: 3, request: Request::Store(batch) });
         assert_eq!(penalties(&actions).len(), 1);
-        gossip(&mut core, "b", Gossip::ResultAvailable { key, module, size: 2, inline: None });
-        let (_, request, _) = only_sent(&miss(&mut core, 1, &module.to_hex(), b"in"));
-        let actions = respond(&mut core, request, "b", Response::Result(Some(forged)));
-        assert_eq!(penalties(&actions).len(), 1);
-        assert!(matches!(sent(&actions).as_slice(), [(_, _, Request::FetchModule { .. })]), "{actions:?}");
+        assert!(matches!(responses(&actions).as_slice(), [(3, Response::Refused(_))]));
+        assert!(!actions.iter().any(|a| matches!(a, Action::StoreResult { .. })));
     }
 }
 
@@ -87,27 +86,26 @@ fn with_verification_a_copy_of_the_same_executors_result_confirms_nothing() {
     assert!(!end.iter().any(|action| matches!(action, Action::StoreResult { .. })), "nothing unverified is cached");
 }
 
-/// A caller verifying with k = 1 that fetches the result of `in` from b,
-/// which announced it (fetching beats recomputing).
-fn verifying_caller_fetching_from_b(module: ModuleId) -> (TestCore, RequestId) {
+/// A caller verifying with k = 1 that asks b, the owner of its call's key:
+/// the input to call, and the request to b.
+fn verifying_caller_asking_b(module: ModuleId) -> (TestCore, Vec<u8>, RequestId) {
     let config = MeshConfig { verify_remote: 1, ..MeshConfig::default() };
     let mut core = core_without_module(module, 10, config);
-    let key = CallKey::new(&module, b"in");
-    gossip(&mut core, "b", Gossip::ResultAvailable { key, module, size: 2, inline: None });
-    let (to, request, _) = only_sent(&miss(&mut core, 1, &module.to_hex(), b"in"));
+    let input = input_owned_by(&core, module, "b");
+    let (to, request, _) = only_sent(&miss(&mut core, 1, &module.to_hex(), &input));
     assert_eq!(to, "b");
-    (core, request)
+    (core, input, request)
 }
 
 #[test]
 fn with_verification_a_disagreement_is_settled_by_running_here_and_the_liar_penalised() {
     let module = ModuleId::of_bytes(b"m");
-    let (mut core, request) = verifying_caller_fetching_from_b(module);
+    let (mut core, input, request) = verifying_caller_asking_b(module);
     // b lies, with its own correct signature.
-    let confirm = respond(&mut core, request, "b", Response::Result(Some(success(module, b"in", b"66", "b"))));
+    let confirm = respond(&mut core, request, "b", remote_answer(module, &input, b"66", "b"));
     let (to, request, _) = only_sent(&confirm);
     assert_eq!(to, "c");
-    let dispute = respond(&mut core, request, "c", remote_answer(module, b"in", b"55", "c"));
+    let dispute = respond(&mut core, request, "c", remote_answer(module, &input, b"55", "c"));
     // Disputed: the module is fetched and the call run here.
     let (_, fetch, message) = only_sent(&dispute);
     assert!(matches!(message, Request::FetchModule { .. }), "{dispute:?}");
@@ -115,33 +113,22 @@ fn with_verification_a_disagreement_is_settled_by_running_here_and_the_liar_pena
     let run = step(&mut core, Event::ModuleStored { module, size: 10 });
     let flight = flight_of(&run);
     let done =
-        step(&mut core, Event::ExecutionFinished { flight, result: Ok(Arc::new(success(module, b"in", b"55", "a"))) });
+        step(&mut core, Event::ExecutionFinished { flight, result: Ok(Arc::new(success(module, &input, b"55", "a"))) });
     assert_eq!(penalties(&done), vec![("b", &Misbehaviour::Contradicted)]);
     assert_eq!(outcome_of(replies(&done)[0].1), &Outcome::Success { stdout: b"55".to_vec() });
     assert_eq!(core.peers().find(|(peer, _)| *peer == "b").unwrap().1.penalty, 1);
 }
 
 #[test]
-fn with_verification_results_announced_inline_are_not_cached() {
-    let module = ModuleId::of_bytes(b"m");
-    let mut core = new_core("a", MeshConfig { verify_remote: 1, ..MeshConfig::default() });
-    connect(&mut core, "b");
-    let key = CallKey::new(&module, b"in");
-    let inline = Gossip::ResultAvailable { key, module, size: 2, inline: Some(success(module, b"in", b"55", "b")) };
-    assert!(gossip(&mut core, "b", inline).is_empty());
-}
-
-#[test]
 fn with_verification_a_limit_hit_here_penalises_no_one() {
     let module = ModuleId::of_bytes(b"m");
-    let (mut core, request) = verifying_caller_fetching_from_b(module);
-    let (_, request, _) =
-        only_sent(&respond(&mut core, request, "b", Response::Result(Some(success(module, b"in", b"55", "b")))));
+    let (mut core, input, request) = verifying_caller_asking_b(module);
+    let (_, request, _) = only_sent(&respond(&mut core, request, "b", remote_answer(module, &input, b"55", "b")));
     // c cannot help; the module is fetched and run here, where it runs out of time.
     let (_, fetch, _) = only_sent(&step(&mut core, Event::RequestFailed { request, reason: "timeout".into() }));
     step(&mut core, Event::ModuleReceived { request: fetch, from: "b".into(), hash: module, size: 10 });
     let flight = flight_of(&step(&mut core, Event::ModuleStored { module, size: 10 }));
-    let timed_out = signed(module, b"in", Outcome::Failed(Failure::DeadlineExceeded { deadline_ms: 1 }), "a");
+    let timed_out = signed(module, &input, Outcome::Failed(Failure::DeadlineExceeded { deadline_ms: 1 }), "a");
     let done = step(&mut core, Event::ExecutionFinished { flight, result: Ok(Arc::new(timed_out)) });
     assert!(penalties(&done).is_empty(), "{done:?}");
 }
