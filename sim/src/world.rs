@@ -4,7 +4,10 @@
 //!
 //! Nodes connect along a random graph of bounded degree (plus a ring, so it
 //! is connected), as a node with a few dozen peers would; requests,
-//! responses and anti-entropy use those links only. Everything a node
+//! responses and anti-entropy use those links only, unless the run gives the
+//! cores a membership view (`use_membership_view`, for `nebula-sim scale`):
+//! then a request reaches any member of the sender's side, dialled on
+//! demand. Everything a node
 //! decides comes from its core, as in the real node: which requests to
 //! send and how to answer peers' ones, whether a record or a module is
 //! genuine, whether gossip is passed on, and when a request has waited too

@@ -101,12 +101,16 @@ fn the_resolver_the_shell_holds_is_a_snapshot() {
 }
 
 #[test]
-fn limit_failures_are_replied_but_neither_stored_nor_announced() {
+fn limit_failures_are_replied_but_neither_kept_nor_sent_to_owners() {
     let (mut core, module) = core_with_module(b"m");
     let flight = flight_of(&miss(&mut core, 1, &module.to_hex(), b""));
     let out_of_fuel = Ok(Arc::new(signed(module, b"", Outcome::Failed(Failure::OutOfFuel { limit: 1 }), "node-a")));
     let actions = step(&mut core, Event::ExecutionFinished { flight, result: out_of_fuel });
-    assert!(!actions.iter().any(|action| matches!(action, Action::StoreResult { .. } | Action::Publish(_))));
+    let kept = |action: &Action<String>| {
+        matches!(action, Action::StoreResult { .. } | Action::CacheResult { .. } | Action::Publish(_))
+    };
+    assert!(!actions.iter().any(kept));
+    assert!(!core.handoff.has_batches(), "nothing waits to go to owners");
     assert!(matches!(outcome_of(replies(&actions)[0].1), Outcome::Failed(Failure::OutOfFuel { .. })));
 }
 
