@@ -8,6 +8,7 @@ use super::events::FetchFailure;
 use super::flights::{Flight, Stage, Waiter};
 use super::modules::ModuleFetch;
 use super::requests::Purpose;
+use super::timers::Timer;
 use super::{Action, Answer, Core, FlightId, LookupFor, LookupId, PeerKey};
 use crate::ids::{CallKey, ModuleId};
 use crate::limits::Limits;
@@ -97,6 +98,11 @@ impl<P: PeerKey> Core<P> {
         }
         let (module, hops) = (state.module, state.hops);
         if let Some(owner) = self.owner_to_ask(flight) {
+            // (Not while confirming results: the owner's answer is a candidate then.)
+            if self.modules.holds(&module) && self.config.verify_remote == 0 {
+                let patience = self.now_ms.saturating_add(self.config.owner_patience_ms);
+                self.timers.set(Timer::Patience(flight), patience);
+            }
             return self.forward(flight, owner, hops + 1);
         }
         let may_forward = hops < self.config.max_hops;
@@ -141,6 +147,17 @@ impl<P: PeerKey> Core<P> {
             }
         }
         None
+    }
+
+    /// The owner asked has not answered in `owner_patience_ms`: it may be
+    /// cut off, and a call must not wait for a dead owner's request timeout.
+    /// It runs here too (the module is held); the owner's request stays
+    /// open, and whichever answers first lands the flight.
+    pub(super) fn lose_patience(&mut self, flight: FlightId) -> Vec<Action<P>> {
+        match self.flights.get(flight) {
+            Some(state) if state.stage == Stage::Forwarded && state.candidate.is_none() => self.execute(flight),
+            _ => Vec::new(),
+        }
     }
 
     fn unreachable_module(&self, module: &ModuleId) -> String {
@@ -197,6 +214,7 @@ impl<P: PeerKey> Core<P> {
     ) -> Vec<Action<P>> {
         let Some(state) = self.flights.get(flight) else { return Vec::new() };
         let (key, module, confirming) = (state.key, state.module, state.candidate.is_some());
+        let running_here = state.stage == Stage::Executing;
         let mut actions = Vec::new();
         match answer {
             Ok(Ok(remote)) if remote.key != key => {
@@ -219,7 +237,9 @@ impl<P: PeerKey> Core<P> {
         if let Some(state) = self.flights.get_mut(flight) {
             state.tried.insert(from);
         }
-        actions.extend(self.proceed(flight));
+        if !running_here {
+            actions.extend(self.proceed(flight));
+        }
         actions
     }
 
@@ -228,9 +248,11 @@ impl<P: PeerKey> Core<P> {
         flight: FlightId,
         result: Result<Arc<ExecutionRecord>, CallError>,
     ) -> Vec<Action<P>> {
-        let Some(landed) = self.flights.land(flight) else { return Vec::new() };
+        // Every execution was counted when it started, even one whose flight
+        // landed meanwhile (an owner answered first: its result is dropped).
         self.executing = self.executing.saturating_sub(1);
         let mut actions = self.load_changed();
+        let Some(landed) = self.flights.land(flight) else { return actions };
         let record = match result {
             Ok(record) => record,
             Err(error) => {

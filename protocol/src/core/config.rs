@@ -22,6 +22,10 @@ pub struct MeshConfig {
     pub owners: u8,
     /// Results to owners wait at most this long to travel in one batch.
     pub handoff_interval_ms: u64,
+    /// An owner that has not answered a call within this long may be cut
+    /// off (a partition is only noticed when pings fail): the call then also
+    /// runs here, if the module is held, and the first answer wins.
+    pub owner_patience_ms: u64,
     /// A forwarded call is never forwarded more than this many times.
     pub max_hops: u8,
     /// Anti-entropy with each connected peer.
@@ -52,6 +56,7 @@ impl Default for MeshConfig {
             fetch_for_call_max_bytes: 16 << 20,
             owners: 3,
             handoff_interval_ms: 100,
+            owner_patience_ms: 500,
             max_hops: 2,
             sync_interval_ms: 10_000,
             load_interval_ms: 1_000,

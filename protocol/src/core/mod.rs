@@ -301,6 +301,7 @@ impl<P: PeerKey> Core<P> {
                 Timer::Sync(peer) => actions.extend(self.sync_with(peer)),
                 Timer::Load => actions.extend(self.tell_load()),
                 Timer::Handoff => actions.extend(self.send_batches()),
+                Timer::Patience(flight) => actions.extend(self.lose_patience(flight)),
             }
         }
         actions

@@ -6,7 +6,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::hash::Hash;
 
-use super::RequestId;
+use super::{FlightId, RequestId};
 
 /// What falls due.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -19,6 +19,8 @@ pub(super) enum Timer<P> {
     Load,
     /// Results waiting to travel to their owners in batches.
     Handoff,
+    /// A call asked of its owner, to run here too if the owner is silent.
+    Patience(FlightId),
 }
 
 pub(super) struct Timers<P> {

@@ -185,3 +185,36 @@ fn with_a_membership_the_shell_gives_owners_are_asked_without_a_connection() {
     let (to, _, _) = only_sent(&miss(&mut core, 2, &module.to_hex(), &input));
     assert_eq!(to, owner, "the owner is dialled on demand");
 }
+
+#[test]
+fn a_silent_owner_does_not_hold_a_call_the_call_also_runs_here_and_the_first_answer_wins() {
+    let (mut core, module) = member_of(&["b", "c", "d", "e"]);
+    let patience = core.config().owner_patience_ms;
+    for (caller, owner_answers_first) in [(1, true), (2, false)] {
+        let input = (0u32..)
+            .map(|n| format!("{caller}-{n}").into_bytes())
+            .find(|input| !core.owners(&CallKey::new(&module, input)).contains(&"a".to_owned()))
+            .expect("some input");
+        let (owner, request, _) = only_sent(&miss(&mut core, caller, &module.to_hex(), &input));
+        let now = core.now_ms + patience;
+        let flight = flight_of(&core.handle(now, Event::Timeout));
+        assert_eq!(core.executing(), 1, "run here too, the owner's request still open");
+        let record = success(module, &input, b"55", &owner);
+        let answer =
+            Response::Call(Ok(RemoteAnswer { key: CallKey::new(&module, &input), cache: CacheStatus::Miss, record }));
+        let ran_here = ran_here(module, &input, b"55");
+        let (first, second) = match owner_answers_first {
+            true => (
+                respond(&mut core, request, &owner, answer.clone()),
+                step(&mut core, Event::ExecutionFinished { flight, result: ran_here }),
+            ),
+            false => (
+                step(&mut core, Event::ExecutionFinished { flight, result: ran_here }),
+                respond(&mut core, request, &owner, answer),
+            ),
+        };
+        assert_eq!(replies(&first).len(), 1, "the first answer is the caller's");
+        assert!(replies(&second).is_empty(), "the second changes nothing");
+        assert_eq!((core.executing(), core.flights_in_progress()), (0, 0));
+    }
+}
