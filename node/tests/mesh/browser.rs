@@ -196,15 +196,19 @@ async fn an_answer_served_before_its_module_arrives_is_plain_text_and_not_cached
     let module: nebula_protocol::ModuleId =
         a.deploy(academemes(&catalogue_with_hostile_meme()), "academemes").await.parse().unwrap();
     eventually("B knows the name", Duration::from_secs(20), || async { b.node.resolve("academemes").is_ok() }).await;
-    // A call A owns: A runs it and hands the answer to B, its other owner
-    // (one B owned first would make B fetch the module to run it).
-    let mut input = 0;
-    while a.node.owners(&nebula_protocol::CallKey::new(&module, input.to_string().as_bytes())).await[0] != a.node.id() {
-        input += 1;
+    // A page A owns (a meme picked by a seed: any seed is a page): A runs it
+    // and hands the answer to B, its other owner (one B owned first would
+    // make B fetch the module to run it).
+    let mut seed = 0;
+    while a.node.owners(&nebula_protocol::CallKey::new(&module, format!("pick-{seed}").as_bytes())).await[0]
+        != a.node.id()
+    {
+        seed += 1;
     }
+    let input = format!("pick-{seed}");
     assert_eq!(a.get(&format!("/api/academemes/{input}")).await.header("content-type"), "text/html; charset=utf-8");
     eventually("the answer reaches B", Duration::from_secs(20), || async {
-        b.node.is_cached("academemes", input.to_string().as_bytes())
+        b.node.is_cached("academemes", input.as_bytes())
     })
     .await;
     assert_eq!(b.node.content_type(&module), None, "B does not hold the module");
