@@ -195,7 +195,9 @@ fn report(world: &World, topology: Topology, wall: Instant) -> SizeReport {
 
 /// The reports as a markdown table, then one grep-able line per size.
 pub fn print(reports: &[SizeReport]) {
-    println!("Full mesh (every node connected to every other), fault-free, calls by hash.\n");
+    let topologies: std::collections::BTreeSet<&str> = reports.iter().map(|r| r.topology).collect();
+    let topologies: Vec<&str> = topologies.into_iter().collect();
+    println!("{}, fault-free, calls by hash.\n", topologies.join("; "));
     println!(
         "| nodes | calls | call msgs/call | call bytes/call | module msgs | background msgs/node/s | background bytes/node/s \
          | executions/distinct key | max execution share | stored results | distinct results | results/node \

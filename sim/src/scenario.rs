@@ -304,8 +304,9 @@ pub fn run(
     let honest: Vec<CallRecord> = history.calls.iter().filter(|call| !(liar && call.node == 0)).cloned().collect();
     let mut report = Report::of_calls(&history, &honest, scenario.expects_consistency() || verify_remote > 0);
     let calls = report.checks.calls.max(1) as f64;
-    report.messages_per_call = Some(run.world.messages as f64 / calls);
-    report.bytes_per_call = Some(run.world.bytes as f64 / calls);
+    let sent = run.world.counters.all();
+    report.messages_per_call = Some(sent.messages as f64 / calls);
+    report.bytes_per_call = Some(sent.bytes as f64 / calls);
     report.peer_penalties = Some(run.world.history.penalties);
     let misbehaviours = std::mem::take(&mut run.world.history.penalties_by_kind);
     report.forged_records_rejected =

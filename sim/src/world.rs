@@ -127,8 +127,16 @@ impl Counters {
 
     /// Everything sent for `traffic`.
     pub fn total(&self, traffic: Traffic) -> Tally {
-        let of_it = self.traffic.iter().filter(|((of, _), _)| *of == traffic).map(|(_, tally)| tally);
-        of_it.fold(Tally::default(), |sum, tally| Tally {
+        Self::sum(self.traffic.iter().filter(|((of, _), _)| *of == traffic).map(|(_, tally)| tally))
+    }
+
+    /// Everything sent.
+    pub fn all(&self) -> Tally {
+        Self::sum(self.traffic.values())
+    }
+
+    fn sum<'a>(tallies: impl Iterator<Item = &'a Tally>) -> Tally {
+        tallies.fold(Tally::default(), |sum, tally| Tally {
             messages: sum.messages + tally.messages,
             bytes: sum.bytes + tally.bytes,
         })
@@ -301,8 +309,6 @@ pub struct World {
     floods: HashMap<MessageId, Flood>,
     pub history: History,
     pub lies: Lies,
-    pub messages: u64,
-    pub bytes: u64,
     pub counters: Counters,
 }
 
@@ -331,8 +337,6 @@ impl World {
             floods: HashMap::new(),
             history: History::default(),
             lies: Lies::default(),
-            messages: 0,
-            bytes: 0,
             counters: Counters { executions: vec![0; count], ..Counters::default() },
         };
         world.build_graph(degree);
@@ -403,10 +407,15 @@ impl World {
         }
     }
 
-    fn linked(&self, a: usize, b: usize) -> bool {
+    /// Both alive, and no partition between them.
+    fn same_side(&self, a: usize, b: usize) -> bool {
         self.nodes[a].alive
             && self.nodes[b].alive
             && (self.groups[a] == self.groups[b] || self.nodes[a].bridge || self.nodes[b].bridge)
+    }
+
+    fn linked(&self, a: usize, b: usize) -> bool {
+        self.same_side(a, b)
             // Sorted (built from an ordered edge set): on a full mesh of
             // thousands of nodes, a scan per message would dominate the run.
             && self.neighbours[a].binary_search(&b).is_ok()
@@ -456,11 +465,7 @@ impl World {
     /// dialling it, if nothing cuts them apart.
     fn reachable(&self, n: usize, m: usize) -> bool {
         match self.membership_view {
-            true => {
-                self.nodes[n].alive
-                    && self.nodes[m].alive
-                    && (self.groups[n] == self.groups[m] || self.nodes[n].bridge || self.nodes[m].bridge)
-            }
+            true => self.same_side(n, m),
             false => self.linked(n, m),
         }
     }
@@ -607,8 +612,6 @@ impl World {
     /// One message from `from` to `to`, delivered as `event`: dropped if the
     /// link is down or the message lost, maybe duplicated.
     fn send(&mut self, from: usize, to: usize, bytes: u64, kind: (Traffic, &'static str), event: Event<SimPeer>) {
-        self.messages += 1;
-        self.bytes += bytes;
         self.counters.count(kind, bytes);
         if !self.reachable(from, to) || self.rng.random_bool(self.network.loss) {
             return;
@@ -790,8 +793,6 @@ impl World {
             if reached || !self.linked(node, next) {
                 continue;
             }
-            self.messages += 1;
-            self.bytes += size;
             self.counters.count(GOSSIP, size);
             if self.rng.random_bool(self.network.loss) {
                 continue;

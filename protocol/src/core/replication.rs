@@ -42,9 +42,8 @@ impl<P: PeerKey> Core<P> {
     /// A peer connected: it becomes an owner of some results held here
     /// (after a heal, its restart or its first start); it gets the recent ones.
     pub(super) fn hand_over_to_new_member(&mut self, peer: &P) -> Vec<Action<P>> {
-        let k = usize::from(self.config.owners);
         let owed: Vec<(CallKey, Arc<ExecutionRecord>)> =
-            self.handoff.recent().filter(|(key, _)| self.members.owners(key, k).contains(peer)).cloned().collect();
+            self.handoff.recent().filter(|(key, _)| self.owners(key).contains(peer)).cloned().collect();
         owed.into_iter().flat_map(|(key, record)| self.hand_over(peer.clone(), key, &record)).collect()
     }
 
