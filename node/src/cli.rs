@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
+use crate::bundle::{ManifestFlags, function_bytes};
 use crate::client::{NodeClient, error_message};
 use crate::http::FootprintReport;
 use crate::service::{ModuleSummary, NodeStatus, PeerSummary};
@@ -37,9 +38,14 @@ pub enum Command {
     /// Print a new random swarm key: give the same file to every node's
     /// `--swarm-key` and only they can join the mesh.
     SwarmKey,
-    /// Deploy a wasm module; prints its BLAKE3 hash.
+    /// Deploy a function: a wasm module, or a module with fixed arguments,
+    /// environment and read-only files (flags below, or a manifest file:
+    /// TOML with `module`, `args`, `env`, `dir`, `mount`). Prints its id
+    /// (the BLAKE3 hash of what was deployed).
     Deploy {
         file: PathBuf,
+        #[command(flatten)]
+        manifest: ManifestFlags,
         /// Also point this name at the module.
         #[arg(long)]
         name: Option<String>,
@@ -50,11 +56,14 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
     },
-    /// Print the id (BLAKE3 hash) a deploy would give each file, without
-    /// deploying it: one `HASH  FILE` line per file.
+    /// Print the id (BLAKE3 hash) a deploy would give each file (a module
+    /// or a manifest file, with the same flags), without deploying it: one
+    /// `HASH  FILE` line per file.
     Hash {
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        #[command(flatten)]
+        manifest: ManifestFlags,
     },
     /// Write data into a module's data slot, giving a new module: a function
     /// compiled once carries different data (Academemes' meme catalogue).
@@ -210,8 +219,8 @@ pub async fn run_client(command: Command) -> anyhow::Result<i32> {
             let request = crate::runtime::CompileRequest { module, blob, compiled_dir, spec };
             Ok(crate::runtime::run_compile_worker(&request))
         }
-        Command::Deploy { file, name, data, target } => {
-            let mut wasm = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+        Command::Deploy { file, manifest, name, data, target } => {
+            let mut wasm = function_bytes(&file, &manifest)?;
             if let Some(data) = data {
                 wasm = pack_file(&wasm, &data)?;
             }
@@ -219,9 +228,9 @@ pub async fn run_client(command: Command) -> anyhow::Result<i32> {
             println!("{}", deployed["module"].as_str().unwrap_or_default());
             Ok(0)
         }
-        Command::Hash { files } => {
+        Command::Hash { files, manifest } => {
             for file in files {
-                let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+                let bytes = function_bytes(&file, &manifest)?;
                 println!("{}  {}", nebula_protocol::ModuleId::of_bytes(&bytes), file.display());
             }
             Ok(0)
@@ -271,6 +280,9 @@ pub async fn run_client(command: Command) -> anyhow::Result<i32> {
             println!("{:<64}  {:>10}  {:<9}  NAMES", "MODULE", "BYTES", "STATE");
             for module in modules {
                 println!("{}  {:>10}  {:<9}  {}", module.module, module.size, module.state, module.names.join(", "));
+                if let Some(manifest) = &module.manifest {
+                    println!("    {}", describe_manifest(manifest));
+                }
                 if let Some(failure) = &module.failure {
                     println!("    failed: {failure}");
                 }
@@ -417,6 +429,22 @@ fn read_input(words: &[String]) -> anyhow::Result<Vec<u8>> {
         bail!("'-' (read stdin) must be the only input argument");
     }
     Ok(words.join(" ").into_bytes())
+}
+
+/// One line for `nebula ls`: what a function's manifest gives its calls.
+fn describe_manifest(manifest: &nebula_protocol::manifest::Manifest) -> String {
+    let mut line = format!("module {}", manifest.module.short());
+    if !manifest.args.is_empty() {
+        line += &format!("  args {:?}", manifest.args);
+    }
+    if !manifest.env.is_empty() {
+        let env: Vec<String> = manifest.env.iter().map(|(name, value)| format!("{name}={value}")).collect();
+        line += &format!("  env {env:?}");
+    }
+    if !manifest.files.is_empty() {
+        line += &format!("  files {} ({} bytes) at {}", manifest.files.len(), manifest.file_bytes(), manifest.mount);
+    }
+    line
 }
 
 #[cfg(test)]

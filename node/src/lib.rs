@@ -1,6 +1,7 @@
 //! The Nebula node: runtime (wasmtime), storage, HTTP API and CLI around the
 //! sans-io core of `nebula-protocol`.
 
+pub mod bundle;
 pub mod cli;
 pub mod client;
 pub mod config;

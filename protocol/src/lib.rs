@@ -9,6 +9,7 @@ pub mod core;
 pub mod fuzzing;
 pub mod ids;
 pub mod limits;
+pub mod manifest;
 pub mod names;
 pub mod outcome;
 pub mod wire;

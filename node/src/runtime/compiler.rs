@@ -249,9 +249,10 @@ pub fn compile_into_cache(
         tracing::error!(module = %module.short(), "stored module is corrupt; refusing to compile it");
         return Err(CallError::ModuleCorrupt { module: *module });
     }
-    let compiled = match wasmparser::Parser::is_component(&wasm) {
-        true => engine.precompile_component(&wasm),
-        false => engine.precompile_module(&wasm),
+    let program = super::validate::program_bytes(&wasm).map_err(|reason| CallError::InvalidModule { reason })?;
+    let compiled = match wasmparser::Parser::is_component(program) {
+        true => engine.precompile_component(program),
+        false => engine.precompile_module(program),
     };
     drop(wasm);
     let code = compiled.map_err(|error| CallError::InvalidModule { reason: format!("{error:#}") })?;

@@ -4,12 +4,14 @@
 //! from it when a call needs it (within a byte budget, see `loaded`), and
 //! executed under the purity profile and the call's limits.
 
+mod bundle_fs;
 mod compiled;
 mod compiler;
 mod engine;
 mod loaded;
 mod outcome;
 mod profile;
+mod setup;
 mod validate;
 
 use std::collections::HashSet;
@@ -24,19 +26,31 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::bindings::sync::CommandPre;
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
 
+use bundle_fs::BundleFs;
 use compiled::{Artifact, CompiledCache};
 pub use compiler::{BIG_MODULE_BYTES, CompileRequest, CompileWorker, EngineSpec, run_compile_worker};
 use engine::{EpochTicker, build_engine, deadline_ticks};
 pub use profile::{ARGV0, CallRandom};
-pub use validate::{ALLOWED_CONTENT_TYPES, CONTENT_TYPE_SECTION, Checked, ProgramKind, declared_content_type};
+use setup::CallSetup;
+pub use validate::{
+    ALLOWED_CONTENT_TYPES, CONTENT_TYPE_SECTION, Checked, ProgramKind, declared_content_type, program_bytes,
+};
 
 /// How long a call waits for its module's compile before giving up.
 const COMPILE_WAIT: Duration = Duration::from_secs(30 * 60);
 
-/// Per-call host state: the WASI context (preview 1 or 2) and the limiter.
+/// Per-call host state: the WASI context (preview 1 or 2), the limiter and,
+/// for a function with files, its in-memory directory.
 pub struct CallState<W> {
     wasi: W,
     limiter: outcome::MemoryLimiter,
+    bundle: Option<BundleFs>,
+}
+
+/// The bundle directory of a call linked with `bundle_fs` (only functions
+/// with files are, and their calls always carry one).
+fn bundle_of(state: &mut CallState<WasiP1Ctx>) -> &mut BundleFs {
+    state.bundle.as_mut().expect("a function with files runs with its bundle")
 }
 
 /// What a WASI preview 2 component's host functions need.
@@ -51,9 +65,16 @@ impl WasiView for CallState<ComponentWasi> {
     }
 }
 
-/// A program ready to run: linked once, instantiated per call.
+/// A function ready to run: its program linked once, instantiated per
+/// call, and what its manifest gives every call.
 #[derive(Clone)]
-pub enum Prepared {
+pub struct Prepared {
+    program: Program,
+    setup: Arc<CallSetup>,
+}
+
+#[derive(Clone)]
+enum Program {
     Module(InstancePre<CallState<WasiP1Ctx>>),
     Component(CommandPre<CallState<ComponentWasi>>),
 }
@@ -112,6 +133,8 @@ impl Default for RuntimeSettings {
 pub struct Runtime {
     engine: Engine,
     linker: Linker<CallState<WasiP1Ctx>>,
+    /// `linker` with a manifest's files served by `bundle_fs`.
+    files_linker: Linker<CallState<WasiP1Ctx>>,
     component_linker: wasmtime::component::Linker<CallState<ComponentWasi>>,
     /// The WASI preview 1 functions a module may import.
     wasi_functions: HashSet<String>,
@@ -141,12 +164,17 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state: &mut CallState<WasiP1Ctx>| &mut state.wasi)
             .map_err(|e| anyhow::anyhow!("linking WASI: {e}"))?;
+        let mut files_linker = linker.clone();
+        bundle_fs::add_to_linker(&mut files_linker, bundle_of)
+            .map_err(|e| anyhow::anyhow!("linking the bundle directory: {e}"))?;
         let mut component_linker = wasmtime::component::Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut component_linker)
             .map_err(|e| anyhow::anyhow!("linking WASI preview 2: {e}"))?;
         let wasi_functions = {
-            let (wasi, _) = profile::call_context(&CallKey::new(&ModuleId::of_bytes(b""), b""), b"", 0);
-            let mut store = Store::new(&engine, CallState { wasi, limiter: outcome::MemoryLimiter::new(0) });
+            let key = CallKey::new(&ModuleId::of_bytes(b""), b"");
+            let (wasi, _) = profile::call_context(&key, b"", 0, &CallSetup::default());
+            let state = CallState { wasi, limiter: outcome::MemoryLimiter::new(0), bundle: None };
+            let mut store = Store::new(&engine, state);
             linker.iter(&mut store).map(|(_, name, _)| name.to_owned()).collect()
         };
         let cache = Arc::new(CompiledCache::open(compiled_dir, &engine)?);
@@ -159,6 +187,7 @@ impl Runtime {
             cache,
             engine,
             linker,
+            files_linker,
             component_linker,
             wasi_functions,
         })
@@ -235,9 +264,10 @@ impl Runtime {
             return Ok(prepared);
         }
         self.verify_blob(module, blob)?;
+        let setup = Arc::new(read_setup(module, blob)?);
         // Twice at most: a cache entry found damaged is compiled again once.
         for _ in 0..2 {
-            if let Some(prepared) = self.load_compiled(module)? {
+            if let Some(prepared) = self.load_compiled(module, &setup)? {
                 return Ok(prepared);
             }
             if self.compiler.failure(module).is_none() {
@@ -274,11 +304,14 @@ impl Runtime {
 
     /// Makes verified wasm bytes ready to run at once, compiling here if the
     /// cache does not hold them (the simulator and benchmarks use this).
-    pub fn load(&self, module: &ModuleId, wasm: &[u8]) -> Result<Prepared, CallError> {
-        self.check(wasm)?;
-        if let Some(prepared) = self.load_compiled(module)? {
+    pub fn load(&self, module: &ModuleId, blob: &[u8]) -> Result<Prepared, CallError> {
+        self.check(blob)?;
+        let invalid = |reason: String| CallError::InvalidModule { reason };
+        let setup = Arc::new(CallSetup::of_blob(blob).map_err(invalid)?);
+        if let Some(prepared) = self.load_compiled(module, &setup)? {
             return Ok(prepared);
         }
+        let wasm = program_bytes(blob).map_err(invalid)?;
         let code = match wasmparser::Parser::is_component(wasm) {
             true => self.engine.precompile_component(wasm),
             false => self.engine.precompile_module(wasm),
@@ -296,50 +329,57 @@ impl Runtime {
             false => unsafe { wasmtime::Module::deserialize(&self.engine, &code) }.map(Artifact::Module),
         }
         .map_err(|error| internal(&format!("loading compiled code: {error:#}")))?;
-        let prepared = self.link(artifact)?;
-        self.loaded.lock().expect("loaded lock").insert(*module, prepared.clone(), code.len() as u64);
+        let bytes = code.len() as u64 + setup.bytes();
+        let prepared = self.link(artifact, setup)?;
+        self.loaded.lock().expect("loaded lock").insert(*module, prepared.clone(), bytes);
         Ok(prepared)
     }
 
     /// From the compiled-code cache into memory, if the cache holds it.
-    fn load_compiled(&self, module: &ModuleId) -> Result<Option<Prepared>, CallError> {
+    fn load_compiled(&self, module: &ModuleId, setup: &Arc<CallSetup>) -> Result<Option<Prepared>, CallError> {
         let Some((artifact, bytes)) = self.cache.load(&self.engine, module) else { return Ok(None) };
-        let prepared = self.link(artifact)?;
-        self.loaded.lock().expect("loaded lock").insert(*module, prepared.clone(), bytes);
+        let prepared = self.link(artifact, setup.clone())?;
+        self.loaded.lock().expect("loaded lock").insert(*module, prepared.clone(), bytes + setup.bytes());
         Ok(Some(prepared))
     }
 
-    fn link(&self, artifact: Artifact) -> Result<Prepared, CallError> {
+    fn link(&self, artifact: Artifact, setup: Arc<CallSetup>) -> Result<Prepared, CallError> {
         let invalid = |reason: String| CallError::InvalidModule { reason };
-        match artifact {
+        let program = match artifact {
             Artifact::Module(module) => {
                 validate::check_interface(&module).map_err(invalid)?;
-                let prepared = self.linker.instantiate_pre(&module).map_err(|e| invalid(format!("{e:#}")))?;
-                Ok(Prepared::Module(prepared))
+                let linker = match setup.files {
+                    Some(_) => &self.files_linker,
+                    None => &self.linker,
+                };
+                Program::Module(linker.instantiate_pre(&module).map_err(|e| invalid(format!("{e:#}")))?)
             }
             Artifact::Component(component) => {
                 let prepared =
                     self.component_linker.instantiate_pre(&component).map_err(|e| invalid(format!("{e:#}")))?;
-                Ok(Prepared::Component(CommandPre::new(prepared).map_err(|e| invalid(format!("{e:#}")))?))
+                Program::Component(CommandPre::new(prepared).map_err(|e| invalid(format!("{e:#}")))?)
             }
-        }
+        };
+        Ok(Prepared { program, setup })
     }
 
     pub fn execute(&self, prepared: &Prepared, key: &CallKey, input: &[u8], limits: &Limits) -> RunReport {
-        match prepared {
-            Prepared::Module(pre) => {
-                let (wasi, pipes) = profile::call_context(key, input, limits.output_bytes);
-                self.run(wasi, &pipes, limits, |store, instantiated| {
+        let setup = &prepared.setup;
+        match &prepared.program {
+            Program::Module(pre) => {
+                let (wasi, pipes) = profile::call_context(key, input, limits.output_bytes, setup);
+                let bundle = setup.files.as_ref().map(|mounted| BundleFs::new(mounted.files.clone(), &mounted.mount));
+                self.run(wasi, bundle, &pipes, limits, |store, instantiated| {
                     let instance = pre.instantiate(&mut *store)?;
                     let start = instance.get_typed_func::<(), ()>(&mut *store, "_start")?;
                     *instantiated = Instant::now();
                     start.call(store, ())
                 })
             }
-            Prepared::Component(pre) => {
-                let (ctx, pipes) = profile::component_context(key, input, limits.output_bytes);
+            Program::Component(pre) => {
+                let (ctx, pipes) = profile::component_context(key, input, limits.output_bytes, setup);
                 let wasi = ComponentWasi { ctx, table: ResourceTable::new() };
-                self.run(wasi, &pipes, limits, |store, instantiated| {
+                self.run(wasi, None, &pipes, limits, |store, instantiated| {
                     let command = pre.instantiate(&mut *store)?;
                     *instantiated = Instant::now();
                     // `run` returning an error is how a component exits non-zero.
@@ -354,13 +394,14 @@ impl Runtime {
     fn run<W: Send + 'static>(
         &self,
         wasi: W,
+        bundle: Option<BundleFs>,
         pipes: &profile::CallPipes,
         limits: &Limits,
         body: impl FnOnce(&mut Store<CallState<W>>, &mut Instant) -> wasmtime::Result<()>,
     ) -> RunReport {
         let started = Instant::now();
         let limiter = outcome::MemoryLimiter::new(limits.memory_bytes);
-        let mut store = Store::new(&self.engine, CallState { wasi, limiter });
+        let mut store = Store::new(&self.engine, CallState { wasi, limiter, bundle });
         store.limiter(|state| &mut state.limiter);
         store.set_fuel(limits.fuel).expect("fuel is enabled in the engine");
         store.set_epoch_deadline(deadline_ticks(limits.deadline_ms));
@@ -379,6 +420,15 @@ impl Runtime {
             run_us: (finished - instantiated.max(started)).as_micros() as u64,
         }
     }
+}
+
+/// The setup of the function stored at `blob` (mapped, never read whole).
+fn read_setup(module: &ModuleId, blob: &Path) -> Result<CallSetup, CallError> {
+    let reading = |error: std::io::Error| internal(&format!("reading module {}: {error}", module.short()));
+    let file = std::fs::File::open(blob).map_err(reading)?;
+    // SAFETY: blobs are only ever replaced by rename, never written in place.
+    let mapped = unsafe { memmap2::Mmap::map(&file) }.map_err(reading)?;
+    CallSetup::of_blob(&mapped).map_err(|reason| CallError::InvalidModule { reason })
 }
 
 fn internal(message: &str) -> CallError {

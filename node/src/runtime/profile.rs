@@ -10,8 +10,10 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder};
 
+use super::setup::CallSetup;
+
 /// 2001-09-09T01:46:40Z, a fixed and recognisable instant.
-const FROZEN_WALL_CLOCK: Duration = Duration::from_secs(1_000_000_000);
+pub(super) const FROZEN_WALL_CLOCK: Duration = Duration::from_secs(1_000_000_000);
 
 struct FrozenWallClock;
 
@@ -83,9 +85,11 @@ pub const STDERR_CAPTURE_BYTES: usize = 64 * 1024;
 pub const ARGV0: &str = "main";
 
 /// The WASI context of one call: stdin = input, stdout/stderr captured,
-/// argument 0 and nothing else, no environment, no directories, no sockets.
-/// One builder serves WASI preview 1 modules and preview 2 components alike.
-fn call_builder(key: &CallKey, input: &[u8], output_limit: u64) -> (WasiCtxBuilder, CallPipes) {
+/// argument 0 followed by the manifest's arguments, the manifest's
+/// environment (none for a plain module), no host directories (a manifest's
+/// files are served from memory by `bundle_fs`), no sockets. One builder
+/// serves WASI preview 1 modules and preview 2 components alike.
+fn call_builder(key: &CallKey, input: &[u8], output_limit: u64, setup: &CallSetup) -> (WasiCtxBuilder, CallPipes) {
     // One byte over the limit lets us tell "exactly at the limit" from "wanted more".
     let stdout = MemoryOutputPipe::new(usize::try_from(output_limit).unwrap_or(usize::MAX).saturating_add(1));
     let stderr = MemoryOutputPipe::new(STDERR_CAPTURE_BYTES);
@@ -93,6 +97,8 @@ fn call_builder(key: &CallKey, input: &[u8], output_limit: u64) -> (WasiCtxBuild
     let mut builder = WasiCtxBuilder::new();
     builder
         .arg(ARGV0)
+        .args(&setup.args)
+        .envs(&setup.env)
         .stdin(MemoryInputPipe::new(bytes::Bytes::copy_from_slice(input)))
         .stdout(stdout.clone())
         .stderr(stderr.clone())
@@ -110,14 +116,14 @@ fn call_builder(key: &CallKey, input: &[u8], output_limit: u64) -> (WasiCtxBuild
 }
 
 /// The context of a WASI preview 1 module's call.
-pub fn call_context(key: &CallKey, input: &[u8], output_limit: u64) -> (WasiP1Ctx, CallPipes) {
-    let (mut builder, pipes) = call_builder(key, input, output_limit);
+pub fn call_context(key: &CallKey, input: &[u8], output_limit: u64, setup: &CallSetup) -> (WasiP1Ctx, CallPipes) {
+    let (mut builder, pipes) = call_builder(key, input, output_limit, setup);
     (builder.build_p1(), pipes)
 }
 
 /// The context of a WASI preview 2 component's call: the same profile.
-pub fn component_context(key: &CallKey, input: &[u8], output_limit: u64) -> (WasiCtx, CallPipes) {
-    let (mut builder, pipes) = call_builder(key, input, output_limit);
+pub fn component_context(key: &CallKey, input: &[u8], output_limit: u64, setup: &CallSetup) -> (WasiCtx, CallPipes) {
+    let (mut builder, pipes) = call_builder(key, input, output_limit, setup);
     (builder.build(), pipes)
 }
 

@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 
+use nebula_protocol::manifest::{self, Bundle};
 use wasmparser::{CompositeInnerType, ExternalKind, FuncType, Parser, Payload, TypeRef};
 use wasmtime::{ExternType, Module};
 
@@ -35,15 +36,39 @@ pub struct Checked {
     pub content_type: Option<&'static str>,
 }
 
-/// Checks `wasm` without compiling it: a WebAssembly binary, a valid core
+/// Checks a blob without compiling it: a WebAssembly binary, a valid core
 /// module (validated with the engine's features) importing only the WASI
 /// preview 1 functions in `wasi_functions` and exporting `_start`, or a
-/// component importing only WASI interfaces and exporting `wasi:cli/run`.
+/// component importing only WASI interfaces and exporting `wasi:cli/run`;
+/// or a function bundle (`nebula_protocol::manifest`) carrying one of them.
 pub fn check_program(
     engine: &wasmtime::Engine,
     wasi_functions: &HashSet<String>,
-    wasm: &[u8],
+    blob: &[u8],
 ) -> Result<Checked, String> {
+    if !manifest::is_bundle(blob) {
+        return check_wasm(engine, wasi_functions, blob);
+    }
+    let bundle = Bundle::parse(blob).map_err(|error| error.to_string())?;
+    let checked = check_wasm(engine, wasi_functions, bundle.module).map_err(|reason| format!("its module {reason}"))?;
+    if checked.kind == ProgramKind::Component && !bundle.manifest.files.is_empty() {
+        return Err("carries files, which only WASI preview 1 modules can read for now (deploy the component \
+                    without --dir, or build it for wasm32-wasip1)"
+            .into());
+    }
+    Ok(checked)
+}
+
+/// The program a blob runs: the blob itself, or the module its bundle carries.
+pub fn program_bytes(blob: &[u8]) -> Result<&[u8], String> {
+    match manifest::is_bundle(blob) {
+        true => Bundle::parse(blob).map(|bundle| bundle.module).map_err(|error| error.to_string()),
+        false => Ok(blob),
+    }
+}
+
+/// [`check_program`] for wasm bytes (a bundle inside a bundle is refused here).
+fn check_wasm(engine: &wasmtime::Engine, wasi_functions: &HashSet<String>, wasm: &[u8]) -> Result<Checked, String> {
     // Checked first because wasmtime would otherwise try to parse text as WAT.
     if !wasm.starts_with(WASM_MAGIC) {
         return Err("not a WebAssembly binary (it does not start with \\0asm)".into());

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use libp2p::PeerId;
+use nebula_protocol::manifest::{Bundle, Manifest};
 use nebula_protocol::{
     CallError, CallKey, Core, LimitOverrides, Limits, MeshConfig, ModuleId, NameRecord, Reply, Resolver,
 };
@@ -127,6 +128,10 @@ pub struct ModuleSummary {
     /// Why its compile failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<String>,
+    /// For a function deployed with a manifest: its module, arguments,
+    /// environment and files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<Manifest>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -363,6 +368,7 @@ impl Node {
                         ModuleState::Failed(reason) => Some(reason),
                         _ => None,
                     },
+                    manifest: self.manifest(&module),
                 }
             })
             .collect()
@@ -496,9 +502,19 @@ impl Node {
             return Some(*known);
         }
         let wasm = shared.blobs.map(module).ok()?;
-        let declared = crate::runtime::declared_content_type(&wasm).ok().flatten();
+        let program = crate::runtime::program_bytes(&wasm).ok()?;
+        let declared = crate::runtime::declared_content_type(program).ok().flatten();
         shared.content_types.lock().expect("content types lock").insert(*module, declared);
         Some(declared)
+    }
+
+    /// The manifest of a function deployed with one. Only its header is
+    /// read, unverified: listings do not hash whole blobs (calls do).
+    pub fn manifest(&self, module: &ModuleId) -> Option<Manifest> {
+        let file = std::fs::File::open(self.shared.blobs.path(module)).ok()?;
+        // SAFETY: blobs are only ever replaced by rename, never written in place.
+        let blob = unsafe { memmap2::Mmap::map(&file) }.ok()?;
+        Bundle::parse_header(&blob).ok()
     }
 
     /// What each function called on this node cost, most called first.

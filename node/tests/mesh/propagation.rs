@@ -3,9 +3,10 @@
 use std::time::Duration;
 
 use nebula_protocol::CallKey;
+use nebula_protocol::manifest::{FunctionParts, encode_bundle};
 use reqwest::StatusCode;
 
-use crate::common::function;
+use crate::common::{fixture, function};
 use crate::harness::{Mesh, eventually};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -133,4 +134,42 @@ async fn nodes_that_know_one_peer_connect_to_every_member() {
     for node in spokes.into_iter().chain([hub]) {
         node.stop().await;
     }
+}
+
+/// A function with a manifest is one blob to the mesh: it replicates,
+/// verified by its hash, and any node runs it with the manifest's arguments
+/// and environment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_with_a_manifest_replicates_and_runs_the_same_everywhere() {
+    let mesh = Mesh::start(2, |_, _| {}).await;
+    let [a, b] = [&mesh.nodes[0], &mesh.nodes[1]];
+    let bundle = encode_bundle(FunctionParts {
+        module: &fixture("read-files-env"),
+        args: vec!["--mode".into(), "mesh".into()],
+        env: vec![("REGION".into(), "lab".into())],
+        mount: None,
+        files: vec![],
+    })
+    .unwrap();
+    let hash = a.deploy(bundle.clone(), "setup").await;
+    eventually("the function and its name arrive", Duration::from_secs(10), || async {
+        b.node.modules().await.iter().any(|m| m.module.to_hex() == hash && m.names == ["setup"])
+    })
+    .await;
+    let stored = std::fs::read(b.node.config().data_dir.join("blobs").join(&hash)).unwrap();
+    assert_eq!(stored, bundle, "the bundle travels whole");
+
+    // Calls from b run at their keys' owners: with inputs enough, some at b itself.
+    let (mut executors, mut answers) = (std::collections::HashSet::new(), std::collections::HashSet::new());
+    for input in 0..24 {
+        let answer = b.call("setup", input.to_string().as_bytes(), "").await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+        answers.insert(answer.text());
+        executors.insert(answer.header("x-nebula-executed-by").to_owned());
+    }
+    assert_eq!(answers.len(), 1, "the same answer wherever it ran: {answers:?}");
+    let seen = answers.into_iter().next().unwrap();
+    assert!(seen.contains(r#"env=["REGION"] args=["main", "--mode", "mesh"]"#), "{seen}");
+    assert!(executors.contains(b.node.id()) && executors.contains(a.node.id()), "{executors:?}");
+    mesh.stop().await;
 }

@@ -260,3 +260,47 @@ fn the_ready_file_says_where_a_node_answers_once_it_does() {
     let status = stdout(&node.run(&["status"], None));
     assert!(status.contains(&readiness.peer_id), "{status}");
 }
+
+#[test]
+fn deploy_gives_a_module_arguments_environment_and_files_by_flags_or_manifest_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(&dir.path().join("data"));
+    let wasm =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/functions/fixtures/read-files-env.wasm");
+    let wasm = wasm.to_str().unwrap();
+    let files = dir.path().join("files");
+    std::fs::create_dir_all(files.join("sub")).unwrap();
+    std::fs::write(files.join("sub/notes.txt"), "notes").unwrap();
+    let files = files.to_str().unwrap();
+    let flags = ["--arg", "-v", "--arg", "two words", "--env", "MODE=fast", "--dir", files, "--mount", "/in"];
+
+    let deployed = node.run(&[&["deploy", wasm, "--name", "with-setup"][..], &flags[..]].concat(), None);
+    assert!(deployed.status.success(), "{deployed:?}");
+    let id = stdout(&deployed).trim().to_owned();
+    let hashed = Command::new(nebula_binary()).args([&["hash", wasm][..], &flags[..]].concat()).output().unwrap();
+    assert_eq!(stdout(&hashed), format!("{id}  {wasm}\n"), "hash gives the id deploy gives");
+
+    let seen = stdout(&node.run(&["call", "with-setup"], None));
+    assert!(seen.contains(r#"args=["main", "-v", "two words"]"#) && seen.contains(r#"env=["MODE"]"#), "{seen}");
+    let listed = stdout(&node.run(&["ls"], None));
+    assert!(listed.contains(&id), "{listed}");
+    assert!(listed.contains(r#"args ["-v", "two words"]"#) && listed.contains("files 1 (5 bytes) at /in"), "{listed}");
+
+    // The same function from a manifest file has the same id.
+    let manifest = dir.path().join("with-setup.toml");
+    std::fs::write(
+        &manifest,
+        format!("module = {wasm:?}\nargs = [\"-v\", \"two words\"]\ndir = {files:?}\nmount = \"/in\"\n[env]\nMODE = \"fast\"\n"),
+    )
+    .unwrap();
+    let from_file = node.run(&["deploy", manifest.to_str().unwrap()], None);
+    assert_eq!(stdout(&from_file).trim(), id, "{from_file:?}");
+
+    // A bad manifest is refused before anything is sent (exit 1), with its reason.
+    let escaping = node.run(&["deploy", wasm, "--dir", files, "--mount", "relative/path"], None);
+    assert_eq!(escaping.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&escaping.stderr).contains("must be an absolute path"), "{escaping:?}");
+    let bad_env = node.run(&["deploy", wasm, "--env", "NOEQUALS"], None);
+    assert_eq!(bad_env.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad_env.stderr).contains("NAME=VALUE"), "{bad_env:?}");
+}

@@ -11,7 +11,9 @@ use reqwest::StatusCode;
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 
-use crate::common::{TestNode, function};
+use nebula_protocol::manifest::{FunctionParts, encode_bundle};
+
+use crate::common::{TestNode, fixture, function};
 
 const MARKDOWN: &str = "# Real programs\n\nRun *unchanged*, with `argv[0]`:\n\n- cmark-gfm\n- pulldown-cmark\n\n\
                         | a | b |\n|---|---|\n| 1 | 2 |\n";
@@ -36,10 +38,18 @@ struct Reference {
 }
 
 fn wasmtime_run(wasm: &[u8], input: &[u8]) -> Reference {
+    wasmtime_run_with(wasm, input, &[], None)
+}
+
+/// `wasmtime run --argv0 main --dir HOST::/data PROGRAM ARGS... < INPUT`.
+fn wasmtime_run_with(wasm: &[u8], input: &[u8], args: &[&str], data_dir: Option<&Path>) -> Reference {
     let engine = wasmtime::Engine::default();
     let stdout = MemoryOutputPipe::new(64 << 20);
     let mut builder = WasiCtxBuilder::new();
-    builder.arg("main").stdin(MemoryInputPipe::new(input.to_vec())).stdout(stdout.clone());
+    builder.arg("main").args(args).stdin(MemoryInputPipe::new(input.to_vec())).stdout(stdout.clone());
+    if let Some(dir) = data_dir {
+        builder.preopened_dir(dir, "/data", wasmtime_wasi::FsPerms::ReadOnly).unwrap();
+    }
     let result: wasmtime::Result<()> = if wasmparser::Parser::is_component(wasm) {
         struct State(wasmtime_wasi::WasiCtx, wasmtime::component::ResourceTable);
         impl wasmtime_wasi::WasiView for State {
@@ -192,5 +202,136 @@ async fn components_keep_the_contract_limits_outcomes_and_profile_of_modules() {
     assert_eq!(exit.error_kind(), "non_zero_exit", "{}", exit.text());
     assert_eq!(node.call("panic", b"", "").await.error_kind(), "trap");
     assert_eq!(node.call("deep-recursion", b"", "").await.error_kind(), "trap");
+    node.stop().await;
+}
+
+/// A real C program (cmark-gfm) given fixed arguments and two files by a
+/// manifest: it reads the files from the bundle's read-only directory and
+/// answers as `wasmtime run --dir` of the same program and files does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_gives_a_real_program_its_arguments_and_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(&dir.path().join("node")).await;
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("chapters")).unwrap();
+    let table = "| tool | reads |\n|---|---|\n| cmark-gfm | /data |\n";
+    std::fs::write(data.join("intro.md"), MARKDOWN).unwrap();
+    std::fs::write(data.join("chapters/table.md"), table).unwrap();
+    let args = ["-e", "table", "--to", "html", "/data/intro.md", "/data/chapters/table.md"];
+    let module = third_party("cmark-gfm.wasm");
+    let bundle = encode_bundle(FunctionParts {
+        module: &module,
+        args: args.iter().map(|arg| arg.to_string()).collect(),
+        env: vec![("LC_ALL".into(), "C".into())],
+        mount: None,
+        files: vec![
+            ("intro.md".into(), MARKDOWN.as_bytes().to_vec()),
+            ("chapters/table.md".into(), table.as_bytes().to_vec()),
+        ],
+    })
+    .unwrap();
+    let id = node.deploy(bundle.clone(), "render-docs").await;
+    assert_eq!(id, blake3::hash(&bundle).to_hex().as_str(), "the bundle's hash is the function's id");
+
+    let (program, host_dir) = (module.clone(), data.clone());
+    let reference =
+        tokio::task::spawn_blocking(move || wasmtime_run_with(&program, b"", &args, Some(&host_dir))).await.unwrap();
+    let answer = node.call("render-docs", b"", "").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    assert_eq!(answer.body, reference.stdout, "stdout differs from wasmtime run --dir");
+    let html = answer.text();
+    assert!(html.contains("<h1>Real programs</h1>") && html.contains("<td>cmark-gfm</td>"), "{html}");
+
+    // The module alone is another function, and still reads stdin only.
+    let plain = node.deploy(module, "cmark-gfm").await;
+    assert_ne!(plain, id);
+    let answer = node.call("cmark-gfm", b"*x*", "").await;
+    assert_eq!(answer.text(), "<p><em>x</em></p>\n");
+
+    let listed = node.get("/modules").await.json();
+    let function = listed.as_array().unwrap().iter().find(|module| module["module"] == id.as_str()).unwrap();
+    assert_eq!(function["manifest"]["args"][4], "/data/intro.md", "{function}");
+    assert_eq!(function["manifest"]["module"], plain.as_str(), "{function}");
+    assert_eq!(function["manifest"]["files"].as_array().unwrap().len(), 2, "{function}");
+    node.stop().await;
+}
+
+/// A manifest's environment and arguments reach the guest exactly; the rest
+/// of the profile does not change (no host files, no working directory).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_sets_arguments_and_environment_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(dir.path()).await;
+    let bundle = encode_bundle(FunctionParts {
+        module: &fixture("read-files-env"),
+        args: vec!["--flag".into(), "two words".into()],
+        env: vec![("ZETA".into(), "last".into()), ("ALPHA".into(), "a=b".into())],
+        mount: None,
+        files: vec![],
+    })
+    .unwrap();
+    node.deploy(bundle, "with-setup").await;
+    let seen = node.call("with-setup", b"", "").await.text();
+    assert!(seen.contains(r#"env=["ALPHA", "ZETA"]"#), "{seen}");
+    assert!(seen.contains(r#"args=["main", "--flag", "two words"]"#), "{seen}");
+    assert!(seen.contains("file=denied") && seen.contains("cwd=denied"), "{seen}");
+    // A WASI preview 2 component gets the same arguments and environment.
+    let component = encode_bundle(FunctionParts {
+        module: &p2_function("read-files-env"),
+        args: vec!["--flag".into(), "two words".into()],
+        env: vec![("ALPHA".into(), "a=b".into()), ("ZETA".into(), "last".into())],
+        mount: None,
+        files: vec![],
+    })
+    .unwrap();
+    node.deploy(component, "component-with-setup").await;
+    let seen_by_component = node.call("component-with-setup", b"", "").await.text();
+    assert!(seen_by_component.contains(r#"args=["main", "--flag", "two words"]"#), "{seen_by_component}");
+    assert!(seen_by_component.contains(r#"env=["ALPHA", "ZETA"]"#), "{seen_by_component}");
+    node.stop().await;
+}
+
+/// Bundles a node must refuse, each with its reason, storing nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_bundles_are_refused_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(dir.path()).await;
+    let good = encode_bundle(FunctionParts {
+        module: &function("echo"),
+        args: vec!["x".into()],
+        env: vec![],
+        mount: None,
+        files: vec![("a.txt".into(), b"a".to_vec())],
+    })
+    .unwrap();
+    let mut truncated = good.clone();
+    truncated.pop();
+    let not_a_program = encode_bundle(FunctionParts {
+        module: b"\0asm\x01\0\0\0",
+        args: vec![],
+        env: vec![],
+        mount: None,
+        files: vec![],
+    })
+    .unwrap();
+    let component_with_files = encode_bundle(FunctionParts {
+        module: &p2_function("echo"),
+        args: vec![],
+        env: vec![],
+        mount: None,
+        files: vec![("a.txt".into(), b"a".to_vec())],
+    })
+    .unwrap();
+    let cases: [(&str, Vec<u8>, &str); 3] = [
+        ("truncated", truncated, "header describes"),
+        ("module without _start", not_a_program, "its module does not export '_start'"),
+        ("component with files", component_with_files, "only WASI preview 1 modules"),
+    ];
+    for (case, bundle, reason) in cases {
+        let (status, body) = node.deploy_raw(bundle, None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{case}: {body}");
+        assert!(body["message"].as_str().unwrap().contains(reason), "{case}: {body}");
+    }
+    assert_eq!(node.get("/modules").await.json(), serde_json::json!([]), "nothing was stored");
     node.stop().await;
 }
