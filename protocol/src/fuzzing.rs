@@ -19,7 +19,7 @@ use crate::limits::{LimitOverrides, Limits};
 use crate::names::{MAX_NAME_LEN, NameError, NameRecord, validate_name};
 use crate::outcome::{CacheStatus, CallError, ExecutionRecord, Outcome};
 use crate::wire::{
-    self, Gossip, MAX_FRAME_BYTES, MAX_GOSSIP_BYTES, MAX_REQUEST_BYTES, RemoteAnswer, Request, Response,
+    self, Gossip, MAX_FRAME_BYTES, MAX_GOSSIP_BYTES, MAX_REQUEST_BYTES, RemoteAnswer, Request, Response, SliceIndex,
 };
 use crate::wire::{StoredResult, SyncRequest, SyncResponse};
 
@@ -197,7 +197,7 @@ fn pool_sync(mut response: SyncResponse) -> SyncResponse {
 
 fn pool_request(request: Request) -> Request {
     match request {
-        Request::FetchModule { module } => Request::FetchModule { module: pool(module) },
+        Request::FetchSlice { module, slice } => Request::FetchSlice { module: pool(module), slice },
         Request::FetchResult { key } => Request::FetchResult {
             key: CallKey::new(&pooled_module(key.as_bytes()[0]), pooled_input(key.as_bytes()[1])),
         },
@@ -237,6 +237,7 @@ struct Setup {
     max_hops: u8,
     recent_results_len: u8,
     verify_remote: u8,
+    slices_in_flight: u8,
 }
 
 impl Setup {
@@ -252,6 +253,7 @@ impl Setup {
                 max_hops: self.max_hops % 4,
                 recent_results_len: usize::from(self.recent_results_len % 8),
                 verify_remote: self.verify_remote % 3,
+                slices_in_flight: u32::from(self.slices_in_flight % 5),
                 ..MeshConfig::default()
             },
         }
@@ -291,8 +293,9 @@ enum PeerAnswer {
     Proper { executor: u8, stdout: u8, cache: CacheStatus },
     /// Anything at all.
     Any(Response),
-    /// Module bytes, hashing to the module asked for or not.
-    ModuleBytes { right: bool, size: u64 },
+    /// A slice of the module asked for (as the shell verified it), the
+    /// slice asked for unless `index` says which, of a module of `size` bytes.
+    Slice { verified: bool, size: u64, index: Option<u64>, other_module: bool },
     /// The transport failed.
     Failed,
 }
@@ -375,8 +378,8 @@ struct Harness {
     responded: BTreeSet<InboundId>,
     messages: MessageId,
     judged: BTreeSet<MessageId>,
-    /// Module bytes the shell keeps until the core says what to do with them.
-    received: BTreeSet<RequestId>,
+    /// Modules whose slices the shell keeps until the core says what to do with them.
+    downloads: BTreeSet<ModuleId>,
 }
 
 impl Harness {
@@ -387,7 +390,7 @@ impl Harness {
                     assert!(caller < self.callers, "a reply to caller {caller}, who never called");
                     assert!(self.replied.insert(caller), "caller {caller} was answered twice");
                 }
-                Action::Respond { inbound, .. } | Action::ServeModule { inbound, .. } => {
+                Action::Respond { inbound, .. } | Action::ServeSlice { inbound, .. } => {
                     assert!(inbound < self.inbound, "a response to request {inbound}, which no peer sent");
                     assert!(self.responded.insert(inbound), "peer request {inbound} was answered twice");
                 }
@@ -404,18 +407,12 @@ impl Harness {
                     }
                     self.open.push(Open::Send { request, to, message });
                 }
-                Action::StoreReceivedModule { request, module } => {
-                    assert!(
-                        self.received.remove(&request),
-                        "storing bytes of {request:?}, which the shell does not hold"
-                    );
+                Action::StoreReceivedModule { module, .. } => {
+                    assert!(self.downloads.remove(&module), "storing {module}, whose slices the shell does not hold");
                     self.open.push(Open::StoreModule(module));
                 }
-                Action::DiscardReceivedModule { request } => {
-                    assert!(
-                        self.received.remove(&request),
-                        "dropping bytes of {request:?}, which the shell does not hold"
-                    );
+                Action::DiscardReceivedModule { module } => {
+                    self.downloads.remove(&module);
                 }
                 Action::StoreResult { .. }
                 | Action::CacheResult { .. }
@@ -444,13 +441,18 @@ impl Harness {
             },
             Open::Send { request, to, message } => match answer.peer {
                 PeerAnswer::Failed => Event::RequestFailed { request, reason: "connection closed".into() },
-                PeerAnswer::ModuleBytes { right, size } => {
-                    let hash = match (&message, right) {
-                        (Request::FetchModule { module }, true) => *module,
-                        _ => ModuleId::of_bytes(b"something else"),
+                PeerAnswer::Slice { verified, size, index, other_module } => {
+                    // The shell only takes a slice as one when it asked for one.
+                    let Request::FetchSlice { module, slice } = &message else {
+                        return self.handle(core, Event::RequestFailed { request, reason: "garbled".into() });
                     };
-                    self.received.insert(request);
-                    Event::ModuleReceived { request, from: to, hash, size }
+                    let module = if other_module { ModuleId::of_bytes(b"something else") } else { *module };
+                    let index = index.unwrap_or(match slice {
+                        SliceIndex::At(index) => *index,
+                        SliceIndex::Last => wire::slice_count(size) - 1,
+                    });
+                    self.downloads.insert(module);
+                    Event::SliceReceived { request, from: to, module, size, index, verified }
                 }
                 PeerAnswer::Any(Response::Sync(response)) => {
                     Event::PeerResponse { request, from: to, response: Response::Sync(pool_sync(response)) }
@@ -478,7 +480,7 @@ impl Harness {
                             let key = CallKey::new(&module, input);
                             Response::Call(Ok(RemoteAnswer { key, cache, record: record(module, &key) }))
                         }
-                        Request::FetchModule { .. } => Response::Module(None),
+                        Request::FetchSlice { .. } => Response::Slice(None),
                         Request::Sync(_) => {
                             Response::Sync(SyncResponse { modules: None, names: None, load: Default::default() })
                         }
@@ -594,7 +596,7 @@ pub fn core_peer_messages(data: &[u8]) {
     assert_eq!(harness.replied.len() as u64, harness.callers, "a caller was never answered");
     assert_eq!(harness.responded.len() as u64, harness.inbound, "a peer's request was never answered");
     assert_eq!(harness.judged.len() as u64, harness.messages, "a gossip message was never judged");
-    assert!(harness.received.is_empty(), "module bytes were never stored or dropped");
+    assert!(harness.downloads.is_empty(), "slices of {:?} were never stored or dropped", harness.downloads);
     assert_eq!(core.flights_in_progress(), 0, "flights left after every action was answered");
     assert_eq!(core.executing(), 0, "executions counted after every one finished");
 }

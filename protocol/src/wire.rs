@@ -16,11 +16,53 @@ use crate::outcome::{CacheStatus, CallError, ExecutionRecord};
 /// 3: guest failures and call errors are separate types (`Failure`, `CallError`).
 /// 4: results live at their owners: no result announcements or result logs
 /// in anti-entropy; results travel to owners in `Request::Store`.
-pub const WIRE_VERSION: u8 = 4;
+/// 5: modules travel in verified slices (`Request::FetchSlice`,
+/// `Response::Slice`), not whole in one frame.
+pub const WIRE_VERSION: u8 = 5;
 
-/// Largest request-response frame: a module of the largest deployable size
-/// plus headroom. Checked before anything is allocated.
+/// Largest request-response frame, checked before anything is allocated:
+/// a call's answer at the node's default largest output (64 MiB, `--max-output-bytes`)
+/// plus headroom. Modules no longer set it: they travel in slices of
+/// [`SLICE_BYTES`].
 pub const MAX_FRAME_BYTES: usize = 80 << 20;
+
+/// Modules travel between nodes in slices of this many bytes (the last one
+/// shorter), each checked on arrival against the module id by BLAKE3 verified
+/// streaming (bao, as `bao-tree` encodes it): the module's BLAKE3 tree, cut
+/// into chunk groups of one slice, proves each slice with the few hashes on
+/// its path to the root, so a slice that is not part of the module is caught
+/// as soon as it arrives, and a module of any size moves with bounded memory.
+pub const SLICE_BYTES: u64 = 1 << 20;
+
+/// [`SLICE_BYTES`] as bao-tree's block size: 2^10 BLAKE3 chunks of 1 KiB.
+pub const SLICE_CHUNK_LOG: u8 = 10;
+
+/// Largest answer to a slice request: a slice, its proof (64 bytes per level
+/// of the module's tree, at most a few KiB) and headroom. A peer that sends
+/// more for a slice is cut off at the frame's length, before it is read.
+pub const MAX_SLICE_FRAME_BYTES: usize = SLICE_BYTES as usize + 64 * 1024;
+
+/// The largest response `request` may be answered with.
+pub fn max_response_bytes(request: &Request) -> usize {
+    match request {
+        Request::FetchSlice { .. } => MAX_SLICE_FRAME_BYTES,
+        _ => MAX_FRAME_BYTES,
+    }
+}
+
+/// How many slices a module of `size` bytes travels in (an empty one in one, empty).
+pub fn slice_count(size: u64) -> u64 {
+    size.div_ceil(SLICE_BYTES).max(1)
+}
+
+/// The bytes slice `index` of a module of `size` bytes covers, if it has that slice.
+pub fn slice_range(size: u64, index: u64) -> Option<std::ops::Range<u64>> {
+    if index >= slice_count(size) {
+        return None;
+    }
+    let start = index * SLICE_BYTES;
+    Some(start..size.min(start.saturating_add(SLICE_BYTES)))
+}
 
 /// Largest request: a call's input at the largest input limit, plus headroom.
 /// Only responses carry modules.
@@ -54,8 +96,11 @@ pub enum Gossip {
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
-    FetchModule {
+    /// One slice of a module the peer holds, with its proof
+    /// (`Response::Slice`): modules travel slice by slice.
+    FetchSlice {
         module: ModuleId,
+        slice: SliceIndex,
     },
     FetchResult {
         key: CallKey,
@@ -77,7 +122,8 @@ pub enum Request {
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
-    Module(Option<Vec<u8>>),
+    /// A slice of the module asked for; `None` if the peer does not hold it.
+    Slice(Option<ModuleSlice>),
     Result(Option<ExecutionRecord>),
     Call(Result<RemoteAnswer, CallError>),
     Sync(SyncResponse),
@@ -87,6 +133,43 @@ pub enum Response {
     Told,
     /// Receipt of a `Request::Store`.
     Stored,
+}
+
+/// Which slice of a module a `Request::FetchSlice` asks for.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SliceIndex {
+    /// The slice that ends the module, whatever its size: its proof also
+    /// proves the module's size (asked first, before the size is known).
+    Last,
+    At(u64),
+}
+
+/// A slice of a module and its proof, checked against the module id by the
+/// node that asked for it.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleSlice {
+    /// The module's size in bytes, as the sender holds it (the tree's shape
+    /// depends on it; the last slice proves it).
+    pub size: u64,
+    /// Which slice this is ([`slice_range`]).
+    pub index: u64,
+    /// The slice in BLAKE3 verified streaming's encoding (bao, chunk groups
+    /// of [`SLICE_BYTES`]): the hash pairs from the root down to the slice,
+    /// then its bytes.
+    pub encoded: Vec<u8>,
+}
+
+impl std::fmt::Debug for ModuleSlice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A megabyte of bytes helps no log.
+        f.debug_struct("ModuleSlice")
+            .field("size", &self.size)
+            .field("index", &self.index)
+            .field("encoded_bytes", &self.encoded.len())
+            .finish()
+    }
 }
 
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
@@ -230,6 +313,30 @@ mod tests {
     }
 
     #[test]
+    fn modules_are_cut_into_slices_that_cover_them_exactly() {
+        assert_eq!((slice_count(0), slice_range(0, 0), slice_range(0, 1)), (1, Some(0..0), None));
+        assert_eq!((slice_count(1), slice_range(1, 0)), (1, Some(0..1)));
+        assert_eq!((slice_count(SLICE_BYTES), slice_range(SLICE_BYTES, 1)), (1, None));
+        let size = 3 * SLICE_BYTES + 5;
+        assert_eq!(slice_count(size), 4);
+        assert_eq!(slice_range(size, 2), Some(2 * SLICE_BYTES..3 * SLICE_BYTES));
+        assert_eq!(slice_range(size, 3), Some(3 * SLICE_BYTES..size));
+        assert_eq!(slice_range(size, 4), None);
+        assert_eq!(slice_count(u64::MAX), u64::MAX.div_ceil(SLICE_BYTES));
+        assert_eq!(slice_range(u64::MAX, slice_count(u64::MAX) - 1).map(|range| range.end), Some(u64::MAX));
+        assert_eq!(SLICE_BYTES, 1024 << SLICE_CHUNK_LOG);
+        let slice = ModuleSlice { size, index: 3, encoded: vec![7; 4096] };
+        let response = Response::Slice(Some(slice));
+        assert_eq!(decode::<Response>(&encode(&response), MAX_FRAME_BYTES), Ok(response));
+        // A whole slice with the deepest proof fits the slice frame.
+        let deepest = ModuleSlice { size: u64::MAX, index: u64::MAX, encoded: vec![0; SLICE_BYTES as usize + 64 * 64] };
+        let frame = encode_frame(&Response::Slice(Some(deepest))).unwrap();
+        assert!(frame.len() <= MAX_SLICE_FRAME_BYTES);
+        let request = Request::FetchSlice { module: ModuleId::of_bytes(b"m"), slice: SliceIndex::Last };
+        assert_eq!(max_response_bytes(&request), MAX_SLICE_FRAME_BYTES);
+    }
+
+    #[test]
     fn bad_frames_are_rejected() {
         let bytes = encode(&Gossip::Load { executing: 1, capacity: 2 });
         assert_eq!(decode::<Gossip>(&bytes, 3), Err(DecodeError::TooLarge(bytes.len(), 3)));
@@ -245,7 +352,7 @@ mod tests {
 
     #[test]
     fn frames_round_trip_and_bad_lengths_are_refused() {
-        let request = Request::FetchModule { module: ModuleId::of_bytes(b"m") };
+        let request = Request::FetchSlice { module: ModuleId::of_bytes(b"m"), slice: SliceIndex::Last };
         let frame = encode_frame(&request).unwrap();
         assert_eq!(frame_length(frame[..4].try_into().unwrap(), MAX_REQUEST_BYTES), Ok(frame.len() - 4));
         assert_eq!(decode_frame::<Request>(&frame, MAX_REQUEST_BYTES), Ok(request));

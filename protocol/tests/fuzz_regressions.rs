@@ -92,7 +92,8 @@ fn write_fuzz_seeds() {
     ];
     let sync = SyncRequest { modules_digest: [1; 32], names_digest: [2; 32], load };
     let requests = [
-        Request::FetchModule { module },
+        Request::FetchSlice { module, slice: wire::SliceIndex::Last },
+        Request::FetchSlice { module, slice: wire::SliceIndex::At(3) },
         Request::FetchResult { key },
         Request::Call { reference: "fib".into(), input: b"10".to_vec(), limits: Limits::default(), hops: 1 },
         Request::Sync(sync),
@@ -100,7 +101,8 @@ fn write_fuzz_seeds() {
         Request::Store(vec![StoredResult { key, record: record.clone() }]),
     ];
     let responses = [
-        wire::Response::Module(Some(b"\0asm\x01\0\0\0".to_vec())),
+        wire::Response::Slice(Some(wire::ModuleSlice { size: 8, index: 0, encoded: b"\0asm\x01\0\0\0".to_vec() })),
+        wire::Response::Slice(None),
         wire::Response::Result(Some(trap.clone())),
         wire::Response::Call(Ok(RemoteAnswer { key, cache: CacheStatus::Miss, record: record.clone() })),
         wire::Response::Call(Err(CallError::AmbiguousPrefix { prefix: "abcd".into(), matches: vec![module, module] })),

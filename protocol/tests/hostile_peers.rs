@@ -16,7 +16,7 @@ fn gossip(core: &mut Core<String>, from: &str, gossip: Gossip) -> Vec<Action<Str
 }
 
 fn fetches(actions: &[Action<String>]) -> usize {
-    actions.iter().filter(|action| matches!(action, Action::Send { message: Request::FetchModule { .. }, .. })).count()
+    actions.iter().filter(|action| matches!(action, Action::Send { message: Request::FetchSlice { .. }, .. })).count()
 }
 
 /// Found by `core_peer_messages`: a peer's name record was adopted (and

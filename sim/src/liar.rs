@@ -1,8 +1,9 @@
 //! The lying node of the `lying-node` scenario: its own runs give wrong
-//! outputs (signed, as its own), it serves wrong module bytes, and what it
-//! answers its peers it tampers with, in every way a peer can lie: a signed
-//! lie, an altered record, a replay of another call's record, a record
-//! pinned on another node, and an answer of the wrong kind. All but the
+//! outputs (signed, as its own), it serves module slices that do not verify
+//! (caught on the first one a node asks it for), and what it answers its
+//! peers it tampers with, in every way a peer can lie: a signed lie, an
+//! altered record, a replay of another call's record, a record pinned on
+//! another node, and an answer of the wrong kind. All but the
 //! signed lie are the core's to catch; the signed lie takes `--verify-remote`.
 
 use std::collections::BTreeMap;

@@ -20,8 +20,9 @@
 //! heal it (see the README's comparison with scripts/partition-experiment).
 //! Executions are modelled (the output derived from module and input, the
 //! cost drawn from a range) unless the run uses `--wasm`. Module bytes are
-//! not moved, only their size is charged against bandwidth, and their hash is
-//! the module's (a liar's, another). Signatures are modelled
+//! not moved: a module travels in slices as between real nodes, each slice's
+//! size (and its proof's) charged against bandwidth, and each verifies
+//! against the module unless a liar sent it. Signatures are modelled
 //! ([`ModelledSignatures`]).
 
 use std::cmp::Reverse;
@@ -29,7 +30,7 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
-use nebula_protocol::wire::{Gossip, Request, Response};
+use nebula_protocol::wire::{Gossip, Request, Response, SliceIndex, slice_count, slice_range};
 use nebula_protocol::{
     Action, CallKey, CallerId, Core, Event, ExecutionRecord, InboundId, Members, MeshConfig, MessageId,
     ModelledSignatures, ModuleId, NameRecord, Outcome, RequestId, Timings, Verdict,
@@ -95,7 +96,7 @@ pub fn classify(request: &Request) -> (Traffic, &'static str) {
         Request::Call { .. } => (Traffic::Call, "call"),
         Request::Store(_) => (Traffic::Call, "store"),
         Request::FetchResult { .. } => (Traffic::Call, "fetch-result"),
-        Request::FetchModule { .. } => FETCH_MODULE,
+        Request::FetchSlice { .. } => FETCH_MODULE,
         Request::Sync(_) => (Traffic::Background, "sync"),
         Request::Tell(Gossip::ModuleAvailable { .. }) => (Traffic::Background, "tell-module"),
         Request::Tell(Gossip::Load { .. }) => (Traffic::Background, "tell-load"),
@@ -172,7 +173,7 @@ struct Disk {
 struct SimNode {
     core: Core<SimPeer>,
     alive: bool,
-    /// Answers wrong results and serves wrong module bytes.
+    /// Answers wrong results and serves module slices that do not verify.
     liar: bool,
     /// Executes and talks slowly (an overloaded or throttled machine).
     slow: bool,
@@ -184,8 +185,6 @@ struct SimNode {
     /// Peers' requests waiting for this node's answer: who asked, their
     /// request id, and what they asked.
     inbound: HashMap<InboundId, (usize, RequestId, Request)>,
-    /// Module bytes received and not yet stored or dropped: their size.
-    received: HashMap<RequestId, u64>,
     /// When this node's core is next woken (the earliest wake scheduled).
     wake_at: Option<Time>,
     /// Results this node answered with but does not own (memory only).
@@ -230,7 +229,6 @@ impl SimNode {
             disk: Disk::default(),
             clients: HashMap::new(),
             inbound: HashMap::new(),
-            received: HashMap::new(),
             wake_at: None,
             near: NearCache::default(),
         }
@@ -476,7 +474,6 @@ impl World {
         sim.alive = false;
         sim.clients.clear();
         sim.inbound.clear();
-        sim.received.clear();
         sim.near.clear();
         self.announce_link_changes(&before);
         self.refresh_membership();
@@ -705,15 +702,14 @@ impl World {
             Action::GossipVerdict { message, verdict } => self.judged(n, message, verdict),
             Action::Send { to, request, message } => self.request(n, to.0 as usize, request, message),
             Action::Respond { inbound, response } => self.respond(n, inbound, response),
-            Action::ServeModule { inbound, module } => self.serve_module(n, inbound, module),
-            Action::StoreReceivedModule { request, module } => {
-                let size = self.nodes[n].received.remove(&request).unwrap_or(0);
+            Action::ServeSlice { inbound, module, slice } => self.serve_slice(n, inbound, module, slice),
+            // Every slice verified: the module is the one asked for.
+            Action::StoreReceivedModule { module, size } => {
                 self.nodes[n].disk.modules.insert(module, size);
                 self.deliver_now(n, Event::ModuleStored { module, size });
             }
-            Action::DiscardReceivedModule { request } => {
-                self.nodes[n].received.remove(&request);
-            }
+            // Slices are not kept: nothing to drop.
+            Action::DiscardReceivedModule { .. } => {}
             Action::Penalise { misbehaviour, .. } => {
                 self.history.penalties += 1;
                 *self.history.penalties_by_kind.entry(misbehaviour.kind().to_owned()).or_default() += 1;
@@ -757,24 +753,31 @@ impl World {
         self.lies.tamper(&mut self.rng, response, &key, &node_name(liar), &other, replay)
     }
 
-    /// `n` serves a module it holds: its bytes reach the asker, to be hashed
-    /// there (a liar's hash to something else).
-    fn serve_module(&mut self, n: usize, inbound: InboundId, module: ModuleId) {
+    /// `n` serves a slice of a module it holds: it reaches the asker, where
+    /// it verifies (a liar's does not).
+    fn serve_slice(&mut self, n: usize, inbound: InboundId, module: ModuleId, slice: SliceIndex) {
         let Some((origin, request, _)) = self.nodes[n].inbound.remove(&inbound) else { return };
-        let Some(&size) = self.nodes[n].disk.modules.get(&module) else {
-            let response = Response::Module(None);
+        let held = self.nodes[n].disk.modules.get(&module).copied();
+        let index = |size: u64| match slice {
+            SliceIndex::Last => slice_count(size) - 1,
+            SliceIndex::At(index) => index,
+        };
+        let Some((size, index, range)) =
+            held.and_then(|size| Some((size, index(size), slice_range(size, index(size))?)))
+        else {
+            let response = Response::Slice(None);
             let event = Event::PeerResponse { request, from: peer(n), response };
             return self.send(n, origin, 16, FETCH_MODULE, event);
         };
-        let hash = match self.nodes[n].liar {
-            true => {
-                self.lies.bad_module_bytes += 1;
-                ModuleId::of_bytes(b"not the module")
-            }
-            false => module,
-        };
-        self.nodes[origin].received.insert(request, size);
-        self.send(n, origin, size, FETCH_MODULE, Event::ModuleReceived { request, from: peer(n), hash, size });
+        let verified = !self.nodes[n].liar;
+        if !verified {
+            self.lies.bad_module_bytes += 1;
+        }
+        // The slice's bytes and the hash pairs on its path to the root.
+        let proof = 64 * u64::from(64 - slice_count(size).leading_zeros());
+        let bytes = range.end - range.start + proof;
+        let event = Event::SliceReceived { request, from: peer(n), module, size, index, verified };
+        self.send(n, origin, bytes, FETCH_MODULE, event);
     }
 
     /// A node publishes gossip: it spreads hop by hop from there.
@@ -856,5 +859,38 @@ impl World {
         let modules = |node: &SimNode| node.core.modules().map(|(m, _)| *m).collect::<Vec<_>>();
         let names = |node: &SimNode| node.core.names().map(|r| (r.name.clone(), r.module)).collect::<Vec<_>>();
         alive.iter().all(|node| modules(node) == modules(first) && names(node) == names(first))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use nebula_protocol::wire::SLICE_BYTES;
+
+    use super::*;
+
+    /// A module of many slices, held by a liar and later by an honest node,
+    /// reaches every node whole. Each node that asks the liar is lied to once,
+    /// on the first slice it asks for, catches it there, and asks it nothing more.
+    #[test]
+    fn a_module_of_many_slices_replicates_and_a_liar_is_caught_on_its_first_slice() {
+        let mut world = World::new(3, 1, NetworkModel::default(), Executor::Modelled, MeshConfig::default(), 8);
+        world.set_liar(0);
+        world.connect_all();
+        let module = ModuleId::of_bytes(b"big");
+        let size = 20 * SLICE_BYTES + 3;
+        world.deploy(0, module, size);
+        world.run_until(1_000);
+        assert_eq!(world.lies.bad_module_bytes, 2, "nodes 1 and 2 each asked the liar one slice");
+        assert_eq!(world.history.penalties_by_kind.get("bad_module_bytes"), Some(&2));
+        assert!(world.nodes[2].core.module_info(&module).is_none());
+
+        world.deploy(1, module, size);
+        world.run_until(60_000);
+        assert_eq!(world.nodes[2].core.module_info(&module).map(|info| info.size), Some(size));
+        assert_eq!(world.lies.bad_module_bytes, 2, "the liar was asked nothing more");
+        let fetched = world.counters.traffic[&FETCH_MODULE];
+        assert!(fetched.messages >= 2 * 21, "node 2 asked 21 slices and had them: {fetched:?}");
+        assert!(fetched.bytes >= size, "{fetched:?}");
+        assert!(world.converged());
     }
 }

@@ -68,6 +68,8 @@ fn verified_results_keep_a_lying_node_from_fooling_anyone_else() {
     for kind in ["forged_record", "wrong_kind", "bad_module_bytes"] {
         assert!(caught[kind].as_u64().unwrap() > 0, "no {kind} caught: {run}");
     }
+    // Every wrong slice is caught where it arrives, and costs the liar that fetch.
+    assert_eq!(caught["bad_module_bytes"], run["lies_told"]["bad_module_bytes"], "{run}");
     assert_eq!(run["passed"], true);
 }
 

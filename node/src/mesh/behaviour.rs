@@ -103,7 +103,7 @@ fn behaviour(key: &Keypair, settings: &MeshSettings) -> Result<Behaviour, BoxedE
         ),
         gossipsub,
         rpc: request_response::Behaviour::with_codec(
-            WireCodec,
+            WireCodec::default(),
             [(PROTOCOL, request_response::ProtocolSupport::Full)],
             request_response::Config::default().with_request_timeout(settings.request_timeout),
         ),

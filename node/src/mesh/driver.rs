@@ -479,11 +479,7 @@ impl Driver {
             }
             Rpc::Message { peer, message: Message::Response { request_id, response }, .. } => {
                 let Some(request) = self.requests.remove(&request_id) else { return };
-                let event = match response {
-                    Response::Module(Some(bytes)) => NetworkEvent::ModuleBytes { request, from: peer, bytes },
-                    response => NetworkEvent::Response { request, from: peer, response },
-                };
-                self.tell_node(event);
+                self.tell_node(NetworkEvent::Response { request, from: peer, response });
             }
             Rpc::OutboundFailure { request_id, error, peer, .. } => {
                 if let Some(request) = self.requests.remove(&request_id) {

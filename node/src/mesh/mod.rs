@@ -126,16 +126,12 @@ pub enum NetworkEvent {
         inbound: InboundId,
         request: Request,
     },
+    /// A peer's answer (a module's slice too: the node checks it before
+    /// the core judges it).
     Response {
         request: RequestId,
         from: PeerId,
         response: Response,
-    },
-    /// Module bytes answering a fetch: the node hashes them before the core judges them.
-    ModuleBytes {
-        request: RequestId,
-        from: PeerId,
-        bytes: Vec<u8>,
     },
     RequestFailed {
         request: RequestId,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
-use nebula_protocol::wire::{Request, Response};
+use nebula_protocol::wire::{ModuleSlice, Request, Response};
 use nebula_protocol::{
     Action, Answer, CallError, CallerId, Core, Event, ExecutionRecord, FlightId, InboundId, Limits, LookupId, ModuleId,
     NameRecord, Reply, RequestId, Resolver,
@@ -22,6 +22,7 @@ use super::executions::{self, ExecutionJob};
 use super::storage::StoredKeys;
 use super::{Shared, internal};
 use crate::mesh::{Command, NetworkEvent, NetworkHandle};
+use crate::store::BlobDownload;
 
 /// A question about the core's state, answered on the core task.
 pub(super) type CoreQuery = Box<dyn FnOnce(&Core<PeerId>) + Send>;
@@ -69,12 +70,20 @@ pub(super) enum Completion {
         flight: FlightId,
         result: Result<Arc<ExecutionRecord>, CallError>,
     },
-    /// A peer's module bytes, hashed.
-    ModuleHashed {
+    /// A peer's slice of a module, checked (and written to the module's
+    /// download if it verified).
+    SliceChecked {
         request: RequestId,
         from: PeerId,
-        hash: ModuleId,
-        bytes: Vec<u8>,
+        module: ModuleId,
+        size: u64,
+        index: u64,
+        verified: bool,
+    },
+    /// A verified slice could not be written here: not the peer's fault.
+    SliceNotWritten {
+        request: RequestId,
+        reason: String,
     },
     ModuleStored {
         module: ModuleId,
@@ -96,8 +105,12 @@ pub(super) struct CoreTask {
     completions: mpsc::UnboundedSender<Completion>,
     callers: HashMap<CallerId, oneshot::Sender<Reply>>,
     next_caller: CallerId,
-    /// Peers' module bytes, until the core says to store or drop them.
-    received: HashMap<RequestId, Vec<u8>>,
+    /// Modules arriving from peers, slice by slice, until the core says to
+    /// store or drop them (see `Event::SliceReceived`).
+    downloads: HashMap<ModuleId, Arc<BlobDownload>>,
+    /// The module each slice request in flight asks for: its answer is
+    /// checked against it.
+    slice_requests: HashMap<RequestId, ModuleId>,
     /// Calls peers forwarded here, until answered: counted like local ones.
     forwarded: HashMap<InboundId, (ForwardedCall, Instant)>,
     stored_keys: StoredKeys,
@@ -128,7 +141,8 @@ impl CoreTask {
             completions,
             callers: HashMap::new(),
             next_caller: 0,
-            received: HashMap::new(),
+            downloads: HashMap::new(),
+            slice_requests: HashMap::new(),
             forwarded: HashMap::new(),
             stored_keys,
             origin: Instant::now(),
@@ -226,11 +240,10 @@ impl CoreTask {
         let event = match completion {
             Completion::LookedUp { lookup, found } => Event::ResultLookedUp { lookup, found },
             Completion::Executed { flight, result } => Event::ExecutionFinished { flight, result },
-            Completion::ModuleHashed { request, from, hash, bytes } => {
-                let size = bytes.len() as u64;
-                self.received.insert(request, bytes);
-                Event::ModuleReceived { request, from, hash, size }
+            Completion::SliceChecked { request, from, module, size, index, verified } => {
+                Event::SliceReceived { request, from, module, size, index, verified }
             }
+            Completion::SliceNotWritten { request, reason } => Event::RequestFailed { request, reason },
             Completion::ModuleStored { module, size } => {
                 self.shared.metrics.modules.inc();
                 tracing::info!(module = %module.short(), size, "module replicated");
@@ -255,19 +268,48 @@ impl CoreTask {
                 }
                 Event::PeerRequest { from, inbound, request }
             }
-            NetworkEvent::Response { request, from, response } => Event::PeerResponse { request, from, response },
-            NetworkEvent::RequestFailed { request, reason } => Event::RequestFailed { request, reason },
-            NetworkEvent::ModuleBytes { request, from, bytes } => {
-                // Hashing 100 MB takes a while: not on this task.
-                let done = self.completions.clone();
-                tokio::task::spawn_blocking(move || {
-                    let hash = ModuleId::of_bytes(&bytes);
-                    let _ = done.send(Completion::ModuleHashed { request, from, hash, bytes });
-                });
-                return;
+            NetworkEvent::Response { request, from, response } => {
+                let asked = self.slice_requests.remove(&request);
+                match (asked, response) {
+                    (Some(module), Response::Slice(Some(slice))) => {
+                        return self.check_slice(request, from, module, slice);
+                    }
+                    (_, response) => Event::PeerResponse { request, from, response },
+                }
+            }
+            NetworkEvent::RequestFailed { request, reason } => {
+                self.slice_requests.remove(&request);
+                Event::RequestFailed { request, reason }
             }
         };
         self.handle(event);
+    }
+
+    /// Checks a peer's slice of `module` on a blocking thread (hashing a
+    /// megabyte is not for this task) and writes it, if it verifies, to the
+    /// module's download; the core judges the verdict.
+    fn check_slice(&mut self, request: RequestId, from: PeerId, module: ModuleId, slice: ModuleSlice) {
+        let download = self.downloads.entry(module).or_insert_with(|| Arc::new(self.shared.blobs.download())).clone();
+        let done = self.completions.clone();
+        tokio::task::spawn_blocking(move || {
+            let (size, index) = (slice.size, slice.index);
+            let verified = crate::store::verify_slice(&module, &slice);
+            drop(slice);
+            let completion = match verified {
+                Ok((offset, bytes)) => match download.write_at(offset, &bytes) {
+                    Ok(()) => Completion::SliceChecked { request, from, module, size, index, verified: true },
+                    Err(error) => {
+                        tracing::warn!(%error, module = %module.short(), "writing a module's slice failed");
+                        Completion::SliceNotWritten { request, reason: format!("writing the slice here: {error}") }
+                    }
+                },
+                Err(error) => {
+                    tracing::debug!(%from, %error, module = %module.short(), index, "a slice did not verify");
+                    Completion::SliceChecked { request, from, module, size, index, verified: false }
+                }
+            };
+            let _ = done.send(completion);
+        });
     }
 
     /// Carries out actions; the answers that need no I/O go straight back
@@ -326,28 +368,36 @@ impl CoreTask {
             Action::Publish(gossip) => self.to_network(Command::Publish(gossip)),
             Action::GossipVerdict { message, verdict } => self.to_network(Command::Verdict { message, verdict }),
             Action::Send { to, request, message } => match &self.network {
-                Some(network) => network.send(Command::Send { to, request, message }),
+                Some(network) => {
+                    if let Request::FetchSlice { module, .. } = &message {
+                        self.slice_requests.insert(request, *module);
+                    }
+                    network.send(Command::Send { to, request, message });
+                }
                 None => return Some(Event::RequestFailed { request, reason: "this node runs without a mesh".into() }),
             },
             Action::Respond { inbound, response } => {
                 self.count_forwarded(inbound, &response);
                 self.to_network(Command::Respond { inbound, response });
             }
-            Action::ServeModule { inbound, module } => {
+            Action::ServeSlice { inbound, module, slice } => {
                 let (shared, network) = (self.shared.clone(), self.network.clone());
                 tokio::task::spawn_blocking(move || {
-                    let bytes = shared.blobs.get(&module).ok();
+                    let served = shared.blobs.slice(&module, slice);
+                    if let Err(error) = &served {
+                        tracing::warn!(%error, module = %module.short(), ?slice, "could not serve a module's slice");
+                    }
                     if let Some(network) = network {
-                        network.send(Command::Respond { inbound, response: Response::Module(bytes) });
+                        network.send(Command::Respond { inbound, response: Response::Slice(served.ok()) });
                     }
                 });
             }
-            Action::StoreReceivedModule { request, module } => {
-                let bytes = self.received.remove(&request).unwrap_or_default();
-                self.store_received_module(module, bytes);
+            Action::StoreReceivedModule { module, size } => {
+                let download = self.downloads.remove(&module).unwrap_or_else(|| Arc::new(self.shared.blobs.download()));
+                self.store_received_module(module, size, download);
             }
-            Action::DiscardReceivedModule { request } => {
-                self.received.remove(&request);
+            Action::DiscardReceivedModule { module } => {
+                self.downloads.remove(&module);
             }
             Action::Penalise { peer, misbehaviour } => {
                 tracing::warn!(%peer, %misbehaviour, "peer penalised");
@@ -378,17 +428,16 @@ impl CoreTask {
         }
     }
 
-    /// Compiles and stores a peer's module, a few at a time: a burst of
-    /// announced modules (a new peer, a restart) compiled all at once would
-    /// share the cores evenly and so finish all at once, seconds later,
-    /// holding back deploys and calls meanwhile.
-    fn store_received_module(&self, module: ModuleId, bytes: Vec<u8>) {
+    /// Checks, compiles and stores a module whose slices all arrived, a few
+    /// at a time: a burst of announced modules (a new peer, a restart)
+    /// compiled all at once would share the cores evenly and so finish all
+    /// at once, seconds later, holding back deploys and calls meanwhile.
+    fn store_received_module(&self, module: ModuleId, size: u64, download: Arc<BlobDownload>) {
         let (shared, done) = (self.shared.clone(), self.completions.clone());
         tokio::spawn(async move {
             let Ok(slot) = shared.replication_slots.clone().acquire_owned().await else { return };
             let _ = tokio::task::spawn_blocking(move || {
-                let size = bytes.len() as u64;
-                let completion = match shared.store_module(&bytes) {
+                let completion = match shared.store_downloaded(&download, module, size) {
                     Ok(()) => Completion::ModuleStored { module, size },
                     Err(CallError::InvalidModule { reason }) => {
                         Completion::ModuleNotStored { module, reason, invalid: true }

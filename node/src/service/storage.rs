@@ -5,10 +5,10 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use nebula_protocol::{CallError, CallKey, ExecutionRecord, NameRecord};
+use nebula_protocol::{CallError, CallKey, ExecutionRecord, ModuleId, NameRecord};
 
 use super::{Shared, internal, unix_ms};
-use crate::store::{ModuleMeta, StagedBlob};
+use crate::store::{BlobDownload, ModuleMeta, StagedBlob};
 
 impl Shared {
     /// A stored result: from memory, or from the index (then kept in memory).
@@ -30,9 +30,17 @@ impl Shared {
         }
     }
 
-    /// A module from a peer: staged from memory, then stored like a deploy.
-    pub(super) fn store_module(&self, wasm: &[u8]) -> Result<(), CallError> {
-        let staged = self.blobs.stage_bytes(wasm).map_err(|error| internal(&format!("storing the module: {error}")))?;
+    /// A module from peers, all its slices written to `download`: checked
+    /// whole against its id, then stored like a deploy.
+    pub(super) fn store_downloaded(
+        &self,
+        download: &BlobDownload,
+        module: ModuleId,
+        size: u64,
+    ) -> Result<(), CallError> {
+        let staged = download
+            .finish(module, size)
+            .map_err(|error| internal(&format!("checking the received module: {error}")))?;
         self.store_staged(staged)
     }
 

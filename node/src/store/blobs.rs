@@ -1,12 +1,19 @@
 //! Content-addressed files: `blobs/<blake3 hex>`. The hash is checked on every
-//! read, so a damaged file is reported and never handed out.
+//! read, so a damaged file is reported and never handed out. Peers get
+//! modules a slice at a time, each slice read alone and checked against the
+//! module's tree ([`BlobStore::slice`]); modules from peers arrive the same
+//! way, straight to a temp file ([`BlobDownload`]).
 
-use std::fs::File;
-use std::io::{ErrorKind, Write};
+use std::fs::{File, OpenOptions};
+use std::io::{ErrorKind, Seek, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use nebula_protocol::ModuleId;
+use nebula_protocol::wire::{ModuleSlice, SliceIndex, slice_count};
 
+use super::slices::{self, SliceError, SliceTree, SliceTrees};
 use super::{remove_leftover_temp_files, sync_dir, temp_path, write_atomically};
 
 #[derive(Debug, thiserror::Error)]
@@ -15,12 +22,16 @@ pub enum BlobError {
     Missing(ModuleId),
     #[error("blob {0} is corrupt: its bytes no longer match its hash")]
     Corrupt(ModuleId),
+    #[error("blob {0} has no slice {1}")]
+    NoSuchSlice(ModuleId, u64),
     #[error("blob store I/O: {0}")]
     Io(#[from] std::io::Error),
 }
 
 pub struct BlobStore {
     dir: PathBuf,
+    /// The trees that prove the slices of the blobs served to peers.
+    trees: SliceTrees,
 }
 
 impl BlobStore {
@@ -30,7 +41,7 @@ impl BlobStore {
         if removed > 0 {
             tracing::info!(removed, "removed partial blob writes left by a crash");
         }
-        Ok(Self { dir })
+        Ok(Self { dir, trees: SliceTrees::default() })
     }
 
     pub fn path(&self, id: &ModuleId) -> PathBuf {
@@ -46,7 +57,44 @@ impl BlobStore {
             Err(_) => {}
         }
         write_atomically(&self.path(&id), bytes)?;
+        self.trees.forget(&id);
         Ok(id)
+    }
+
+    fn open_file(&self, id: &ModuleId) -> Result<File, BlobError> {
+        File::open(self.path(id)).map_err(|error| match error.kind() {
+            ErrorKind::NotFound => BlobError::Missing(*id),
+            _ => BlobError::Io(error),
+        })
+    }
+
+    /// One slice of a stored blob and its proof, for a peer: only that slice
+    /// is read, and it is checked against the blob's tree (built on the first
+    /// slice asked for: one pass over the blob, which checks it whole).
+    pub fn slice(&self, id: &ModuleId, wanted: SliceIndex) -> Result<ModuleSlice, BlobError> {
+        let file = self.open_file(id)?;
+        let size = file.metadata()?.len();
+        let tree = self.trees.get_or_build(id, || {
+            let (root, tree) = SliceTree::compute(&file, size)?;
+            match root == *id {
+                true => Ok(tree),
+                false => Err(BlobError::Corrupt(*id)),
+            }
+        })?;
+        let index = match wanted {
+            SliceIndex::Last => slice_count(tree.size()) - 1,
+            SliceIndex::At(index) => index,
+        };
+        slices::encode_slice(&file, &tree, index).map_err(|error| match error {
+            SliceError::NoSuchSlice { index, .. } => BlobError::NoSuchSlice(*id, index),
+            SliceError::Unverified(_) => BlobError::Corrupt(*id),
+            SliceError::Io(error) => BlobError::Io(error),
+        })
+    }
+
+    /// Starts receiving a module from peers, slice by slice (see [`BlobDownload`]).
+    pub fn download(&self) -> BlobDownload {
+        BlobDownload { dir: self.dir.clone(), state: Mutex::new(Download::NotStarted) }
     }
 
     /// Reads and verifies a blob.
@@ -120,6 +168,10 @@ impl BlobStore {
             let _ = std::fs::remove_file(&temp);
             return Err(error);
         }
+        match staged.tree.take() {
+            Some(tree) => self.trees.insert(staged.id, tree),
+            None => self.trees.forget(&staged.id),
+        }
         sync_dir(&self.dir)
     }
 }
@@ -165,7 +217,66 @@ impl BlobWriter {
             id: ModuleId::from_bytes(*self.hasher.finalize().as_bytes()),
             size: self.size,
             staged: self.staged,
+            tree: None,
         })
+    }
+}
+
+/// A module arriving from peers in verified slices, in any order: a temp
+/// file beside the blobs (made by the first write), each slice written at
+/// its place, so the module never sits whole in memory. Shared by the
+/// threads that verify its slices; dropped unfinished, its temp file goes
+/// with it.
+pub struct BlobDownload {
+    dir: PathBuf,
+    state: Mutex<Download>,
+}
+
+enum Download {
+    NotStarted,
+    Writing {
+        staged: Staged,
+        file: File,
+    },
+    /// Handed over to be stored (or failed to be): late slices are not written.
+    Finished,
+}
+
+impl BlobDownload {
+    /// Writes bytes (of a verified slice) at `offset`. Once the download is
+    /// finished, a late slice is not written: the module is complete.
+    pub fn write_at(&self, offset: u64, bytes: &[u8]) -> std::io::Result<()> {
+        let mut state = self.state.lock().expect("download lock");
+        if matches!(*state, Download::NotStarted) {
+            let temp = temp_path(&self.dir);
+            let file = OpenOptions::new().read(true).write(true).create_new(true).open(&temp)?;
+            *state = Download::Writing { staged: Staged { temp: Some(temp) }, file };
+        }
+        match &*state {
+            Download::Writing { file, .. } => file.write_all_at(bytes, offset),
+            _ => Ok(()),
+        }
+    }
+
+    /// Every slice is in: the file is flushed to disk, read back a slice at
+    /// a time and hashed (into the tree that serves it to other peers), and
+    /// checked against `module` and its `size` before anything is stored.
+    pub fn finish(&self, module: ModuleId, size: u64) -> Result<StagedBlob, BlobError> {
+        let state = std::mem::replace(&mut *self.state.lock().expect("download lock"), Download::Finished);
+        let Download::Writing { staged, file } = state else {
+            return Err(BlobError::Io(std::io::Error::other("no slice of the module was written")));
+        };
+        file.sync_all()?;
+        if file.metadata()?.len() != size {
+            return Err(BlobError::Corrupt(module));
+        }
+        let mut reader = &file;
+        reader.rewind()?;
+        let (root, tree) = SliceTree::compute(reader, size)?;
+        if root != module {
+            return Err(BlobError::Corrupt(module));
+        }
+        Ok(StagedBlob { id: module, size, staged, tree: Some(tree) })
     }
 }
 
@@ -174,6 +285,8 @@ pub struct StagedBlob {
     id: ModuleId,
     size: u64,
     staged: Staged,
+    /// Its tree, when it was built on the way (a module from peers).
+    tree: Option<SliceTree>,
 }
 
 impl StagedBlob {

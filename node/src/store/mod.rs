@@ -5,16 +5,18 @@ mod blobs;
 mod check;
 mod index;
 mod result_writer;
+mod slices;
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-pub use blobs::{BlobError, BlobStore, BlobWriter, StagedBlob};
+pub use blobs::{BlobDownload, BlobError, BlobStore, BlobWriter, StagedBlob};
 pub use check::{CheckReport, Finding, check_data_dir};
 pub use index::{Index, ModuleMeta};
 pub use result_writer::ResultWriter;
+pub use slices::{SliceError, SliceTree, verify_slice};
 
 /// Writes `bytes` so that `path` holds either its old content or all of the
 /// new one, whatever instant the process dies at: temp file, fsync, rename,

@@ -7,7 +7,7 @@ use libp2p::identity::Keypair;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, gossipsub, request_response};
 use nebula_protocol::ModuleId;
-use nebula_protocol::wire::{self, Gossip, Request, Response};
+use nebula_protocol::wire::{self, Gossip, ModuleSlice, Request, Response, SliceIndex};
 
 use crate::common::{TestNode, function};
 use crate::harness::{Mesh, eventually, tcp_address};
@@ -60,8 +60,14 @@ async fn a_call_survives_the_executing_node_vanishing() {
     mesh.stop().await;
 }
 
-/// A peer that announces a module and then serves the wrong bytes for it.
-async fn run_liar(victim: Multiaddr, module: ModuleId, size: u64) {
+/// A peer that announces a module and then serves wrong slices of it,
+/// telling `asked` which slice each request was for.
+async fn run_liar(
+    victim: Multiaddr,
+    module: ModuleId,
+    size: u64,
+    asked: tokio::sync::mpsc::UnboundedSender<SliceIndex>,
+) {
     let topic = gossipsub::IdentTopic::new("nebula/modules/1");
     let mut swarm = rogue_peer(Keypair::generate_ed25519(), &topic);
     swarm.dial(victim).unwrap();
@@ -78,7 +84,11 @@ async fn run_liar(victim: Multiaddr, module: ModuleId, size: u64) {
                     message: request_response::Message::Request { request, channel, .. }, ..
                 })) = event {
                     let response = match request {
-                        Request::FetchModule { .. } => Response::Module(Some(b"\0asm definitely not it".to_vec())),
+                        Request::FetchSlice { slice, .. } => {
+                            let _ = asked.send(slice);
+                            let encoded = b"\0asm definitely not it".to_vec();
+                            Response::Slice(Some(ModuleSlice { size, index: 0, encoded }))
+                        }
                         _ => Response::Refused("liar".into()),
                     };
                     let _ = swarm.behaviour_mut().rpc.send_response(channel, response);
@@ -89,7 +99,7 @@ async fn run_liar(victim: Multiaddr, module: ModuleId, size: u64) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bytes_that_do_not_match_their_hash_are_rejected_and_fetched_elsewhere() {
+async fn slices_that_do_not_verify_are_rejected_after_one_and_fetched_elsewhere() {
     let honest_dir = tempfile::tempdir().unwrap();
     let honest =
         TestNode::start_with(honest_dir.path(), |c| c.mesh = Some(nebula_node::mesh::MeshSettings::loopback())).await;
@@ -100,13 +110,25 @@ async fn bytes_that_do_not_match_their_hash_are_rejected_and_fetched_elsewhere()
     let victim_dir = tempfile::tempdir().unwrap();
     let victim =
         TestNode::start_with(victim_dir.path(), |c| c.mesh = Some(nebula_node::mesh::MeshSettings::loopback())).await;
-    let liar = tokio::spawn(run_liar(tcp_address(&victim).await.parse().unwrap(), module, wasm.len() as u64));
+    let (asked, mut slices_asked) = tokio::sync::mpsc::unbounded_channel();
+    let address = tcp_address(&victim).await.parse().unwrap();
+    let liar = tokio::spawn(run_liar(address, module, wasm.len() as u64, asked));
 
     eventually("the victim catches the liar", Duration::from_secs(15), || async {
         victim.metric("nebula_peer_penalties_total").await >= 1.0
     })
     .await;
     assert!(victim.node.modules().await.is_empty(), "the lie was not stored");
+    // Each fetch (the liar announces again and again) asks it for one slice,
+    // the first: caught there, it is asked nothing more.
+    let mut seen = Vec::new();
+    while let Ok(slice) = slices_asked.try_recv() {
+        seen.push(slice);
+    }
+    // (Read after: a slice asked for is answered at once, and judged soon after.)
+    let penalties = victim.metric("nebula_peer_penalties_total").await;
+    assert!(seen.iter().all(|slice| *slice == SliceIndex::Last), "{seen:?}");
+    assert!(seen.len() as f64 <= penalties + 1.0, "{} slices asked for {penalties} penalties", seen.len());
 
     // An honest holder appears: the module is fetched from it and works.
     victim.node.dial(&tcp_address(&honest).await).unwrap();

@@ -1,5 +1,6 @@
 //! Several real nodes in one process, talking libp2p over loopback.
 
+mod big_modules;
 mod browser;
 #[path = "../single_node/common.rs"]
 #[allow(dead_code)]

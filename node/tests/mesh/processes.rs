@@ -7,18 +7,18 @@ use std::time::Duration;
 use crate::common::{function, nebula_binary};
 use crate::node_process::spawn_until_ready;
 
-struct Process {
-    child: Child,
-    http: String,
-    peer_address: String,
+pub(crate) struct Process {
+    pub(crate) child: Child,
+    pub(crate) http: String,
+    pub(crate) peer_address: String,
 }
 
 impl Process {
-    fn start(data: &std::path::Path, bootstrap: &[String]) -> Process {
+    pub(crate) fn start(data: &std::path::Path, bootstrap: &[String]) -> Process {
         Process::start_with(data, bootstrap, &[])
     }
 
-    fn start_with(data: &std::path::Path, bootstrap: &[String], extra: &[&str]) -> Process {
+    pub(crate) fn start_with(data: &std::path::Path, bootstrap: &[String], extra: &[&str]) -> Process {
         // Beside the data directory: each process has its own.
         let ready_file = data.with_extension("ready");
         let mut command = Command::new(nebula_binary());
@@ -41,7 +41,7 @@ impl Drop for Process {
     }
 }
 
-async fn wait_for<F: AsyncFnMut() -> bool>(what: &str, mut condition: F) {
+pub(crate) async fn wait_for<F: AsyncFnMut() -> bool>(what: &str, mut condition: F) {
     for _ in 0..300 {
         if condition().await {
             return;
@@ -104,7 +104,7 @@ async fn five_processes_deploy_call_kill_and_keep_calling() {
 }
 
 /// Whether `process` sees `peer` as connected, per its `/peers`.
-async fn sees(client: &reqwest::Client, process: &Process, peer: &str) -> bool {
+pub(crate) async fn sees(client: &reqwest::Client, process: &Process, peer: &str) -> bool {
     let peers: Vec<serde_json::Value> =
         client.get(format!("{}/peers", process.http)).send().await.unwrap().json().await.unwrap();
     peers.iter().any(|p| p["peer"] == peer && p["connected"] == true)

@@ -27,7 +27,7 @@ pub fn rogue_peer(identity: Keypair, topic: &gossipsub::IdentTopic) -> Swarm<Rog
             )
             .unwrap(),
             rpc: request_response::Behaviour::with_codec(
-                WireCodec,
+                WireCodec::default(),
                 [(PROTOCOL, request_response::ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
             ),

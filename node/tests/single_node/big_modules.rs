@@ -7,28 +7,7 @@ use std::path::Path;
 use reqwest::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::common::{TestNode, function};
-
-/// `wasm` with a custom section of `bytes` bytes appended: as big as asked,
-/// and free to compile.
-fn padded(mut wasm: Vec<u8>, bytes: usize) -> Vec<u8> {
-    let name = b"padding";
-    let payload = name.len() + 1 + bytes;
-    wasm.push(0);
-    let mut size = payload;
-    loop {
-        let byte = (size & 0x7f) as u8;
-        size >>= 7;
-        wasm.push(if size > 0 { byte | 0x80 } else { byte });
-        if size == 0 {
-            break;
-        }
-    }
-    wasm.push(name.len() as u8);
-    wasm.extend_from_slice(name);
-    wasm.resize(wasm.len() + bytes, 0xab);
-    wasm
-}
+use crate::common::{TestNode, function, padded};
 
 fn leftover_temp_files(data: &Path) -> usize {
     std::fs::read_dir(data.join("blobs"))

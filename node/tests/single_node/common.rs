@@ -132,6 +132,27 @@ pub fn fixture(name: &str) -> Vec<u8> {
     read_built(functions_dir().join("fixtures").join(format!("{name}.wasm")))
 }
 
+/// `wasm` with a custom section of `bytes` bytes appended: as big as asked,
+/// and free to compile.
+pub fn padded(mut wasm: Vec<u8>, bytes: usize) -> Vec<u8> {
+    let name = b"padding";
+    let payload = name.len() + 1 + bytes;
+    wasm.push(0);
+    let mut size = payload;
+    loop {
+        let byte = (size & 0x7f) as u8;
+        size >>= 7;
+        wasm.push(if size > 0 { byte | 0x80 } else { byte });
+        if size == 0 {
+            break;
+        }
+    }
+    wasm.push(name.len() as u8);
+    wasm.extend_from_slice(name);
+    wasm.resize(wasm.len() + bytes, 0xab);
+    wasm
+}
+
 pub fn nebula_binary() -> &'static str {
     env!("CARGO_BIN_EXE_nebula")
 }

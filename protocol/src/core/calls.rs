@@ -4,16 +4,14 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use super::events::FetchFailure;
 use super::flights::{Flight, Stage, Waiter};
-use super::modules::ModuleFetch;
 use super::requests::Purpose;
 use super::timers::Timer;
 use super::{Action, Answer, Core, FlightId, LookupFor, LookupId, PeerKey};
 use crate::ids::{CallKey, ModuleId};
 use crate::limits::Limits;
 use crate::outcome::{CacheStatus, CallError, ExecutionRecord};
-use crate::wire::{Gossip, RemoteAnswer, Request, Response};
+use crate::wire::{RemoteAnswer, Request, Response};
 
 impl<P: PeerKey> Core<P> {
     /// A call from a local caller (`hops` 0) or forwarded by a peer (`asker`).
@@ -303,148 +301,8 @@ impl<P: PeerKey> Core<P> {
         actions
     }
 
-    /// Fetches `module` (or joins the fetch in progress), with `flight`
-    /// waiting for it. Returns the actions to take, or None when no connected
-    /// holder is left to ask. `budgeted` bytes count against replication.
-    pub(super) fn start_module_fetch(
-        &mut self,
-        module: ModuleId,
-        flight: Option<FlightId>,
-        budgeted: u64,
-    ) -> Option<Vec<Action<P>>> {
-        if let Some(fetch) = self.modules.fetches.get_mut(&module) {
-            fetch.flights.extend(flight);
-            return Some(Vec::new());
-        }
-        let from = self.best_module_source(module, &BTreeSet::new())?;
-        self.modules.reserve(budgeted);
-        let send = self.send_module_fetch(module, from.clone());
-        let Action::Send { request, .. } = &send else { unreachable!("send gives a Send") };
-        let fetch = ModuleFetch {
-            from,
-            request: *request,
-            tried: BTreeSet::new(),
-            flights: flight.into_iter().collect(),
-            budgeted,
-        };
-        self.modules.fetches.insert(module, fetch);
-        Some(vec![send])
-    }
-
-    fn send_module_fetch(&mut self, module: ModuleId, from: P) -> Action<P> {
-        let size = self.holders.module(&module).map_or(0, |remote| remote.size);
-        let timeout = self.config.module_fetch_timeout_ms(size.min(self.config.max_module_bytes));
-        self.send(from, Request::FetchModule { module }, Purpose::FetchModule { module }, timeout)
-    }
-
-    fn best_module_source(&self, module: ModuleId, tried: &BTreeSet<P>) -> Option<P> {
-        let holders = &self.holders.module(&module)?.holders;
-        holders
-            .iter()
-            .filter(|peer| !tried.contains(*peer) && self.peers.is_connected(peer))
-            .min_by_key(|peer| (self.peers.preference(peer), (*peer).clone()))
-            .cloned()
-    }
-
-    pub(super) fn on_module_stored(&mut self, module: ModuleId, size: u64) -> Vec<Action<P>> {
-        self.modules.hold(module, size);
-        self.know_module(module);
-        let fetch = self.modules.fetches.remove(&module);
-        let announcement = Gossip::ModuleAvailable { module, size };
-        // A deploy is news for the whole mesh; a replica only for its neighbours,
-        // who may fetch from it (and tell theirs in turn).
-        let mut actions = match fetch {
-            None => vec![Action::Publish(announcement)],
-            Some(_) => self.tell_peers(announcement),
-        };
-        for flight in fetch.map(|fetch| fetch.flights).unwrap_or_default() {
-            actions.extend(self.proceed(flight));
-        }
-        actions
-    }
-
-    pub(super) fn on_module_not_stored(&mut self, module: ModuleId, reason: String, invalid: bool) -> Vec<Action<P>> {
-        let Some(fetch) = self.modules.fetches.remove(&module) else { return Vec::new() };
-        self.modules.release(fetch.budgeted);
-        // The hash matched, so every holder has the same bytes: no one else can help.
-        let error = match invalid {
-            true => CallError::InvalidModule { reason },
-            false => CallError::Internal { message: format!("storing module {module}: {reason}") },
-        };
-        let mut actions = Vec::new();
-        for flight in fetch.flights {
-            actions.extend(self.fail(flight, error.clone()));
-        }
-        actions
-    }
-
-    /// Module bytes arrived for request `request` (hashed by the shell).
-    pub(super) fn on_module_bytes(
-        &mut self,
-        request: super::RequestId,
-        from: P,
-        module: ModuleId,
-        hash: ModuleId,
-        size: u64,
-    ) -> Vec<Action<P>> {
-        if self.modules.holds(&module) {
-            // Deployed here meanwhile: nothing to store.
-            return vec![Action::DiscardReceivedModule { request }];
-        }
-        if hash != module {
-            let mut actions = vec![
-                Action::DiscardReceivedModule { request },
-                self.penalise(&from, super::Misbehaviour::BadModuleBytes { module }),
-            ];
-            actions.extend(self.on_module_fetch_failed(module, from, FetchFailure::BadHash));
-            return actions;
-        }
-        if size > self.config.max_module_bytes {
-            let reason = format!("{size} bytes is over this node's module limit of {}", self.config.max_module_bytes);
-            let mut actions = vec![Action::DiscardReceivedModule { request }];
-            actions.extend(self.on_module_not_stored(module, reason, true));
-            return actions;
-        }
-        vec![Action::StoreReceivedModule { request, module }]
-    }
-
-    pub(super) fn on_module_fetch_failed(
-        &mut self,
-        module: ModuleId,
-        from: P,
-        failure: FetchFailure,
-    ) -> Vec<Action<P>> {
-        let mut actions = Vec::new();
-        if matches!(failure, FetchFailure::BadHash | FetchFailure::NotFound) {
-            self.holders.forget_module_holder(&module, &from);
-        }
-        let Some(mut fetch) = self.modules.fetches.remove(&module) else { return actions };
-        fetch.tried.insert(from);
-        match self.best_module_source(module, &fetch.tried) {
-            Some(next) => {
-                let send = self.send_module_fetch(module, next.clone());
-                if let Action::Send { request, .. } = &send {
-                    fetch.request = *request;
-                }
-                actions.push(send);
-                fetch.from = next;
-                self.modules.fetches.insert(module, fetch);
-            }
-            None => {
-                self.modules.release(fetch.budgeted);
-                for flight in fetch.flights {
-                    // No holder could deliver: a forward may still work.
-                    if let Some(state) = self.flights.get_mut(flight) {
-                        state.tried.extend(fetch.tried.iter().cloned());
-                    }
-                    actions.extend(self.forward_or_fail(flight));
-                }
-            }
-        }
-        actions
-    }
-
-    fn forward_or_fail(&mut self, flight: FlightId) -> Vec<Action<P>> {
+    /// No holder could deliver the flight's module: a forward may still work.
+    pub(super) fn forward_or_fail(&mut self, flight: FlightId) -> Vec<Action<P>> {
         let Some(state) = self.flights.get(flight) else { return Vec::new() };
         if state.candidate.is_some() {
             return self.seek_confirmation(flight);

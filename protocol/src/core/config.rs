@@ -36,8 +36,13 @@ pub struct MeshConfig {
     pub request_timeout_ms: u64,
     /// A forwarded call may take its own deadline plus this.
     pub forward_margin_ms: u64,
-    /// A module fetch may take `request_timeout_ms` plus its size at this rate.
+    /// A slice of a module (see `wire::SLICE_BYTES`) may take
+    /// `request_timeout_ms` plus the time to move the slices in flight at this rate.
     pub min_transfer_bytes_per_s: u64,
+    /// Slices of one module asked of its holder at once: enough to keep a
+    /// link busy over a round trip, few enough to bound the memory a
+    /// transfer holds (a slice each).
+    pub slices_in_flight: u32,
     /// The latest results held here, handed to peers that connect and own them.
     pub recent_results_len: usize,
     /// A result from a peer is trusted only once this many other executors
@@ -63,6 +68,7 @@ impl Default for MeshConfig {
             request_timeout_ms: 10_000,
             forward_margin_ms: 5_000,
             min_transfer_bytes_per_s: 1 << 20,
+            slices_in_flight: 4,
             recent_results_len: 10_000,
             verify_remote: 0,
         }
@@ -70,9 +76,11 @@ impl Default for MeshConfig {
 }
 
 impl MeshConfig {
-    /// How long fetching a module of `size` bytes may take.
-    pub(super) fn module_fetch_timeout_ms(&self, size: u64) -> u64 {
-        let transfer = size.saturating_mul(1000) / self.min_transfer_bytes_per_s.max(1);
+    /// How long a peer may take to answer one slice request: the slices in
+    /// flight share the link, so each may wait for all of them.
+    pub(super) fn slice_timeout_ms(&self) -> u64 {
+        let in_flight = crate::wire::SLICE_BYTES.saturating_mul(u64::from(self.slices_in_flight.max(1)));
+        let transfer = in_flight.saturating_mul(1000) / self.min_transfer_bytes_per_s.max(1);
         self.request_timeout_ms.saturating_add(transfer)
     }
 

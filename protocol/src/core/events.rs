@@ -8,7 +8,7 @@ use crate::ids::{CallKey, ModuleId};
 use crate::limits::Limits;
 use crate::names::NameRecord;
 use crate::outcome::{CacheStatus, CallError, ExecutionRecord};
-use crate::wire::{Gossip, Request, Response};
+use crate::wire::{Gossip, Request, Response, SliceIndex};
 
 /// Chosen by the shell: one local caller waiting for a [`Reply`].
 pub type CallerId = u64;
@@ -70,7 +70,9 @@ pub enum Misbehaviour {
     AnotherCall,
     /// An answer of another kind than the question (a module for a result…).
     WrongKind { asked: &'static str, answered: &'static str },
-    /// Module bytes that do not hash to the module asked for.
+    /// A slice that is not the part of the module asked for: its bytes or
+    /// its proof do not verify against the module id, it is another slice
+    /// than the one asked, or it claims another size than the module's.
     BadModuleBytes { module: ModuleId },
     /// A name record no node may publish.
     InvalidName,
@@ -101,7 +103,7 @@ impl fmt::Display for Misbehaviour {
             Misbehaviour::ForgedRecord { reason } => write!(f, "sent a forged result: {reason}"),
             Misbehaviour::AnotherCall => f.write_str("answered with another call's result"),
             Misbehaviour::WrongKind { asked, answered } => write!(f, "answered {asked} with {answered}"),
-            Misbehaviour::BadModuleBytes { module } => write!(f, "sent bytes that are not module {module}"),
+            Misbehaviour::BadModuleBytes { module } => write!(f, "sent a slice that is not part of module {module}"),
             Misbehaviour::InvalidName => f.write_str("announced a name no node may publish"),
             Misbehaviour::MalformedGossip { error } => write!(f, "sent malformed gossip: {error}"),
             Misbehaviour::Contradicted => f.write_str("its result differs from this node's own run"),
@@ -157,27 +159,33 @@ pub enum Event<P> {
         gossip: Result<Gossip, String>,
     },
     /// A peer's request; answered by [`Action::Respond`] (or
-    /// [`Action::ServeModule`]) with the same `inbound`.
+    /// [`Action::ServeSlice`]) with the same `inbound`.
     PeerRequest {
         from: P,
         inbound: InboundId,
         request: Request,
     },
-    /// A peer's answer to [`Action::Send`]. A module's bytes come as
-    /// [`Event::ModuleReceived`] instead.
+    /// A peer's answer to [`Action::Send`]. A module's slice comes as
+    /// [`Event::SliceReceived`] instead.
     PeerResponse {
         request: RequestId,
         from: P,
         response: Response,
     },
-    /// A peer's answer to a module fetch: the bytes, kept by the shell until
-    /// the core says what to do with them, and their BLAKE3 hash (the shell
-    /// supplies the hashing; the core judges it).
-    ModuleReceived {
+    /// A peer's slice of `module`, the answer to a `Request::FetchSlice`,
+    /// checked by the shell (the hashing is the shell's; the judgement the
+    /// core's): `verified` if its proof and bytes verify against the module
+    /// id for a module of `size` bytes (the peer's claim), as slice `index`.
+    /// The shell keeps one download per module, made when the module's first
+    /// slice arrives; a verified slice's bytes are in it already. It holds it
+    /// until [`Action::StoreReceivedModule`] or [`Action::DiscardReceivedModule`].
+    SliceReceived {
         request: RequestId,
         from: P,
-        hash: ModuleId,
+        module: ModuleId,
         size: u64,
+        index: u64,
+        verified: bool,
     },
     /// [`Action::Send`] failed in transport: connection lost, peer refused the stream.
     RequestFailed {
@@ -200,14 +208,15 @@ pub enum Action<P> {
         inbound: InboundId,
         response: Response,
     },
-    /// Answer a peer's module fetch with the bytes of a module held here
-    /// (`Response::Module(None)` if the store cannot read them after all).
-    ServeModule {
+    /// Answer a peer's slice fetch with a slice of a module held here, and
+    /// its proof (`Response::Slice(None)` if the store cannot read it after all).
+    ServeSlice {
         inbound: InboundId,
         module: ModuleId,
+        slice: SliceIndex,
     },
     /// Send a request; its answer comes as [`Event::PeerResponse`],
-    /// [`Event::ModuleReceived`] or [`Event::RequestFailed`]. The core times
+    /// [`Event::SliceReceived`] or [`Event::RequestFailed`]. The core times
     /// it out itself; answers that come later are ignored.
     Send {
         to: P,
@@ -246,15 +255,18 @@ pub enum Action<P> {
         record: Arc<ExecutionRecord>,
     },
     PersistName(NameRecord),
-    /// Compile and store the bytes of [`Event::ModuleReceived`]; answer with
-    /// [`Event::ModuleStored`] or [`Event::ModuleNotStored`].
+    /// Every slice of `module` is in its download (see
+    /// [`Event::SliceReceived`]): check the whole against the module id,
+    /// then compile and store it; answer with [`Event::ModuleStored`] or
+    /// [`Event::ModuleNotStored`].
     StoreReceivedModule {
-        request: RequestId,
         module: ModuleId,
+        size: u64,
     },
-    /// Drop the bytes of [`Event::ModuleReceived`]: wrong, or no longer wanted.
+    /// Drop the download of `module` (nothing if there is none): the fetch
+    /// gave up, or the slice that made it came after the fetch ended.
     DiscardReceivedModule {
-        request: RequestId,
+        module: ModuleId,
     },
     Penalise {
         peer: P,
@@ -262,11 +274,11 @@ pub enum Action<P> {
     },
 }
 
-/// Why fetching a module from a peer failed.
+/// Why fetching a slice of a module from a peer failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum FetchFailure {
-    /// The bytes did not hash to the module id: the peer lied or is broken.
-    BadHash,
+    /// The slice did not verify against the module id: the peer lied or is broken.
+    BadSlice,
     /// The peer does not have it (any more).
     NotFound,
     /// No answer: timeout, connection lost, peer gone, refused.

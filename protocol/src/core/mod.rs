@@ -18,7 +18,8 @@
 //! fetched), [`resolver`] (names and known modules), [`handoff`] (results on
 //! their way to their owners), [`requests`] and [`timers`] (what was asked
 //! of peers, and every deadline). The decisions are in [`calls`], [`serve`],
-//! [`responses`], [`gossip`], [`replication`] and [`verify`].
+//! [`responses`], [`gossip`], [`replication`], [`transfer`] (modules from
+//! peers, slice by slice) and [`verify`].
 
 mod calls;
 mod config;
@@ -39,6 +40,7 @@ mod signatures;
 #[cfg(test)]
 mod tests;
 mod timers;
+mod transfer;
 mod verify;
 
 use std::collections::HashMap;
@@ -152,7 +154,9 @@ impl<P: PeerKey> Core<P> {
             Event::GossipReceived { from, message, gossip } => self.on_gossip_message(from, message, gossip),
             Event::PeerRequest { from, inbound, request } => self.on_peer_request(from, inbound, request),
             Event::PeerResponse { request, from, response } => self.on_peer_response(request, from, response),
-            Event::ModuleReceived { request, from, hash, size } => self.on_module_received(request, from, hash, size),
+            Event::SliceReceived { request, from, module, size, index, verified } => {
+                self.on_slice_received(request, from, module, (size, index), verified)
+            }
             Event::RequestFailed { request, reason } => self.on_request_failed(request, &reason),
             Event::Timeout => self.on_timeout(),
         }

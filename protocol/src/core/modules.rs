@@ -4,21 +4,70 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::{FlightId, RequestId};
 use crate::ids::ModuleId;
+use crate::wire::SliceIndex;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ModuleInfo {
     pub size: u64,
 }
 
-/// A module being fetched from a peer (for calls waiting on it, or ahead of need).
+/// A module being fetched from a peer, slice by slice (for calls waiting on
+/// it, or ahead of need). See `transfer.rs`.
 pub(super) struct ModuleFetch<P> {
+    /// The holder the slices are asked of now.
     pub(super) from: P,
-    pub(super) request: RequestId,
+    /// Holders that failed this fetch: not asked again.
     pub(super) tried: BTreeSet<P>,
     /// Calls waiting for the module; empty for a background replication.
     pub(super) flights: Vec<FlightId>,
     /// Bytes reserved from the replication budget (0 for a fetch a call needed).
     pub(super) budgeted: u64,
+    /// The module's size, once its last slice proved it. Until then only
+    /// the last slice is asked for.
+    pub(super) size: Option<u64>,
+    /// The first slice never asked for: the ones below it (but for the
+    /// last, asked first) were asked at least once. With `again`, what is
+    /// still wanted, in memory bounded by the slices asked at once, however
+    /// big the module.
+    pub(super) next: u64,
+    /// Slices asked for before, whose holder failed: to ask again.
+    pub(super) again: BTreeSet<u64>,
+    /// Slices received and verified.
+    pub(super) received: u64,
+    /// The slice requests in flight, to `from`.
+    pub(super) asked: BTreeMap<RequestId, SliceIndex>,
+    /// Every slice is in: the shell is checking and storing the module.
+    pub(super) storing: bool,
+}
+
+impl<P> ModuleFetch<P> {
+    /// The next slice to ask for, once the size is known: one to ask again
+    /// first, then the first never asked for (the last slice came first).
+    pub(super) fn next_wanted(&mut self, size: u64) -> Option<u64> {
+        if let Some(index) = self.again.pop_first() {
+            return Some(index);
+        }
+        let last = crate::wire::slice_count(size) - 1;
+        (self.next < last).then(|| {
+            self.next += 1;
+            self.next - 1
+        })
+    }
+
+    pub(super) fn new(from: P, flight: Option<FlightId>, budgeted: u64) -> Self {
+        Self {
+            from,
+            tried: BTreeSet::new(),
+            flights: flight.into_iter().collect(),
+            budgeted,
+            size: None,
+            next: 0,
+            again: BTreeSet::new(),
+            received: 0,
+            asked: BTreeMap::new(),
+            storing: false,
+        }
+    }
 }
 
 pub(super) struct Modules<P> {
@@ -61,11 +110,6 @@ impl<P> Modules<P> {
 
     pub(super) fn release(&mut self, bytes: u64) {
         self.replicated_bytes = self.replicated_bytes.saturating_sub(bytes);
-    }
-
-    /// The fetch of `module` answered by request `request`, if it is the one under way.
-    pub(super) fn fetch_by_request(&self, request: RequestId) -> Option<ModuleId> {
-        self.fetches.iter().find(|(_, fetch)| fetch.request == request).map(|(module, _)| *module)
     }
 
     pub(super) fn digest(&self) -> [u8; 32] {

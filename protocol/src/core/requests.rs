@@ -9,8 +9,13 @@ use crate::wire::Response;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Purpose {
-    FetchModule { module: ModuleId },
-    Forward { flight: FlightId },
+    /// A slice of `module`, for its fetch (`modules.rs`).
+    FetchSlice {
+        module: ModuleId,
+    },
+    Forward {
+        flight: FlightId,
+    },
     Sync,
     Tell,
     Store,
@@ -20,7 +25,7 @@ impl Purpose {
     /// What was asked, for a peer that answers something else.
     pub(super) fn asked(self) -> &'static str {
         match self {
-            Purpose::FetchModule { .. } => "a module fetch",
+            Purpose::FetchSlice { .. } => "a module slice",
             Purpose::Forward { .. } => "a forwarded call",
             Purpose::Sync => "an anti-entropy request",
             Purpose::Tell => "a tell",
@@ -32,7 +37,7 @@ impl Purpose {
 /// What a response is, for a peer that answers the wrong question.
 pub(super) fn answered(response: &Response) -> &'static str {
     match response {
-        Response::Module(_) => "a module",
+        Response::Slice(_) => "a module slice",
         Response::Result(_) => "a result",
         Response::Call(_) => "a call's answer",
         Response::Sync(_) => "an anti-entropy answer",
@@ -79,5 +84,10 @@ impl<P: PartialEq> Requests<P> {
 
     pub(super) fn len(&self) -> usize {
         self.open.len()
+    }
+
+    #[cfg(test)]
+    pub(super) fn is_open(&self, id: RequestId) -> bool {
+        self.open.contains_key(&id)
     }
 }

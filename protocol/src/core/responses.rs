@@ -2,11 +2,9 @@
 //! do not: every answer is routed by what was asked, and an answer of the
 //! wrong kind is the peer's misbehaviour.
 
-use super::events::FetchFailure;
 use super::requests::{Purpose, answered};
 use super::timers::Timer;
 use super::{Action, Core, Misbehaviour, PeerKey, RequestId};
-use crate::ids::ModuleId;
 use crate::wire::Response;
 
 impl<P: PeerKey> Core<P> {
@@ -20,44 +18,16 @@ impl<P: PeerKey> Core<P> {
             }
             (Purpose::Sync, Response::Sync(response)) => self.on_sync_answered(open.to, response),
             (Purpose::Tell, Response::Told) | (Purpose::Store, Response::Stored) => Vec::new(),
-            (Purpose::FetchModule { module }, Response::Module(None)) => {
-                self.on_module_fetch_failed(module, open.to, FetchFailure::NotFound)
-            }
-            (purpose, Response::Refused(reason)) => self.purpose_failed(purpose, open.to, &reason),
-            // The shell delivers module bytes as `ModuleReceived`, hashed; not the peer's fault.
-            (purpose @ Purpose::FetchModule { .. }, Response::Module(Some(_))) => {
-                self.purpose_failed(purpose, open.to, "module bytes delivered unhashed")
+            (Purpose::FetchSlice { module }, Response::Slice(None)) => self.slice_not_found(module, request, open.to),
+            (purpose, Response::Refused(reason)) => self.purpose_failed(purpose, request, open.to, &reason),
+            // The shell delivers slices as `SliceReceived`, verified; not the peer's fault.
+            (purpose @ Purpose::FetchSlice { .. }, Response::Slice(Some(_))) => {
+                self.purpose_failed(purpose, request, open.to, "a slice delivered unverified")
             }
             (purpose, other) => {
                 let misbehaviour = Misbehaviour::WrongKind { asked: purpose.asked(), answered: answered(&other) };
                 let mut actions = vec![self.penalise(&from, misbehaviour)];
-                actions.extend(self.purpose_failed(purpose, open.to, "answered the wrong kind of message"));
-                actions
-            }
-        }
-    }
-
-    /// Module bytes arrived, hashed by the shell, which keeps them until told.
-    pub(super) fn on_module_received(
-        &mut self,
-        request: RequestId,
-        from: P,
-        hash: ModuleId,
-        size: u64,
-    ) -> Vec<Action<P>> {
-        let Some(open) = self.requests.finish(request) else {
-            return vec![Action::DiscardReceivedModule { request }];
-        };
-        self.timers.cancel(&Timer::Request(request));
-        match open.purpose {
-            Purpose::FetchModule { module } if self.modules.fetch_by_request(request) == Some(module) => {
-                self.on_module_bytes(request, open.to, module, hash, size)
-            }
-            Purpose::FetchModule { .. } => vec![Action::DiscardReceivedModule { request }],
-            purpose => {
-                let misbehaviour = Misbehaviour::WrongKind { asked: purpose.asked(), answered: "a module" };
-                let mut actions = vec![Action::DiscardReceivedModule { request }, self.penalise(&from, misbehaviour)];
-                actions.extend(self.purpose_failed(purpose, open.to, "answered the wrong kind of message"));
+                actions.extend(self.purpose_failed(purpose, request, open.to, "answered the wrong kind of message"));
                 actions
             }
         }
@@ -67,14 +37,20 @@ impl<P: PeerKey> Core<P> {
     pub(super) fn on_request_failed(&mut self, request: RequestId, reason: &str) -> Vec<Action<P>> {
         let Some(open) = self.requests.finish(request) else { return Vec::new() };
         self.timers.cancel(&Timer::Request(request));
-        self.purpose_failed(open.purpose, open.to, reason)
+        self.purpose_failed(open.purpose, request, open.to, reason)
     }
 
-    /// What was asked of `peer` will not be answered.
-    fn purpose_failed(&mut self, purpose: Purpose, peer: P, reason: &str) -> Vec<Action<P>> {
+    /// What `request` asked of `peer` will not be answered.
+    pub(super) fn purpose_failed(
+        &mut self,
+        purpose: Purpose,
+        request: RequestId,
+        peer: P,
+        reason: &str,
+    ) -> Vec<Action<P>> {
         match purpose {
             Purpose::Forward { flight } => self.on_forward_answered(flight, peer, Err(reason.to_owned())),
-            Purpose::FetchModule { module } => self.on_module_fetch_failed(module, peer, FetchFailure::Unreachable),
+            Purpose::FetchSlice { module } => self.slice_request_failed(module, request, peer),
             // Results that did not reach an owner are handed over again when it reconnects.
             Purpose::Sync | Purpose::Tell | Purpose::Store => Vec::new(),
         }

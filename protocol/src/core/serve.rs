@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::flights::Waiter;
 use super::{Action, Core, InboundId, LookupFor, PeerKey};
-use crate::wire::{Request, Response};
+use crate::wire::{Request, Response, SliceIndex, slice_count};
 
 impl<P: PeerKey> Core<P> {
     pub(super) fn on_peer_request(&mut self, from: P, inbound: InboundId, request: Request) -> Vec<Action<P>> {
@@ -14,9 +14,13 @@ impl<P: PeerKey> Core<P> {
             return vec![Action::Respond { inbound, response: Response::Refused("a node does not ask itself".into()) }];
         }
         match request {
-            Request::FetchModule { module } => match self.modules.holds(&module) {
-                true => vec![Action::ServeModule { inbound, module }],
-                false => vec![Action::Respond { inbound, response: Response::Module(None) }],
+            Request::FetchSlice { module, slice } => match self.modules.info(&module) {
+                Some(held) if matches!(slice, SliceIndex::At(index) if index >= slice_count(held.size)) => {
+                    let reason = format!("module {module} has {} slices", slice_count(held.size));
+                    vec![Action::Respond { inbound, response: Response::Refused(reason) }]
+                }
+                Some(_) => vec![Action::ServeSlice { inbound, module, slice }],
+                None => vec![Action::Respond { inbound, response: Response::Slice(None) }],
             },
             Request::FetchResult { key } => vec![self.look_up(key, LookupFor::Peer(inbound))],
             Request::Call { reference, input, limits, hops } => {

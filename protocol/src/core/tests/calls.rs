@@ -177,11 +177,11 @@ fn a_call_for_a_module_held_elsewhere_fetches_it_then_runs_here() {
     let mut core = core_without_module(module, 10, no_owners());
     let fetch = miss(&mut core, 1, &module.to_hex(), b"in");
     let (to, request, message) = only_sent(&fetch);
-    assert_eq!((to.as_str(), message), ("b", Request::FetchModule { module }));
+    assert_eq!((to.as_str(), message), ("b", Request::FetchSlice { module, slice: SliceIndex::Last }));
     // A second call for the same module joins the fetch.
     assert!(miss(&mut core, 2, &module.to_hex(), b"other").is_empty());
-    let received = step(&mut core, Event::ModuleReceived { request, from: "b".into(), hash: module, size: 10 });
-    assert!(matches!(received.as_slice(), [Action::StoreReceivedModule { module: m, .. }] if *m == module));
+    let received = slice(&mut core, request, "b", module, (10, 0), true);
+    assert!(matches!(received.as_slice(), [Action::StoreReceivedModule { module: m, size: 10 }] if *m == module));
     let actions = step(&mut core, Event::ModuleStored { module, size: 10 });
     assert_eq!(actions.iter().filter(|a| matches!(a, Action::Execute { .. })).count(), 2);
     assert_eq!(sent(&actions).len(), 2 + 2, "a replica is told to the neighbours, and so is the new load");
@@ -208,7 +208,7 @@ fn when_every_holder_fails_the_caller_gets_a_clear_error() {
     let module = ModuleId::of_bytes(b"m");
     let mut core = core_without_module(module, 10, no_owners());
     let (_, first, _) = only_sent(&miss(&mut core, 1, &module.to_hex(), b"in"));
-    let next = respond(&mut core, first, "b", Response::Module(None));
+    let next = respond(&mut core, first, "b", Response::Slice(None));
     let (to, second, _) = only_sent(&next);
     assert_eq!(to, "c");
     // The peers that failed the fetch are not asked to run it either.

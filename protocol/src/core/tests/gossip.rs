@@ -42,10 +42,10 @@ fn announced_modules_are_replicated_within_the_budget() {
     let small = ModuleId::of_bytes(b"small");
     let big = ModuleId::of_bytes(b"big");
     let (to, request, message) = only_sent(&announce(&mut core, "b", small, 100));
-    assert_eq!((to.as_str(), message), ("b", Request::FetchModule { module: small }));
+    assert_eq!((to.as_str(), message), ("b", Request::FetchSlice { module: small, slice: SliceIndex::Last }));
     assert!(announce(&mut core, "b", big, 100).is_empty(), "over the budget: fetched on demand only");
     assert!(announce(&mut core, "b", small, 100).is_empty(), "already being fetched");
-    step(&mut core, Event::ModuleReceived { request, from: "b".into(), hash: small, size: 100 });
+    slice(&mut core, request, "b", small, (100, 0), true);
     let actions = step(&mut core, Event::ModuleStored { module: small, size: 100 });
     assert!(
         matches!(sent(&actions).as_slice(), [("b", _, Request::Tell(Gossip::ModuleAvailable { .. }))]),
@@ -78,12 +78,12 @@ fn anti_entropy_sends_only_what_differs() {
     assert_eq!(response.names.as_ref().map(Vec::len), Some(1));
     let actions = respond(&mut b, request, "node-a", Response::Sync(response));
     let fetch = actions.iter().find_map(|action| match action {
-        Action::Send { request, message: Request::FetchModule { .. }, .. } => Some(*request),
+        Action::Send { request, message: Request::FetchSlice { .. }, .. } => Some(*request),
         _ => None,
     });
     assert!(actions.iter().any(|a| matches!(a, Action::PersistName(_))));
     let fetch = fetch.expect("the module is replicated");
-    step(&mut b, Event::ModuleReceived { request: fetch, from: "node-a".into(), hash: module, size: 1 });
+    slice(&mut b, fetch, "node-a", module, (1, 0), true);
     step(&mut b, Event::ModuleStored { module, size: 1 });
 
     // Now in step: the next round carries nothing.

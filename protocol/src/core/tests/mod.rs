@@ -6,6 +6,7 @@ mod gossip;
 mod owners;
 mod peers;
 mod time;
+mod transfer;
 mod verify;
 
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use super::*;
 use crate::limits::Limits;
 use crate::outcome::{CacheStatus, ExecutionRecord, Failure, Outcome, Timings};
-use crate::wire::{Gossip, RemoteAnswer, Request, Response};
+use crate::wire::{Gossip, RemoteAnswer, Request, Response, SliceIndex};
 
 type TestCore = Core<String>;
 
@@ -157,6 +158,20 @@ fn penalties(actions: &[Action<String>]) -> Vec<(&str, &Misbehaviour)> {
 
 fn respond(core: &mut TestCore, request: RequestId, from: &str, response: Response) -> Vec<Action<String>> {
     step(core, Event::PeerResponse { request, from: from.into(), response })
+}
+
+/// A slice of `module` from `from` answering `request`, of a module of
+/// `claim.0` bytes, as slice `claim.1`, `verified` by the shell or not.
+fn slice(
+    core: &mut TestCore,
+    request: RequestId,
+    from: &str,
+    module: ModuleId,
+    claim: (u64, u64),
+    verified: bool,
+) -> Vec<Action<String>> {
+    let (size, index) = claim;
+    step(core, Event::SliceReceived { request, from: from.into(), module, size, index, verified })
 }
 
 fn connect(core: &mut TestCore, peer: &str) -> Vec<Action<String>> {

@@ -3,17 +3,22 @@
 use super::*;
 
 #[test]
-fn a_module_held_here_is_served_and_one_not_held_is_refused() {
+fn a_module_held_here_is_served_by_slices_and_one_not_held_is_refused() {
     let (mut core, module) = core_with_module(b"m");
-    let serve =
-        step(&mut core, Event::PeerRequest { from: "b".into(), inbound: 3, request: Request::FetchModule { module } });
-    assert!(matches!(serve.as_slice(), [Action::ServeModule { inbound: 3, module: m }] if *m == module));
-    let other = ModuleId::of_bytes(b"other");
-    let none = step(
-        &mut core,
-        Event::PeerRequest { from: "b".into(), inbound: 4, request: Request::FetchModule { module: other } },
+    let mut ask = |inbound, module, slice| {
+        let request = Request::FetchSlice { module, slice };
+        step(&mut core, Event::PeerRequest { from: "b".into(), inbound, request })
+    };
+    let last = ask(3, module, SliceIndex::Last);
+    assert!(
+        matches!(last.as_slice(), [Action::ServeSlice { inbound: 3, module: m, slice: SliceIndex::Last }] if *m == module)
     );
-    assert!(matches!(responses(&none).as_slice(), [(4, Response::Module(None))]));
+    let first = ask(4, module, SliceIndex::At(0));
+    assert!(matches!(first.as_slice(), [Action::ServeSlice { inbound: 4, slice: SliceIndex::At(0), .. }]));
+    // A one-byte module has one slice: there is no second.
+    assert!(matches!(responses(&ask(5, module, SliceIndex::At(1))).as_slice(), [(5, Response::Refused(_))]));
+    let other = ModuleId::of_bytes(b"other");
+    assert!(matches!(responses(&ask(6, other, SliceIndex::Last)).as_slice(), [(6, Response::Slice(None))]));
 }
 
 #[test]
@@ -58,23 +63,24 @@ fn an_answer_of_the_wrong_kind_is_misbehaviour_and_the_call_goes_on() {
     let config = MeshConfig { fetch_for_call_max_bytes: 5, ..no_owners() };
     let mut core = core_without_module(module, 10, config);
     let (_, request, _) = only_sent(&miss(&mut core, 1, &module.to_hex(), b"in"));
-    let actions = respond(&mut core, request, "b", Response::Module(None));
+    let actions = respond(&mut core, request, "b", Response::Slice(None));
     assert!(
-        matches!(penalties(&actions).as_slice(), [("b", Misbehaviour::WrongKind { answered: "a module", .. })]),
+        matches!(penalties(&actions).as_slice(), [("b", Misbehaviour::WrongKind { answered: "a module slice", .. })]),
         "{actions:?}"
     );
     let (to, _, message) = only_sent(&actions);
     assert!(to == "c" && matches!(message, Request::Call { .. }));
-    // A module's bytes sent for a call are refused the same way, and dropped.
+    // A slice with its bytes, sent for a call, is refused the same way.
     let mut core = core_without_module(module, 10, MeshConfig { fetch_for_call_max_bytes: 5, ..no_owners() });
     let (_, request, _) = only_sent(&miss(&mut core, 1, &module.to_hex(), b"in"));
-    let actions = step(&mut core, Event::ModuleReceived { request, from: "b".into(), hash: module, size: 10 });
-    assert!(matches!(actions[0], Action::DiscardReceivedModule { request: r } if r == request));
+    let bytes = crate::wire::ModuleSlice { size: 10, index: 0, encoded: vec![0; 10] };
+    let actions = respond(&mut core, request, "b", Response::Slice(Some(bytes)));
     assert_eq!(penalties(&actions).len(), 1);
+    assert_eq!(only_sent(&actions).0, "c");
 }
 
 #[test]
-fn module_bytes_that_do_not_hash_right_are_dropped_and_fetched_elsewhere() {
+fn a_slice_that_does_not_verify_is_refused_and_fetched_elsewhere() {
     let module = ModuleId::of_bytes(b"m");
     let mut core = new_core("a", MeshConfig::default());
     connect(&mut core, "b");
@@ -82,11 +88,10 @@ fn module_bytes_that_do_not_hash_right_are_dropped_and_fetched_elsewhere() {
     let (to, request, _) = only_sent(&announce(&mut core, "b", module, 10));
     assert_eq!(to, "b");
     announce(&mut core, "c", module, 10);
-    let lie = ModuleId::of_bytes(b"not m");
-    let actions = step(&mut core, Event::ModuleReceived { request, from: "b".into(), hash: lie, size: 10 });
-    assert!(matches!(actions[0], Action::DiscardReceivedModule { .. }));
+    let actions = slice(&mut core, request, "b", module, (10, 0), false);
     assert!(matches!(penalties(&actions).as_slice(), [("b", Misbehaviour::BadModuleBytes { .. })]));
     assert_eq!(only_sent(&actions).0, "c");
+    assert!(!actions.iter().any(|action| matches!(action, Action::DiscardReceivedModule { .. })), "c may finish it");
     assert_eq!(core.peers().find(|(peer, _)| *peer == "b").unwrap().1.penalty, 1);
 }
 
@@ -96,8 +101,8 @@ fn a_module_over_this_nodes_limit_is_refused_for_every_caller() {
     let config = MeshConfig { max_module_bytes: 5, ..no_owners() };
     let mut core = core_without_module(module, 3, config);
     let (_, request, _) = only_sent(&miss(&mut core, 1, &module.to_hex(), b"in"));
-    // The peer announced 3 bytes and sent 10: the bytes hash right, but are too many.
-    let actions = step(&mut core, Event::ModuleReceived { request, from: "b".into(), hash: module, size: 10 });
+    // The peer announced 3 bytes and proved 10: the slice verifies, but the module is too big.
+    let actions = slice(&mut core, request, "b", module, (10, 0), true);
     assert!(matches!(actions[0], Action::DiscardReceivedModule { .. }));
     assert!(matches!(replies(&actions).as_slice(), [(1, Err(CallError::InvalidModule { .. }))]), "{actions:?}");
 }
@@ -107,7 +112,7 @@ fn a_fetched_module_that_is_not_valid_fails_its_callers() {
     let module = ModuleId::of_bytes(b"m");
     let mut core = core_without_module(module, 10, no_owners());
     let (_, request, _) = only_sent(&miss(&mut core, 1, &module.to_hex(), b"in"));
-    step(&mut core, Event::ModuleReceived { request, from: "b".into(), hash: module, size: 10 });
+    slice(&mut core, request, "b", module, (10, 0), true);
     let reason = "imports sockets".to_owned();
     let actions = step(&mut core, Event::ModuleNotStored { module, reason, invalid: true });
     assert!(matches!(replies(&actions).as_slice(), [(1, Err(CallError::InvalidModule { .. }))]));
@@ -121,7 +126,7 @@ fn late_or_unknown_answers_change_nothing() {
     let (_, request, _) = only_sent(&miss(&mut core, 1, &module.to_hex(), b"in"));
     let (_, second, _) = only_sent(&step(&mut core, Event::RequestFailed { request, reason: "gone".into() }));
     assert!(respond(&mut core, request, "b", remote_answer(module, b"in", b"x", "b")).is_empty(), "too late");
-    let late_bytes = step(&mut core, Event::ModuleReceived { request, from: "b".into(), hash: module, size: 1 });
+    let late_bytes = slice(&mut core, request, "b", module, (1, 0), true);
     assert!(matches!(late_bytes.as_slice(), [Action::DiscardReceivedModule { .. }]), "the shell may drop them");
     let done = respond(&mut core, second, "c", remote_answer(module, b"in", b"x", "c"));
     assert_eq!(replies(&done).len(), 1);

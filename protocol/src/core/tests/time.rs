@@ -38,13 +38,15 @@ fn an_unanswered_forward_times_out_after_the_calls_deadline_and_goes_elsewhere()
 }
 
 #[test]
-fn a_module_fetch_may_take_longer_for_a_bigger_module() {
-    let config = MeshConfig { request_timeout_ms: 1000, min_transfer_bytes_per_s: 1000, ..no_owners() };
+fn a_slice_may_take_the_time_to_move_the_slices_in_flight() {
+    let config =
+        MeshConfig { request_timeout_ms: 1000, min_transfer_bytes_per_s: 1 << 20, slices_in_flight: 5, ..no_owners() };
     let mut core = new_core("a", config);
     connect(&mut core, "b");
     let sync_deadline = core.poll_timeout();
-    only_sent(&announce(&mut core, "b", ModuleId::of_bytes(b"m"), 5_000));
-    let (now, deadline) = (core.now_ms, 1000 + 5000);
+    // However big the module: a slice's deadline is per slice.
+    only_sent(&announce(&mut core, "b", ModuleId::of_bytes(b"m"), 500 << 20));
+    let (now, deadline) = (core.now_ms, 1000 + 5 * 1000);
     assert_eq!(sync_deadline, Some(now + 1000));
     // The fetch's deadline is after the sync's; after the sync times out, it is next.
     core.handle(now + 1000, Event::Timeout);

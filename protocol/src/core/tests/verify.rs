@@ -108,8 +108,8 @@ fn with_verification_a_disagreement_is_settled_by_running_here_and_the_liar_pena
     let dispute = respond(&mut core, request, "c", remote_answer(module, &input, b"55", "c"));
     // Disputed: the module is fetched and the call run here.
     let (_, fetch, message) = only_sent(&dispute);
-    assert!(matches!(message, Request::FetchModule { .. }), "{dispute:?}");
-    step(&mut core, Event::ModuleReceived { request: fetch, from: "b".into(), hash: module, size: 10 });
+    assert!(matches!(message, Request::FetchSlice { .. }), "{dispute:?}");
+    slice(&mut core, fetch, "b", module, (10, 0), true);
     let run = step(&mut core, Event::ModuleStored { module, size: 10 });
     let flight = flight_of(&run);
     let done =
@@ -126,7 +126,7 @@ fn with_verification_a_limit_hit_here_penalises_no_one() {
     let (_, request, _) = only_sent(&respond(&mut core, request, "b", remote_answer(module, &input, b"55", "b")));
     // c cannot help; the module is fetched and run here, where it runs out of time.
     let (_, fetch, _) = only_sent(&step(&mut core, Event::RequestFailed { request, reason: "timeout".into() }));
-    step(&mut core, Event::ModuleReceived { request: fetch, from: "b".into(), hash: module, size: 10 });
+    slice(&mut core, fetch, "b", module, (10, 0), true);
     let flight = flight_of(&step(&mut core, Event::ModuleStored { module, size: 10 }));
     let timed_out = signed(module, &input, Outcome::Failed(Failure::DeadlineExceeded { deadline_ms: 1 }), "a");
     let done = step(&mut core, Event::ExecutionFinished { flight, result: Ok(Arc::new(timed_out)) });

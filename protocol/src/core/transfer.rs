@@ -1,0 +1,264 @@
+//! Modules from peers, slice by slice: which holder to ask, how many slices
+//! at once, each slice's deadline, what a slice that fails verification costs
+//! its sender, switching to another holder with the slices already in, and
+//! the end of a fetch (stored, or failed for the calls waiting on it).
+//!
+//! A fetch first asks for the module's last slice: its proof is the only one
+//! that proves the module's size (the tree's shape depends on the size, and a
+//! slice in the middle verifies for several sizes), and the size is what
+//! says which other slices there are. It then asks for the others, up to
+//! `slices_in_flight` at a time, of one holder. Slices are verified by the
+//! shell (hashing is the shell's, as for everything else; a slice is a
+//! megabyte, and the core's task must not stall on it), which writes each
+//! verified slice to the module's download, so a module never sits whole
+//! in memory; the core judges the verdicts. A holder whose slice fails, is
+//! refused, or does not come in time is dropped for this fetch, and what
+//! it was asked goes to the next holder: a liar costs one slice.
+
+use std::collections::BTreeSet;
+
+use super::events::FetchFailure;
+use super::modules::ModuleFetch;
+use super::requests::Purpose;
+use super::timers::Timer;
+use super::{Action, Core, FlightId, Misbehaviour, PeerKey, RequestId};
+use crate::ids::ModuleId;
+use crate::outcome::CallError;
+use crate::wire::{Gossip, Request, SliceIndex, slice_count};
+
+impl<P: PeerKey> Core<P> {
+    /// Fetches `module` (or joins the fetch in progress), with `flight`
+    /// waiting for it. Returns the actions to take, or None when no connected
+    /// holder is left to ask. `budgeted` bytes count against replication.
+    pub(super) fn start_module_fetch(
+        &mut self,
+        module: ModuleId,
+        flight: Option<FlightId>,
+        budgeted: u64,
+    ) -> Option<Vec<Action<P>>> {
+        if let Some(fetch) = self.modules.fetches.get_mut(&module) {
+            fetch.flights.extend(flight);
+            return Some(Vec::new());
+        }
+        let from = self.best_module_source(module, &BTreeSet::new())?;
+        self.modules.reserve(budgeted);
+        self.modules.fetches.insert(module, ModuleFetch::new(from, flight, budgeted));
+        Some(self.ask_for_slices(module))
+    }
+
+    /// Asks the fetch's holder for the slices it still needs, up to
+    /// `slices_in_flight` at once: the last one alone while the size is unknown.
+    fn ask_for_slices(&mut self, module: ModuleId) -> Vec<Action<P>> {
+        let window = self.config.slices_in_flight.max(1) as usize;
+        let timeout = self.config.slice_timeout_ms();
+        let mut actions = Vec::new();
+        while let Some(fetch) = self.modules.fetches.get_mut(&module) {
+            if fetch.storing || fetch.asked.len() >= window {
+                break;
+            }
+            let slice = match fetch.size {
+                None if fetch.asked.is_empty() => SliceIndex::Last,
+                None => break,
+                Some(size) => match fetch.next_wanted(size) {
+                    Some(index) => SliceIndex::At(index),
+                    None => break,
+                },
+            };
+            let to = fetch.from.clone();
+            let send = self.send(to, Request::FetchSlice { module, slice }, Purpose::FetchSlice { module }, timeout);
+            if let (Action::Send { request, .. }, Some(fetch)) = (&send, self.modules.fetches.get_mut(&module)) {
+                fetch.asked.insert(*request, slice);
+            }
+            actions.push(send);
+        }
+        actions
+    }
+
+    /// The connected holder to fetch from: fewest penalties, then lightest load.
+    fn best_module_source(&self, module: ModuleId, tried: &BTreeSet<P>) -> Option<P> {
+        let holders = &self.holders.module(&module)?.holders;
+        holders
+            .iter()
+            .filter(|peer| !tried.contains(*peer) && self.peers.is_connected(peer))
+            .min_by_key(|peer| (self.peers.preference(peer), (*peer).clone()))
+            .cloned()
+    }
+
+    /// A slice arrived for `request` (see [`Event::SliceReceived`](super::Event::SliceReceived)).
+    pub(super) fn on_slice_received(
+        &mut self,
+        request: RequestId,
+        from: P,
+        module: ModuleId,
+        claim: (u64, u64),
+        verified: bool,
+    ) -> Vec<Action<P>> {
+        let (size, index) = claim;
+        let Some(open) = self.requests.finish(request) else {
+            // Late (timed out, or the holder was dropped), or a duplicate.
+            return self.unwanted_download(module);
+        };
+        self.timers.cancel(&Timer::Request(request));
+        let asked = match open.purpose {
+            Purpose::FetchSlice { module: asked } if asked == module => asked,
+            // The shell checks slices against the module it asked for: this cannot be.
+            purpose => {
+                let mut actions = self.purpose_failed(purpose, request, open.to, "a slice of another module");
+                actions.extend(self.unwanted_download(module));
+                return actions;
+            }
+        };
+        let Some(fetch) = self.modules.fetches.get_mut(&asked) else { return self.unwanted_download(module) };
+        let Some(slice) = fetch.asked.remove(&request) else { return Vec::new() };
+        let expected_index = match slice {
+            SliceIndex::At(wanted) => wanted,
+            SliceIndex::Last => slice_count(size) - 1,
+        };
+        let known_size = fetch.size;
+        if !verified || known_size.is_some_and(|known| known != size) || index != expected_index {
+            let mut actions = vec![self.penalise(&from, Misbehaviour::BadModuleBytes { module })];
+            actions.extend(self.slice_failed(module, slice, open.to, FetchFailure::BadSlice));
+            return actions;
+        }
+        if known_size.is_none() {
+            // The last slice verified: the size is the module's.
+            if size > self.config.max_module_bytes {
+                let reason =
+                    format!("{size} bytes is over this node's module limit of {}", self.config.max_module_bytes);
+                return self.on_module_not_stored(module, reason, true);
+            }
+            fetch.size = Some(size);
+        }
+        fetch.received += 1;
+        if fetch.received == slice_count(size) {
+            fetch.storing = true;
+            return vec![Action::StoreReceivedModule { module, size }];
+        }
+        self.ask_for_slices(module)
+    }
+
+    /// The shell holds a download of `module` that no fetch collects into:
+    /// made by a slice that came after its fetch ended (or started storing).
+    fn unwanted_download(&self, module: ModuleId) -> Vec<Action<P>> {
+        match self.modules.fetches.get(&module) {
+            Some(fetch) if !fetch.storing => Vec::new(),
+            _ => vec![Action::DiscardReceivedModule { module }],
+        }
+    }
+
+    /// A slice request failed in transport, timed out, or was refused.
+    pub(super) fn slice_request_failed(&mut self, module: ModuleId, request: RequestId, from: P) -> Vec<Action<P>> {
+        let slice = self.modules.fetches.get_mut(&module).and_then(|fetch| fetch.asked.remove(&request));
+        match slice {
+            Some(slice) => self.slice_failed(module, slice, from, FetchFailure::Unreachable),
+            None => Vec::new(),
+        }
+    }
+
+    /// The holder does not have the module (any more).
+    pub(super) fn slice_not_found(&mut self, module: ModuleId, request: RequestId, from: P) -> Vec<Action<P>> {
+        let slice = self.modules.fetches.get_mut(&module).and_then(|fetch| fetch.asked.remove(&request));
+        match slice {
+            Some(slice) => self.slice_failed(module, slice, from, FetchFailure::NotFound),
+            None => Vec::new(),
+        }
+    }
+
+    /// `from` failed to deliver `slice`: it is dropped for this fetch, and
+    /// the fetch goes on from the next holder with the slices already in
+    /// (or ends, if no holder is left).
+    fn slice_failed(&mut self, module: ModuleId, slice: SliceIndex, from: P, failure: FetchFailure) -> Vec<Action<P>> {
+        if matches!(failure, FetchFailure::BadSlice | FetchFailure::NotFound) {
+            self.holders.forget_module_holder(&module, &from);
+        }
+        let Some(fetch) = self.modules.fetches.get_mut(&module) else { return Vec::new() };
+        if let SliceIndex::At(index) = slice {
+            fetch.again.insert(index);
+        }
+        if fetch.from != from {
+            // (Slices are only ever asked of the fetch's holder of the moment.)
+            return self.ask_for_slices(module);
+        }
+        fetch.tried.insert(from);
+        // Whatever else was asked of that holder goes to the next one.
+        self.cancel_slices(module);
+        let mut actions = Vec::new();
+        let Some(fetch) = self.modules.fetches.get(&module) else { return actions };
+        match self.best_module_source(module, &fetch.tried) {
+            Some(next) => {
+                if let Some(fetch) = self.modules.fetches.get_mut(&module) {
+                    fetch.from = next;
+                }
+                actions.extend(self.ask_for_slices(module));
+            }
+            None => {
+                let fetch = self.modules.fetches.remove(&module).expect("the fetch is under way");
+                self.modules.release(fetch.budgeted);
+                actions.push(Action::DiscardReceivedModule { module });
+                for flight in fetch.flights {
+                    if let Some(state) = self.flights.get_mut(flight) {
+                        state.tried.extend(fetch.tried.iter().cloned());
+                    }
+                    actions.extend(self.forward_or_fail(flight));
+                }
+            }
+        }
+        actions
+    }
+
+    /// Forgets the slice requests of `module`'s fetch still in flight (their
+    /// late answers are dropped); their slices are wanted again.
+    fn cancel_slices(&mut self, module: ModuleId) {
+        let Some(fetch) = self.modules.fetches.get_mut(&module) else { return };
+        let asked = std::mem::take(&mut fetch.asked);
+        for (request, slice) in asked {
+            if let SliceIndex::At(index) = slice {
+                fetch.again.insert(index);
+            }
+            self.requests.finish(request);
+            self.timers.cancel(&Timer::Request(request));
+        }
+    }
+
+    pub(super) fn on_module_stored(&mut self, module: ModuleId, size: u64) -> Vec<Action<P>> {
+        self.modules.hold(module, size);
+        self.know_module(module);
+        // Deployed here while its slices were arriving: they are not needed.
+        self.cancel_slices(module);
+        let fetch = self.modules.fetches.remove(&module);
+        let announcement = Gossip::ModuleAvailable { module, size };
+        // A deploy is news for the whole mesh; a replica only for its neighbours,
+        // who may fetch from it (and tell theirs in turn).
+        let mut actions = match fetch {
+            None => vec![Action::Publish(announcement)],
+            Some(_) => self.tell_peers(announcement),
+        };
+        let Some(fetch) = fetch else { return actions };
+        if !fetch.storing {
+            actions.push(Action::DiscardReceivedModule { module });
+        }
+        for flight in fetch.flights {
+            actions.extend(self.proceed(flight));
+        }
+        actions
+    }
+
+    pub(super) fn on_module_not_stored(&mut self, module: ModuleId, reason: String, invalid: bool) -> Vec<Action<P>> {
+        self.cancel_slices(module);
+        let mut actions = Vec::new();
+        let Some(fetch) = self.modules.fetches.remove(&module) else { return actions };
+        self.modules.release(fetch.budgeted);
+        if !fetch.storing {
+            actions.push(Action::DiscardReceivedModule { module });
+        }
+        // Every slice verified, so every holder has the same bytes: no one else can help.
+        let error = match invalid {
+            true => CallError::InvalidModule { reason },
+            false => CallError::Internal { message: format!("storing module {module}: {reason}") },
+        };
+        for flight in fetch.flights {
+            actions.extend(self.fail(flight, error.clone()));
+        }
+        actions
+    }
+}
