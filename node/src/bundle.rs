@@ -85,6 +85,10 @@ fn bundle(parts: FunctionParts<'_>) -> anyhow::Result<Vec<u8>> {
     if !parts.module.starts_with(b"\0asm") {
         bail!("the manifest's module is not a wasm binary");
     }
+    if parts.args.is_empty() && parts.env.is_empty() && parts.files.is_empty() {
+        // Nothing to add (a manifest file naming only its module, an empty --dir): the module is the function.
+        return Ok(parts.module.to_vec());
+    }
     manifest::encode_bundle(parts).map_err(|error| anyhow::anyhow!("bad manifest: {error}"))
 }
 
@@ -178,6 +182,9 @@ mod tests {
         std::fs::write(dir.path().join("fn.toml"), "module = \"prog.wasm\"\nargz = []\n").unwrap();
         let error = function_bytes(&dir.path().join("fn.toml"), &ManifestFlags::default()).unwrap_err();
         assert!(format!("{error:#}").contains("unknown field"), "{error:#}");
+        std::fs::write(dir.path().join("only-module.toml"), "module = \"prog.wasm\"\n").unwrap();
+        let only_module = function_bytes(&dir.path().join("only-module.toml"), &ManifestFlags::default()).unwrap();
+        assert_eq!(only_module, MODULE, "a manifest that adds nothing is the module itself");
         std::fs::write(dir.path().join("text"), "hello").unwrap();
         let flags = ManifestFlags { args: vec!["x".into()], ..Default::default() };
         assert!(function_bytes(&dir.path().join("text"), &flags).unwrap_err().to_string().contains("not one"));

@@ -66,6 +66,8 @@ pub enum ManifestError {
     Header(String),
     #[error("the bundle's header is not in canonical form (build bundles with `nebula deploy`)")]
     NotCanonical,
+    #[error("the manifest adds nothing to its module (no arguments, environment or files): deploy the module itself")]
+    Empty,
     #[error("too many arguments: {0}, at most {MAX_ARGS}")]
     TooManyArgs(usize),
     #[error("too many environment variables: {0}, at most {MAX_ENV}")]
@@ -140,7 +142,14 @@ impl Manifest {
         if let Some(pair) = self.env.windows(2).find(|pair| pair[0].0 >= pair[1].0) {
             return Err(ManifestError::EnvNotSorted(pair[1].0.clone()));
         }
+        if self.args.is_empty() && self.env.is_empty() && self.files.is_empty() {
+            return Err(ManifestError::Empty);
+        }
         check_mount(&self.mount)?;
+        if self.files.is_empty() && self.mount != DEFAULT_MOUNT {
+            // Otherwise one function would have an id per unused mount point.
+            return Err(ManifestError::BadMount(self.mount.clone(), "given without files"));
+        }
         if self.files.len() > MAX_FILES {
             return Err(ManifestError::TooManyFiles(self.files.len()));
         }
@@ -150,10 +159,14 @@ impl Manifest {
         if let Some(pair) = self.files.windows(2).find(|pair| pair[0].path >= pair[1].path) {
             return Err(ManifestError::FilesNotSorted(pair[1].path.clone()));
         }
-        // A file that is also a directory of another ("a" and "a/b").
-        for pair in self.files.windows(2) {
-            if pair[1].path.strip_prefix(&pair[0].path).is_some_and(|rest| rest.starts_with('/')) {
-                return Err(ManifestError::BadPath(pair[0].path.clone(), "is both a file and a directory"));
+        // A file that is also a directory of another ("a" and "a/b"; they need
+        // not be neighbours: "a.txt" sorts between them).
+        for file in &self.files {
+            let directories = file.path.match_indices('/').map(|(at, _)| &file.path[..at]);
+            for directory in directories {
+                if self.files.binary_search_by(|other| other.path.as_str().cmp(directory)).is_ok() {
+                    return Err(ManifestError::BadPath(directory.to_owned(), "is both a file and a directory"));
+                }
             }
         }
         let file_bytes = self.file_bytes();
@@ -380,6 +393,13 @@ mod tests {
         assert!(error(parts(vec![("/abs", b"")])).contains("relative"));
         assert!(error(parts(vec![("a//b", b"")])).contains("empty component"));
         assert!(error(parts(vec![("a", b""), ("a/b", b"")])).contains("both a file and a directory"));
+        let apart = parts(vec![("a", b""), ("a.txt", b""), ("a/b", b"")]);
+        assert!(error(apart).contains("both a file and a directory"), "not neighbours once sorted");
+        let nothing = FunctionParts { module: b"\0asm", args: vec![], env: vec![], mount: None, files: vec![] };
+        assert!(error(nothing).contains("adds nothing"));
+        let mut unused_mount = parts(vec![]);
+        unused_mount.mount = Some("/elsewhere".into());
+        assert!(error(unused_mount).contains("without files"));
         assert!(error(parts(vec![("a", b""), ("a", b"")])).contains("given twice"));
         let mut many = parts(vec![]);
         many.args = vec!["x".into(); MAX_ARGS + 1];

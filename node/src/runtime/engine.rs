@@ -30,10 +30,12 @@ fn keep_resident_bytes() -> usize {
 
 /// Core instances, memories and tables one call may use: a core module has
 /// one of each (a few with multi-memory), a WASI preview 2 component a few
-/// (the program plus the shims `wasm-component-ld` adds).
-const CORE_INSTANCES_PER_CALL: u32 = 16;
+/// (the program plus the shims `wasm-component-ld` adds). One more instance
+/// and table for the forwarders of a function with files (`bundle_fs`), so
+/// that whether they fit never depends on what other calls hold.
+const CORE_INSTANCES_PER_CALL: u32 = 16 + 1;
 const MEMORIES_PER_CALL: u32 = 8;
-const TABLES_PER_CALL: u32 = 16;
+const TABLES_PER_CALL: u32 = 16 + 1;
 
 /// Room for a big program's instance state (its `VMContext`): many imports,
 /// globals and functions.

@@ -83,6 +83,7 @@ pub(super) enum Completion {
     /// A verified slice could not be written here: not the peer's fault.
     SliceNotWritten {
         request: RequestId,
+        module: ModuleId,
         reason: String,
     },
     ModuleStored {
@@ -243,7 +244,14 @@ impl CoreTask {
             Completion::SliceChecked { request, from, module, size, index, verified } => {
                 Event::SliceReceived { request, from, module, size, index, verified }
             }
-            Completion::SliceNotWritten { request, reason } => Event::RequestFailed { request, reason },
+            Completion::SliceNotWritten { request, module, reason } => {
+                self.handle(Event::RequestFailed { request, reason });
+                // A slice of a fetch that has ended meanwhile: nothing collects its download.
+                if !self.core.is_fetching(&module) {
+                    self.downloads.remove(&module);
+                }
+                return;
+            }
             Completion::ModuleStored { module, size } => {
                 self.shared.metrics.modules.inc();
                 tracing::info!(module = %module.short(), size, "module replicated");
@@ -291,16 +299,22 @@ impl CoreTask {
     fn check_slice(&mut self, request: RequestId, from: PeerId, module: ModuleId, slice: ModuleSlice) {
         let download = self.downloads.entry(module).or_insert_with(|| Arc::new(self.shared.blobs.download())).clone();
         let done = self.completions.clone();
+        let max_module_bytes = self.shared.config.max_module_bytes;
         tokio::task::spawn_blocking(move || {
             let (size, index) = (slice.size, slice.index);
             let verified = crate::store::verify_slice(&module, &slice);
             drop(slice);
             let completion = match verified {
+                // Verified but over this node's limit: the core refuses the module; nothing is written.
+                Ok(_) if size > max_module_bytes => {
+                    Completion::SliceChecked { request, from, module, size, index, verified: true }
+                }
                 Ok((offset, bytes)) => match download.write_at(offset, &bytes) {
                     Ok(()) => Completion::SliceChecked { request, from, module, size, index, verified: true },
                     Err(error) => {
                         tracing::warn!(%error, module = %module.short(), "writing a module's slice failed");
-                        Completion::SliceNotWritten { request, reason: format!("writing the slice here: {error}") }
+                        let reason = format!("writing the slice here: {error}");
+                        Completion::SliceNotWritten { request, module, reason }
                     }
                 },
                 Err(error) => {
@@ -393,10 +407,12 @@ impl CoreTask {
                 });
             }
             Action::StoreReceivedModule { module, size } => {
+                // Taken out of `downloads`, so a later discard of this module (a late slice) cannot touch it.
                 let download = self.downloads.remove(&module).unwrap_or_else(|| Arc::new(self.shared.blobs.download()));
                 self.store_received_module(module, size, download);
             }
             Action::DiscardReceivedModule { module } => {
+                // Never the download being stored: StoreReceivedModule took it out of `downloads`.
                 self.downloads.remove(&module);
             }
             Action::Penalise { peer, misbehaviour } => {
@@ -436,7 +452,8 @@ impl CoreTask {
         let (shared, done) = (self.shared.clone(), self.completions.clone());
         tokio::spawn(async move {
             let Ok(slot) = shared.replication_slots.clone().acquire_owned().await else { return };
-            let _ = tokio::task::spawn_blocking(move || {
+            let reported = done.clone();
+            let stored = tokio::task::spawn_blocking(move || {
                 let completion = match shared.store_downloaded(&download, module, size) {
                     Ok(()) => Completion::ModuleStored { module, size },
                     Err(CallError::InvalidModule { reason }) => {
@@ -451,6 +468,11 @@ impl CoreTask {
                 let _ = done.send(completion);
             })
             .await;
+            if stored.is_err() {
+                // A panic while storing: the fetch must still end, or it would hold the module forever.
+                let reason = "storing the module failed unexpectedly".to_owned();
+                let _ = reported.send(Completion::ModuleNotStored { module, reason, invalid: false });
+            }
         });
     }
 

@@ -308,7 +308,7 @@ async fn bad_bundles_are_refused_with_a_reason() {
     truncated.pop();
     let not_a_program = encode_bundle(FunctionParts {
         module: b"\0asm\x01\0\0\0",
-        args: vec![],
+        args: vec!["x".into()],
         env: vec![],
         mount: None,
         files: vec![],

@@ -112,7 +112,10 @@ impl<P: PeerKey> Core<P> {
         if self.modules.holds(&module) || self.modules.fetches.contains_key(&module) {
             return Vec::new();
         }
-        if self.modules.budget_allows(size, self.config.replicate_budget_bytes) {
+        // A size a fetch proved wins over this claim (a lie of 0 would fit any budget).
+        let size = self.holders.module(&module).map_or(size, |remote| remote.size);
+        if size <= self.config.max_module_bytes && self.modules.budget_allows(size, self.config.replicate_budget_bytes)
+        {
             return self.start_module_fetch(module, None, size).unwrap_or_default();
         }
         Vec::new()

@@ -6,9 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::ids::ModuleId;
 
 /// The peers known to hold a module (which may be held here too).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(super) struct RemoteModule<P> {
     pub(super) size: u64,
+    /// `size` was proven by a verified last slice: claims no longer change it.
+    proven: bool,
     pub(super) holders: BTreeSet<P>,
 }
 
@@ -21,11 +23,26 @@ impl<P: Ord + Clone> Holders<P> {
         Self { modules: BTreeMap::new() }
     }
 
-    /// Records that `peer` holds `module` of `size` bytes (the peer's claim).
+    /// Records that `peer` holds `module` of `size` bytes (the peer's
+    /// claim, kept until a fetch proves the size).
     pub(super) fn learn_module(&mut self, module: ModuleId, size: u64, peer: P) {
-        let remote = self.modules.entry(module).or_insert_with(|| RemoteModule { size, holders: BTreeSet::new() });
-        remote.size = size;
+        let remote = self.modules.entry(module).or_insert_with(|| RemoteModule {
+            size,
+            proven: false,
+            holders: BTreeSet::new(),
+        });
+        if !remote.proven {
+            remote.size = size;
+        }
         remote.holders.insert(peer);
+    }
+
+    /// The size a verified last slice proved: later claims cannot change it.
+    pub(super) fn prove_module_size(&mut self, module: ModuleId, size: u64) {
+        let remote =
+            self.modules.entry(module).or_insert_with(|| RemoteModule { size, proven: true, holders: BTreeSet::new() });
+        remote.size = size;
+        remote.proven = true;
     }
 
     pub(super) fn forget_module_holder(&mut self, module: &ModuleId, peer: &P) {

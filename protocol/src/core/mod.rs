@@ -221,6 +221,11 @@ impl<P: PeerKey> Core<P> {
         self.modules.info(module)
     }
 
+    /// Whether a fetch of `module` is under way (its download still wanted).
+    pub fn is_fetching(&self, module: &ModuleId) -> bool {
+        self.modules.fetches.contains_key(module)
+    }
+
     pub fn peers(&self) -> impl Iterator<Item = (&P, &PeerState)> {
         self.peers.iter()
     }

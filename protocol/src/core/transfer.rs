@@ -90,10 +90,9 @@ impl<P: PeerKey> Core<P> {
         request: RequestId,
         from: P,
         module: ModuleId,
-        claim: (u64, u64),
+        (size, index): (u64, u64),
         verified: bool,
     ) -> Vec<Action<P>> {
-        let (size, index) = claim;
         let Some(open) = self.requests.finish(request) else {
             // Late (timed out, or the holder was dropped), or a duplicate.
             return self.unwanted_download(module);
@@ -121,20 +120,62 @@ impl<P: PeerKey> Core<P> {
             return actions;
         }
         if known_size.is_none() {
-            // The last slice verified: the size is the module's.
+            // The last slice verified: the size is the module's, whatever was announced.
+            self.holders.prove_module_size(module, size);
             if size > self.config.max_module_bytes {
                 let reason =
                     format!("{size} bytes is over this node's module limit of {}", self.config.max_module_bytes);
                 return self.on_module_not_stored(module, reason, true);
             }
-            fetch.size = Some(size);
+            if !self.proven_size_fits(module, size) {
+                return self.abandon_fetch(module);
+            }
         }
+        let Some(fetch) = self.modules.fetches.get_mut(&module) else { return Vec::new() };
+        fetch.size = Some(size);
         fetch.received += 1;
         if fetch.received == slice_count(size) {
             fetch.storing = true;
             return vec![Action::StoreReceivedModule { module, size }];
         }
         self.ask_for_slices(module)
+    }
+
+    /// Whether this fetch may bring in a module of its proven `size`. The
+    /// decision to fetch was made on a peer's announced size, which may have
+    /// been a lie (an announced 0 would replicate anything): a replication
+    /// reserves the difference from its budget, or stops; calls waiting for
+    /// the module allow up to `fetch_for_call_max_bytes`.
+    fn proven_size_fits(&mut self, module: ModuleId, size: u64) -> bool {
+        let Some(fetch) = self.modules.fetches.get(&module) else { return false };
+        let for_calls = if fetch.flights.is_empty() { 0 } else { self.config.fetch_for_call_max_bytes };
+        if size <= fetch.budgeted.max(for_calls) {
+            return true;
+        }
+        let replicating = fetch.budgeted > 0 || fetch.flights.is_empty();
+        let extra = size - fetch.budgeted;
+        if !replicating || !self.modules.budget_allows(extra, self.config.replicate_budget_bytes) {
+            return false;
+        }
+        self.modules.reserve(extra);
+        if let Some(fetch) = self.modules.fetches.get_mut(&module) {
+            fetch.budgeted = size;
+        }
+        true
+    }
+
+    /// Stops a fetch that must not go on (its proven size does not fit):
+    /// its download is dropped and the calls waiting for it decide again,
+    /// with the proven size (they forward to a holder instead).
+    fn abandon_fetch(&mut self, module: ModuleId) -> Vec<Action<P>> {
+        self.cancel_slices(module);
+        let Some(fetch) = self.modules.fetches.remove(&module) else { return Vec::new() };
+        self.modules.release(fetch.budgeted);
+        let mut actions = vec![Action::DiscardReceivedModule { module }];
+        for flight in fetch.flights {
+            actions.extend(self.proceed(flight));
+        }
+        actions
     }
 
     /// The shell holds a download of `module` that no fetch collects into:

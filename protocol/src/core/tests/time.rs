@@ -39,8 +39,13 @@ fn an_unanswered_forward_times_out_after_the_calls_deadline_and_goes_elsewhere()
 
 #[test]
 fn a_slice_may_take_the_time_to_move_the_slices_in_flight() {
-    let config =
-        MeshConfig { request_timeout_ms: 1000, min_transfer_bytes_per_s: 1 << 20, slices_in_flight: 5, ..no_owners() };
+    let config = MeshConfig {
+        request_timeout_ms: 1000,
+        min_transfer_bytes_per_s: 1 << 20,
+        slices_in_flight: 5,
+        max_module_bytes: 512 << 20,
+        ..no_owners()
+    };
     let mut core = new_core("a", config);
     connect(&mut core, "b");
     let sync_deadline = core.poll_timeout();

@@ -336,3 +336,49 @@ fn random_schedules_of_slices_always_end_well() {
         assert!(core.modules.fetches.is_empty());
     }
 }
+
+#[test]
+fn a_replication_announced_small_stops_when_its_proven_size_is_over_the_budget() {
+    let module = ModuleId::of_bytes(b"big");
+    let config = MeshConfig { replicate_budget_bytes: 2 * SLICE_BYTES, ..no_owners() };
+    let mut core = new_core("a", config);
+    connect(&mut core, "b");
+    // A lie of 0 bytes would fit any budget: the fetch starts.
+    let asked = slices_asked(&announce(&mut core, "b", module, 0));
+    let [(_, last, SliceIndex::Last)] = asked.as_slice() else { panic!("{asked:?}") };
+    let size = 5 * SLICE_BYTES;
+    let end = slice(&mut core, *last, "b", module, (size, 4), true);
+    assert!(end.iter().any(|action| matches!(action, Action::DiscardReceivedModule { .. })), "{end:?}");
+    assert!(sent(&end).is_empty(), "no other slice is asked for: {end:?}");
+    // The proven size outlives the lie: announcing 0 again starts nothing.
+    assert!(announce(&mut core, "b", module, 0).is_empty());
+}
+
+#[test]
+fn a_replication_within_its_budget_reserves_its_proven_size() {
+    let module = ModuleId::of_bytes(b"big");
+    let config = MeshConfig { replicate_budget_bytes: 4 * SLICE_BYTES, slices_in_flight: 4, ..no_owners() };
+    let mut core = new_core("a", config);
+    connect(&mut core, "b");
+    let asked = slices_asked(&announce(&mut core, "b", module, 1));
+    let [(_, last, SliceIndex::Last)] = asked.as_slice() else { panic!("{asked:?}") };
+    let size = 3 * SLICE_BYTES;
+    let next = slices_asked(&slice(&mut core, *last, "b", module, (size, 2), true));
+    assert_eq!(indexes(&next), [0, 1], "the fetch goes on");
+    // What it reserved is the proven size: another module of 2 slices no longer fits.
+    let other = ModuleId::of_bytes(b"other");
+    assert!(slices_asked(&announce(&mut core, "b", other, 2 * SLICE_BYTES)).is_empty());
+}
+
+#[test]
+fn a_call_fetch_proven_over_the_fetch_limit_forwards_the_call_instead() {
+    let module = ModuleId::of_bytes(b"big");
+    let config = MeshConfig { fetch_for_call_max_bytes: 2 * SLICE_BYTES, ..no_owners() };
+    let (mut core, last) = waiting_for(module, 10, config);
+    let size = 3 * SLICE_BYTES;
+    let end = slice(&mut core, last, "b", module, (size, 2), true);
+    assert!(end.iter().any(|action| matches!(action, Action::DiscardReceivedModule { .. })), "{end:?}");
+    let forwarded: Vec<_> = sent(&end).into_iter().filter(|(_, _, m)| matches!(m, Request::Call { .. })).collect();
+    assert_eq!(forwarded.len(), 1, "the call goes to a holder: {end:?}");
+    assert!(slices_asked(&end).is_empty());
+}
