@@ -39,6 +39,8 @@ pub struct NodeConfig {
     pub replicate_budget_bytes: u64,
     /// A call needing a module at most this big fetches it; a bigger one is forwarded.
     pub fetch_for_call_max_bytes: u64,
+    /// The members that keep each result (`MeshConfig::owners`); 0: none.
+    pub owners: u8,
     /// A peer's result is trusted only once this many other executors agree
     /// (0: a correctly signed result is trusted as it is).
     pub verify_remote: u8,
@@ -72,6 +74,7 @@ impl NodeConfig {
             runtime: RuntimeSettings::default(),
             replicate_budget_bytes: 1 << 30,
             fetch_for_call_max_bytes: 16 << 20,
+            owners: nebula_protocol::MeshConfig::default().owners,
             verify_remote: 0,
             watts_per_core: crate::footprint::DEFAULT_WATTS_PER_CORE,
             mesh: None,

@@ -16,6 +16,9 @@ use libp2p::Multiaddr;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::config::NodeConfig;
+
+/// More owners than this would send every result to most of a lab mesh.
+const MAX_OWNERS: u8 = 16;
 use crate::mesh::MeshSettings;
 
 pub const DEFAULT_DATA_DIR: &str = "./nebula-data";
@@ -141,6 +144,12 @@ pub struct NodeSettings {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fetch_for_call_bytes: Option<u64>,
+    /// How many nodes keep each call's result: its owners, chosen by hashing
+    /// over the members; the first computes it (default 3, at most 16; 0: no
+    /// owners, each node keeps what it computes). Give every node the same.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owners: Option<u8>,
     /// Watts one busy core draws, for energy estimates where RAPL counters
     /// cannot be read (default 10; a Raspberry Pi 4 core is nearer 1.5).
     #[arg(long)]
@@ -356,6 +365,12 @@ impl NodeSettings {
         if let Some(bytes) = self.fetch_for_call_bytes {
             config.fetch_for_call_max_bytes = bytes;
         }
+        if let Some(owners) = self.owners {
+            if owners > MAX_OWNERS {
+                bail!("owners must be between 0 and {MAX_OWNERS}, not {owners}");
+            }
+            config.owners = owners;
+        }
         if let Some(watts) = self.watts_per_core {
             if !(watts.is_finite() && watts > 0.0) {
                 bail!("watts_per_core must be a positive number of watts, not {watts}");
@@ -429,6 +444,7 @@ impl NodeSettings {
             standalone: self.standalone,
             replicate_bytes: Some(config.replicate_budget_bytes),
             fetch_for_call_bytes: Some(config.fetch_for_call_max_bytes),
+            owners: Some(config.owners),
             watts_per_core: Some(config.watts_per_core),
             gossip_heartbeat_ms: Some(mesh.gossip_heartbeat.as_millis() as u64),
             ping_interval_s: Some(mesh.ping_interval.as_secs()),
@@ -505,6 +521,9 @@ mod tests {
         assert!(bad_address.contains("line 1") && bad_address.contains("peers"), "{bad_address}");
         let out_of_range = from_file("ping_interval_s = 0\n").unwrap().config().unwrap_err().to_string();
         assert!(out_of_range.contains("ping_interval_s"), "{out_of_range}");
+        let too_many_owners = from_file("owners = 17\n").unwrap().config().unwrap_err().to_string();
+        assert!(too_many_owners.contains("owners must be between 0 and 16"), "{too_many_owners}");
+        assert_eq!(from_file("owners = 0\n").unwrap().config().unwrap().owners, 0);
         let missing = layered(Some(Path::new("/nonexistent/nebula.toml")), &NodeSettings::default());
         assert!(missing.unwrap_err().to_string().contains("/nonexistent/nebula.toml"));
     }

@@ -590,6 +590,7 @@ fn restore_core(config: &NodeConfig, local: PeerId, index: &Index, blobs: &BlobS
         max_module_bytes: config.max_module_bytes,
         replicate_budget_bytes: config.replicate_budget_bytes,
         fetch_for_call_max_bytes: config.fetch_for_call_max_bytes,
+        owners: config.owners,
         verify_remote: config.verify_remote,
         sync_interval_ms: config.mesh.as_ref().map_or(10_000, |mesh| mesh.sync_interval.as_millis() as u64),
         ..MeshConfig::default()

@@ -173,3 +173,27 @@ async fn a_function_with_a_manifest_replicates_and_runs_the_same_everywhere() {
     assert!(executors.contains(b.node.id()) && executors.contains(a.node.id()), "{executors:?}");
     mesh.stop().await;
 }
+
+/// `--owners` (here 1) decides how many nodes keep each result; every node
+/// agrees on them, and a call anywhere runs at the key's one owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_number_of_owners_is_a_node_setting() {
+    let mesh = Mesh::start(3, |_, config| config.owners = 1).await;
+    let hash = mesh.nodes[0].deploy(function("fibonacci"), "fibonacci").await;
+    let key = CallKey::new(&hash.parse().unwrap(), b"30");
+    let owners = mesh.nodes[0].node.owners(&key).await;
+    assert_eq!(owners.len(), 1, "{owners:?}");
+    for node in &mesh.nodes {
+        // Compiled too: an owner still compiling past the caller's patience would have it run there.
+        eventually("every node has the module ready and agrees on the owner", Duration::from_secs(30), || async {
+            let modules = node.node.modules().await;
+            node.node.owners(&key).await == owners && modules.len() == 1 && modules[0].state == "ready"
+        })
+        .await;
+    }
+    let caller = mesh.nodes.iter().find(|node| node.node.id() != owners[0]).unwrap();
+    let answer = caller.get("/api/fibonacci/30").await;
+    assert_eq!(answer.text(), "832040");
+    assert_eq!(answer.header("x-nebula-executed-by"), owners[0], "run at the key's one owner");
+    mesh.stop().await;
+}
