@@ -136,15 +136,20 @@ impl<P: PeerKey> Core<P> {
         if state.hops > 0 {
             return None;
         }
+        // Owners that answered slowly lately come last (`slow_owners.rs`).
+        let mut slow = None;
         for owner in self.owners(&state.key) {
             if owner == self.local {
                 return None;
             }
             if !state.tried.contains(&owner) && self.reachable(&owner) {
-                return Some(owner);
+                if !self.slow_owners.is_slow(&owner, self.now_ms) {
+                    return Some(owner);
+                }
+                slow = slow.or(Some(owner));
             }
         }
-        None
+        slow
     }
 
     /// The owner asked has not answered in `owner_patience_ms`: it may be

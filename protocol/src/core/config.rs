@@ -26,6 +26,11 @@ pub struct MeshConfig {
     /// off (a partition is only noticed when pings fail): the call then also
     /// runs here, if the module is held, and the first answer wins.
     pub owner_patience_ms: u64,
+    /// An owner whose answer to a forwarded call took this much longer
+    /// than the work it reports is asked after the key's other owners for
+    /// `slow_owner_for_ms` (see `slow_owners.rs`).
+    pub slow_owner_ms: u64,
+    pub slow_owner_for_ms: u64,
     /// A forwarded call is never forwarded more than this many times.
     pub max_hops: u8,
     /// Anti-entropy with each connected peer.
@@ -62,6 +67,8 @@ impl Default for MeshConfig {
             owners: 3,
             handoff_interval_ms: 100,
             owner_patience_ms: 500,
+            slow_owner_ms: 100,
+            slow_owner_for_ms: 30_000,
             max_hops: 2,
             sync_interval_ms: 10_000,
             load_interval_ms: 1_000,
@@ -76,6 +83,10 @@ impl Default for MeshConfig {
 }
 
 impl MeshConfig {
+    pub(super) fn slowness(&self) -> super::slow_owners::Slowness {
+        super::slow_owners::Slowness { threshold_ms: self.slow_owner_ms, for_ms: self.slow_owner_for_ms }
+    }
+
     /// How long a peer may take to answer one slice request: the slices in
     /// flight share the link, so each may wait for all of them.
     pub(super) fn slice_timeout_ms(&self) -> u64 {

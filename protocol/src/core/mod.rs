@@ -37,6 +37,7 @@ mod resolver;
 mod responses;
 mod serve;
 mod signatures;
+mod slow_owners;
 #[cfg(test)]
 mod tests;
 mod timers;
@@ -107,6 +108,7 @@ pub struct Core<P: PeerKey> {
     requests: Requests<P>,
     timers: Timers<P>,
     handoff: Handoff<P>,
+    slow_owners: slow_owners::SlowOwners<P>,
     executing: u32,
     /// When load was last told to the neighbours, and what it was.
     load_told: Option<(u64, u32)>,
@@ -130,6 +132,7 @@ impl<P: PeerKey> Core<P> {
             requests: Requests::new(),
             timers: Timers::new(),
             handoff: Handoff::new(config.recent_results_len),
+            slow_owners: slow_owners::SlowOwners::new(),
             executing: 0,
             load_told: None,
             config,
@@ -284,7 +287,7 @@ impl<P: PeerKey> Core<P> {
 
     /// Sends `message` to `to` and keeps its deadline.
     fn send(&mut self, to: P, message: Request, purpose: Purpose, timeout_ms: u64) -> Action<P> {
-        let request = self.requests.start(to.clone(), purpose);
+        let request = self.requests.start(to.clone(), purpose, self.now_ms);
         self.timers.set(Timer::Request(request), self.now_ms.saturating_add(timeout_ms));
         Action::Send { to, request, message }
     }

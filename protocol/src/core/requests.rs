@@ -50,6 +50,7 @@ pub(super) fn answered(response: &Response) -> &'static str {
 pub(super) struct Outstanding<P> {
     pub(super) to: P,
     pub(super) purpose: Purpose,
+    pub(super) sent_ms: u64,
 }
 
 pub(super) struct Requests<P> {
@@ -62,10 +63,10 @@ impl<P: PartialEq> Requests<P> {
         Self { open: HashMap::new(), next: 0 }
     }
 
-    pub(super) fn start(&mut self, to: P, purpose: Purpose) -> RequestId {
+    pub(super) fn start(&mut self, to: P, purpose: Purpose, now_ms: u64) -> RequestId {
         let id = RequestId(self.next);
         self.next += 1;
-        self.open.insert(id, Outstanding { to, purpose });
+        self.open.insert(id, Outstanding { to, purpose, sent_ms: now_ms });
         id
     }
 

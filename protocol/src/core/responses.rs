@@ -14,6 +14,10 @@ impl<P: PeerKey> Core<P> {
         self.timers.cancel(&Timer::Request(request));
         match (open.purpose, response) {
             (Purpose::Forward { flight }, Response::Call(answer)) => {
+                if let Ok(answer) = &answer {
+                    let slowness = self.config.slowness();
+                    self.slow_owners.observe(&open.to, answer, open.sent_ms, self.now_ms, slowness);
+                }
                 self.on_forward_answered(flight, open.to, Ok(answer))
             }
             (Purpose::Sync, Response::Sync(response)) => self.on_sync_answered(open.to, response),

@@ -218,3 +218,60 @@ fn a_silent_owner_does_not_hold_a_call_the_call_also_runs_here_and_the_first_ans
         assert_eq!((core.executing(), core.flights_in_progress()), (0, 0));
     }
 }
+
+#[test]
+fn an_owner_that_answered_slowly_is_asked_after_the_keys_other_owners_for_a_while() {
+    let (mut core, module) = member_of(&["b", "c", "d", "e"]);
+    let slow_after = core.config.slow_owner_ms;
+    let input = input_not_owned_here(&core, module);
+    let owners = core.owners(&CallKey::new(&module, &input));
+    let (to, request, _) = only_sent(&miss(&mut core, 1, &module.to_hex(), &input));
+    assert_eq!(to, owners[0]);
+    // Its answer comes long after its own work (a far or overloaded owner).
+    let key = CallKey::new(&module, &input);
+    let mut record = success(module, &input, b"55", &owners[0]);
+    record.timings.run_us = 5_000;
+    core.now_ms += slow_after + 5 + 50;
+    let answer = Response::Call(Ok(RemoteAnswer { key, cache: CacheStatus::Miss, record }));
+    respond(&mut core, request, &owners[0], answer);
+
+    // Another key it owns first: its second owner is asked instead (or this node runs it).
+    let other = (0u32..)
+        .map(|n| format!("other-{n}").into_bytes())
+        .find(|input| {
+            let owners_of = core.owners(&CallKey::new(&module, input));
+            owners_of[0] == owners[0] && owners_of[1] != *core.local()
+        })
+        .expect("another key owned first by the slow owner");
+    let second = core.owners(&CallKey::new(&module, &other))[1].clone();
+    let (to, _, _) = only_sent(&miss(&mut core, 2, &module.to_hex(), &other));
+    assert_eq!(to, second, "the slow owner is asked last");
+
+    // Once its mark runs out, it is asked first again.
+    core.now_ms += core.config.slow_owner_for_ms + 1;
+    let again = (0u32..)
+        .map(|n| format!("again-{n}").into_bytes())
+        .find(|input| {
+            let owners_of = core.owners(&CallKey::new(&module, input));
+            owners_of[0] == owners[0]
+        })
+        .expect("a third key owned first by it");
+    let (to, _, _) = only_sent(&miss(&mut core, 3, &module.to_hex(), &again));
+    assert_eq!(to, owners[0]);
+}
+
+#[test]
+fn a_long_function_does_not_make_its_owner_look_slow() {
+    let (mut core, module) = member_of(&["b", "c", "d", "e"]);
+    let input = input_not_owned_here(&core, module);
+    let owners = core.owners(&CallKey::new(&module, &input));
+    let (_, request, _) = only_sent(&miss(&mut core, 1, &module.to_hex(), &input));
+    // Two seconds of round trip, all of it the owner's run.
+    let key = CallKey::new(&module, &input);
+    let mut record = success(module, &input, b"55", &owners[0]);
+    record.timings.run_us = 2_000_000;
+    core.now_ms += 2_001;
+    let answer = Response::Call(Ok(RemoteAnswer { key, cache: CacheStatus::Miss, record }));
+    respond(&mut core, request, &owners[0], answer);
+    assert!(!core.slow_owners.is_slow(&owners[0], core.now_ms));
+}
