@@ -256,38 +256,28 @@ async fn a_manifest_gives_a_real_program_its_arguments_and_files() {
     node.stop().await;
 }
 
-/// A manifest's environment and arguments reach the guest exactly; the rest
-/// of the profile does not change (no host files, no working directory).
+/// A manifest's environment and arguments reach the guest exactly, a WASI
+/// preview 1 module and a preview 2 component alike; the rest of the
+/// profile does not change (no host files, no working directory).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_manifest_sets_arguments_and_environment_and_nothing_else() {
     let dir = tempfile::tempdir().unwrap();
     let node = TestNode::start(dir.path()).await;
-    let bundle = encode_bundle(FunctionParts {
-        module: &fixture("read-files-env"),
-        args: vec!["--flag".into(), "two words".into()],
-        env: vec![("ZETA".into(), "last".into()), ("ALPHA".into(), "a=b".into())],
-        mount: None,
-        files: vec![],
-    })
-    .unwrap();
-    node.deploy(bundle, "with-setup").await;
-    let seen = node.call("with-setup", b"", "").await.text();
-    assert!(seen.contains(r#"env=["ALPHA", "ZETA"]"#), "{seen}");
-    assert!(seen.contains(r#"args=["main", "--flag", "two words"]"#), "{seen}");
-    assert!(seen.contains("file=denied") && seen.contains("cwd=denied"), "{seen}");
-    // A WASI preview 2 component gets the same arguments and environment.
-    let component = encode_bundle(FunctionParts {
-        module: &p2_function("read-files-env"),
-        args: vec!["--flag".into(), "two words".into()],
-        env: vec![("ALPHA".into(), "a=b".into()), ("ZETA".into(), "last".into())],
-        mount: None,
-        files: vec![],
-    })
-    .unwrap();
-    node.deploy(component, "component-with-setup").await;
-    let seen_by_component = node.call("component-with-setup", b"", "").await.text();
-    assert!(seen_by_component.contains(r#"args=["main", "--flag", "two words"]"#), "{seen_by_component}");
-    assert!(seen_by_component.contains(r#"env=["ALPHA", "ZETA"]"#), "{seen_by_component}");
+    for (name, program) in [("module", fixture("read-files-env")), ("component", p2_function("read-files-env"))] {
+        let bundle = encode_bundle(FunctionParts {
+            module: &program,
+            args: vec!["--flag".into(), "two words".into()],
+            env: vec![("ZETA".into(), "last".into()), ("ALPHA".into(), "a=b".into())],
+            mount: None,
+            files: vec![],
+        })
+        .unwrap();
+        node.deploy(bundle, name).await;
+        let seen = node.call(name, b"", "").await.text();
+        assert!(seen.contains(r#"env=["ALPHA", "ZETA"]"#), "{name}: {seen}");
+        assert!(seen.contains(r#"args=["main", "--flag", "two words"]"#), "{name}: {seen}");
+        assert!(seen.contains("file=denied") && seen.contains("cwd=denied"), "{name}: {seen}");
+    }
     node.stop().await;
 }
 
