@@ -23,13 +23,12 @@ pub struct MountedFiles {
 }
 
 impl CallSetup {
-    /// The setup a stored blob gives its calls (checked: the blob was
-    /// checked at deploy, but the bytes come from disk).
+    /// The setup a stored blob (its hash checked) gives its calls.
     pub fn of_blob(blob: &[u8]) -> Result<Self, String> {
         if !manifest::is_bundle(blob) {
             return Ok(Self::default());
         }
-        let bundle = Bundle::parse(blob).map_err(|error| error.to_string())?;
+        let bundle = Bundle::read_stored(blob).map_err(|error| error.to_string())?;
         let manifest = bundle.manifest;
         let files = match manifest.files.is_empty() {
             true => None,

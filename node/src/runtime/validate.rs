@@ -59,10 +59,11 @@ pub fn check_program(
     Ok(checked)
 }
 
-/// The program a blob runs: the blob itself, or the module its bundle carries.
+/// The program a stored blob (its hash checked) runs: the blob itself, or
+/// the module its bundle carries.
 pub fn program_bytes(blob: &[u8]) -> Result<&[u8], String> {
     match manifest::is_bundle(blob) {
-        true => Bundle::parse(blob).map(|bundle| bundle.module).map_err(|error| error.to_string()),
+        true => Bundle::read_stored(blob).map(|bundle| bundle.module).map_err(|error| error.to_string()),
         false => Ok(blob),
     }
 }

@@ -115,10 +115,7 @@ impl BlobStore {
 
     /// A stored blob mapped into memory (file-backed, not read) and verified.
     pub fn map(&self, id: &ModuleId) -> Result<memmap2::Mmap, BlobError> {
-        let file = File::open(self.path(id)).map_err(|error| match error.kind() {
-            ErrorKind::NotFound => BlobError::Missing(*id),
-            _ => BlobError::Io(error),
-        })?;
+        let file = self.open_file(id)?;
         // SAFETY: blobs are only ever replaced by rename, never written in place.
         let bytes = unsafe { memmap2::Mmap::map(&file) }?;
         match ModuleId::of_bytes(&bytes) == *id {

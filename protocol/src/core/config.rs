@@ -83,10 +83,6 @@ impl Default for MeshConfig {
 }
 
 impl MeshConfig {
-    pub(super) fn slowness(&self) -> super::slow_owners::Slowness {
-        super::slow_owners::Slowness { threshold_ms: self.slow_owner_ms, for_ms: self.slow_owner_for_ms }
-    }
-
     /// How long a peer may take to answer one slice request: the slices in
     /// flight share the link, so each may wait for all of them.
     pub(super) fn slice_timeout_ms(&self) -> u64 {

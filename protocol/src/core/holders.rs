@@ -26,11 +26,7 @@ impl<P: Ord + Clone> Holders<P> {
     /// Records that `peer` holds `module` of `size` bytes (the peer's
     /// claim, kept until a fetch proves the size).
     pub(super) fn learn_module(&mut self, module: ModuleId, size: u64, peer: P) {
-        let remote = self.modules.entry(module).or_insert_with(|| RemoteModule {
-            size,
-            proven: false,
-            holders: BTreeSet::new(),
-        });
+        let remote = self.entry(module, size);
         if !remote.proven {
             remote.size = size;
         }
@@ -39,10 +35,13 @@ impl<P: Ord + Clone> Holders<P> {
 
     /// The size a verified last slice proved: later claims cannot change it.
     pub(super) fn prove_module_size(&mut self, module: ModuleId, size: u64) {
-        let remote =
-            self.modules.entry(module).or_insert_with(|| RemoteModule { size, proven: true, holders: BTreeSet::new() });
+        let remote = self.entry(module, size);
         remote.size = size;
         remote.proven = true;
+    }
+
+    fn entry(&mut self, module: ModuleId, size: u64) -> &mut RemoteModule<P> {
+        self.modules.entry(module).or_insert_with(|| RemoteModule { size, proven: false, holders: BTreeSet::new() })
     }
 
     pub(super) fn forget_module_holder(&mut self, module: &ModuleId, peer: &P) {

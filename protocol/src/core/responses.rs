@@ -2,6 +2,7 @@
 //! do not: every answer is routed by what was asked, and an answer of the
 //! wrong kind is the peer's misbehaviour.
 
+use super::events::FetchFailure;
 use super::requests::{Purpose, answered};
 use super::timers::Timer;
 use super::{Action, Core, Misbehaviour, PeerKey, RequestId};
@@ -15,14 +16,15 @@ impl<P: PeerKey> Core<P> {
         match (open.purpose, response) {
             (Purpose::Forward { flight }, Response::Call(answer)) => {
                 if let Ok(answer) = &answer {
-                    let slowness = self.config.slowness();
-                    self.slow_owners.observe(&open.to, answer, open.sent_ms, self.now_ms, slowness);
+                    self.slow_owners.observe(&open.to, answer, open.sent_ms, self.now_ms, &self.config);
                 }
                 self.on_forward_answered(flight, open.to, Ok(answer))
             }
             (Purpose::Sync, Response::Sync(response)) => self.on_sync_answered(open.to, response),
             (Purpose::Tell, Response::Told) | (Purpose::Store, Response::Stored) => Vec::new(),
-            (Purpose::FetchSlice { module }, Response::Slice(None)) => self.slice_not_found(module, request, open.to),
+            (Purpose::FetchSlice { module }, Response::Slice(None)) => {
+                self.slice_request_failed(module, request, open.to, FetchFailure::NotFound)
+            }
             (purpose, Response::Refused(reason)) => self.purpose_failed(purpose, request, open.to, &reason),
             // The shell delivers slices as `SliceReceived`, verified; not the peer's fault.
             (purpose @ Purpose::FetchSlice { .. }, Response::Slice(Some(_))) => {
@@ -54,7 +56,9 @@ impl<P: PeerKey> Core<P> {
     ) -> Vec<Action<P>> {
         match purpose {
             Purpose::Forward { flight } => self.on_forward_answered(flight, peer, Err(reason.to_owned())),
-            Purpose::FetchSlice { module } => self.slice_request_failed(module, request, peer),
+            Purpose::FetchSlice { module } => {
+                self.slice_request_failed(module, request, peer, FetchFailure::Unreachable)
+            }
             // Results that did not reach an owner are handed over again when it reconnects.
             Purpose::Sync | Purpose::Tell | Purpose::Store => Vec::new(),
         }

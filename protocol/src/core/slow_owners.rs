@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 
+use super::MeshConfig;
 use crate::outcome::CacheStatus;
 use crate::wire::RemoteAnswer;
 
@@ -26,7 +27,7 @@ impl<P: Ord + Clone> SlowOwners<P> {
     }
 
     /// Judges one answered forward: sent at `sent_ms`, answered at `now_ms`.
-    pub(super) fn observe(&mut self, peer: &P, answer: &RemoteAnswer, sent_ms: u64, now_ms: u64, config: Slowness) {
+    pub(super) fn observe(&mut self, peer: &P, answer: &RemoteAnswer, sent_ms: u64, now_ms: u64, config: &MeshConfig) {
         let round_trip = now_ms.saturating_sub(sent_ms);
         let work_ms = match answer.cache {
             CacheStatus::Miss => (answer.record.timings.instantiate_us + answer.record.timings.run_us) / 1000,
@@ -34,19 +35,12 @@ impl<P: Ord + Clone> SlowOwners<P> {
             CacheStatus::Joined => return,
             CacheStatus::Hit => 0,
         };
-        if round_trip.saturating_sub(work_ms) > config.threshold_ms {
-            self.until.insert(peer.clone(), now_ms.saturating_add(config.for_ms));
+        if round_trip.saturating_sub(work_ms) > config.slow_owner_ms {
+            self.until.insert(peer.clone(), now_ms.saturating_add(config.slow_owner_for_ms));
         }
     }
 
     pub(super) fn is_slow(&self, peer: &P, now_ms: u64) -> bool {
         self.until.get(peer).is_some_and(|until| *until > now_ms)
     }
-}
-
-/// When an owner counts as slow, and for how long.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Slowness {
-    pub(super) threshold_ms: u64,
-    pub(super) for_ms: u64,
 }

@@ -168,14 +168,25 @@ impl<P: PeerKey> Core<P> {
     /// its download is dropped and the calls waiting for it decide again,
     /// with the proven size (they forward to a holder instead).
     fn abandon_fetch(&mut self, module: ModuleId) -> Vec<Action<P>> {
-        self.cancel_slices(module);
-        let Some(fetch) = self.modules.fetches.remove(&module) else { return Vec::new() };
-        self.modules.release(fetch.budgeted);
-        let mut actions = vec![Action::DiscardReceivedModule { module }];
+        let mut actions = Vec::new();
+        let Some(fetch) = self.end_fetch(module, &mut actions) else { return actions };
         for flight in fetch.flights {
             actions.extend(self.proceed(flight));
         }
         actions
+    }
+
+    /// Ends `module`'s fetch short of storing it: its slice requests are
+    /// forgotten, its budget given back, its download dropped (unless it is
+    /// being stored). Returns it, for the calls that waited on it.
+    fn end_fetch(&mut self, module: ModuleId, actions: &mut Vec<Action<P>>) -> Option<ModuleFetch<P>> {
+        self.cancel_slices(module);
+        let fetch = self.modules.fetches.remove(&module)?;
+        self.modules.release(fetch.budgeted);
+        if !fetch.storing {
+            actions.push(Action::DiscardReceivedModule { module });
+        }
+        Some(fetch)
     }
 
     /// The shell holds a download of `module` that no fetch collects into:
@@ -187,20 +198,19 @@ impl<P: PeerKey> Core<P> {
         }
     }
 
-    /// A slice request failed in transport, timed out, or was refused.
-    pub(super) fn slice_request_failed(&mut self, module: ModuleId, request: RequestId, from: P) -> Vec<Action<P>> {
+    /// A slice request came to nothing: it failed in transport, timed out or
+    /// was refused (`Unreachable`), or the holder no longer has the module
+    /// (`NotFound`).
+    pub(super) fn slice_request_failed(
+        &mut self,
+        module: ModuleId,
+        request: RequestId,
+        from: P,
+        failure: FetchFailure,
+    ) -> Vec<Action<P>> {
         let slice = self.modules.fetches.get_mut(&module).and_then(|fetch| fetch.asked.remove(&request));
         match slice {
-            Some(slice) => self.slice_failed(module, slice, from, FetchFailure::Unreachable),
-            None => Vec::new(),
-        }
-    }
-
-    /// The holder does not have the module (any more).
-    pub(super) fn slice_not_found(&mut self, module: ModuleId, request: RequestId, from: P) -> Vec<Action<P>> {
-        let slice = self.modules.fetches.get_mut(&module).and_then(|fetch| fetch.asked.remove(&request));
-        match slice {
-            Some(slice) => self.slice_failed(module, slice, from, FetchFailure::NotFound),
+            Some(slice) => self.slice_failed(module, slice, from, failure),
             None => Vec::new(),
         }
     }
@@ -233,9 +243,7 @@ impl<P: PeerKey> Core<P> {
                 actions.extend(self.ask_for_slices(module));
             }
             None => {
-                let fetch = self.modules.fetches.remove(&module).expect("the fetch is under way");
-                self.modules.release(fetch.budgeted);
-                actions.push(Action::DiscardReceivedModule { module });
+                let fetch = self.end_fetch(module, &mut actions).expect("the fetch is under way");
                 for flight in fetch.flights {
                     if let Some(state) = self.flights.get_mut(flight) {
                         state.tried.extend(fetch.tried.iter().cloned());
@@ -285,13 +293,8 @@ impl<P: PeerKey> Core<P> {
     }
 
     pub(super) fn on_module_not_stored(&mut self, module: ModuleId, reason: String, invalid: bool) -> Vec<Action<P>> {
-        self.cancel_slices(module);
         let mut actions = Vec::new();
-        let Some(fetch) = self.modules.fetches.remove(&module) else { return actions };
-        self.modules.release(fetch.budgeted);
-        if !fetch.storing {
-            actions.push(Action::DiscardReceivedModule { module });
-        }
+        let Some(fetch) = self.end_fetch(module, &mut actions) else { return actions };
         // Every slice verified, so every holder has the same bytes: no one else can help.
         let error = match invalid {
             true => CallError::InvalidModule { reason },
