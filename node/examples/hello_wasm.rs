@@ -9,6 +9,10 @@
 //! synchronous WASI blocks on a runtime of its own, which panics on an async
 //! worker thread, so a handler cannot run it inline.
 //!
+//! The engine is the one a node with the same `NEBULA_*` variables builds
+//! (`NEBULA_CONCURRENCY`, `NEBULA_MAX_MEMORY_BYTES`,
+//! `NEBULA_COMPACT_MEMORY_RESERVATION`), so the two run the same code.
+//!
 //! `cargo run --release -p nebula-node --example hello_wasm -- 127.0.0.1:8092 target/functions/hash.wasm`
 
 use std::sync::Arc;
@@ -18,7 +22,8 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use nebula_node::runtime::{Prepared, Runtime};
+use nebula_node::runtime::{CompileWorker, Prepared, Runtime};
+use nebula_node::settings::NodeSettings;
 use nebula_protocol::{CallKey, Limits, ModuleId, Outcome};
 
 struct Function {
@@ -35,9 +40,11 @@ async fn main() -> anyhow::Result<()> {
     let wasm_path = args.next().unwrap_or_else(|| "target/functions/hash.wasm".to_owned());
     let wasm = std::fs::read(&wasm_path)?;
     let compiled = tempfile::tempdir()?;
-    let concurrency = std::thread::available_parallelism().map_or(2, |n| n.get() as u32).max(2);
-    let limits = Limits::default();
-    let runtime = Runtime::new(compiled.path().to_owned(), concurrency, limits.memory_bytes)?;
+    let node = nebula_node::settings::layered(None, &NodeSettings::default())?.config()?;
+    let settings = nebula_node::runtime::RuntimeSettings { compile_worker: CompileWorker::InProcess, ..node.runtime };
+    let max_memory_bytes = node.max_limits.memory_bytes;
+    let runtime = Runtime::with_settings(compiled.path().to_owned(), node.concurrency, max_memory_bytes, settings)?;
+    let limits = node.default_limits;
     let module = ModuleId::of_bytes(&wasm);
     let prepared = runtime.load(&module, &wasm).map_err(|error| anyhow::anyhow!("{wasm_path}: {error}"))?;
     let function = Arc::new(Function { runtime, module, prepared, limits });

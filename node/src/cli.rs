@@ -137,6 +137,9 @@ pub enum Command {
         concurrency: u32,
         #[arg(long)]
         max_memory_bytes: u64,
+        /// The node's `--compact-memory-reservation`.
+        #[arg(long)]
+        compact_memory_reservation: bool,
     },
     /// Check a data directory offline (the node must be stopped): every blob
     /// hashes to its name, every indexed module has its blob, every record
@@ -214,8 +217,15 @@ pub async fn run_client(command: Command) -> anyhow::Result<i32> {
             println!("{}", key.public().to_peer_id());
             Ok(0)
         }
-        Command::CompileModule { module, blob, compiled_dir, concurrency, max_memory_bytes } => {
-            let spec = crate::runtime::EngineSpec { concurrency, max_memory_bytes };
+        Command::CompileModule {
+            module,
+            blob,
+            compiled_dir,
+            concurrency,
+            max_memory_bytes,
+            compact_memory_reservation,
+        } => {
+            let spec = crate::runtime::EngineSpec { concurrency, max_memory_bytes, compact_memory_reservation };
             let request = crate::runtime::CompileRequest { module, blob, compiled_dir, spec };
             Ok(crate::runtime::run_compile_worker(&request))
         }

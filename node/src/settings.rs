@@ -99,6 +99,14 @@ pub struct NodeSettings {
     #[arg(long, hide = true)]
     #[serde(default, skip_serializing_if = "is_false")]
     pub compile_in_process: bool,
+    /// Reserve address space for each wasm linear memory only up to
+    /// max_memory_bytes, not wasmtime's 4 GiB, so that the instance pool fits
+    /// where address space is scarce (valgrind, `ulimit -v`). Guests see no
+    /// difference; compiled code checks bounds explicitly, so calls run a
+    /// little slower, and it is cached apart from the default's.
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub compact_memory_reservation: bool,
     /// Peer-to-peer listen address (repeatable)
     /// [default: /ip4/0.0.0.0/tcp/0 /ip4/0.0.0.0/udp/0/quic-v1].
     #[arg(long = "listen")]
@@ -353,6 +361,7 @@ impl NodeSettings {
         if let Some(bytes) = self.loaded_module_bytes {
             config.runtime.loaded_module_bytes = bytes;
         }
+        config.runtime.compact_memory_reservation = self.compact_memory_reservation;
         if !self.compile_in_process {
             // This very executable compiles, as `nebula compile-module`.
             if let Ok(program) = std::env::current_exe() {
@@ -435,6 +444,7 @@ impl NodeSettings {
             max_module_bytes: Some(config.max_module_bytes),
             loaded_module_bytes: Some(config.runtime.loaded_module_bytes),
             compile_in_process: self.compile_in_process,
+            compact_memory_reservation: config.runtime.compact_memory_reservation,
             listen: Some(mesh.listen),
             peers: Some(mesh.bootstrap),
             no_mdns: !mesh.mdns,

@@ -856,8 +856,11 @@ mod tests {
     }
 
     /// The node's engine: fuel, epochs, the pooling allocator.
-    static ENGINE: LazyLock<Engine> =
-        LazyLock::new(|| super::super::engine::build_engine(4, 256 << 20).expect("building the engine"));
+    static ENGINE: LazyLock<Engine> = LazyLock::new(|| {
+        let spec =
+            super::super::EngineSpec { concurrency: 4, max_memory_bytes: 256 << 20, compact_memory_reservation: false };
+        super::super::engine::build_engine(&spec).expect("building the engine")
+    });
     /// wasmtime-wasi alone, as a module without files is linked.
     static PLAIN: LazyLock<Linker<State>> = LazyLock::new(|| {
         let mut linker = Linker::new(&ENGINE);

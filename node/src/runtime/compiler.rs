@@ -21,6 +21,7 @@ use nebula_protocol::{CallError, ModuleId};
 use wasmtime::Engine;
 
 use super::compiled::CompiledCache;
+use super::engine::EngineSpec;
 
 /// Modules at least this big go to the lane that compiles one at a time.
 pub const BIG_MODULE_BYTES: u64 = 8 << 20;
@@ -44,13 +45,6 @@ pub enum CompileWorker {
     InProcess,
     /// In a child process: this executable, run as `nebula compile-module`.
     Process(PathBuf),
-}
-
-/// The engine settings a compile worker needs to build the same engine.
-#[derive(Debug, Clone, Copy)]
-pub struct EngineSpec {
-    pub concurrency: u32,
-    pub max_memory_bytes: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -293,6 +287,7 @@ fn compile_in_child(program: &Path, cache: &CompiledCache, spec: EngineSpec, job
         .arg(spec.concurrency.to_string())
         .arg("--max-memory-bytes")
         .arg(spec.max_memory_bytes.to_string())
+        .args(spec.compact_memory_reservation.then_some("--compact-memory-reservation"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -348,7 +343,7 @@ pub struct CompileRequest {
 /// The compile worker's whole job; returns its exit status (the reason of a
 /// failure goes to stderr, last line).
 pub fn run_compile_worker(request: &CompileRequest) -> i32 {
-    let engine = match super::engine::build_engine(request.spec.concurrency, request.spec.max_memory_bytes) {
+    let engine = match super::engine::build_engine(&request.spec) {
         Ok(engine) => engine,
         Err(error) => {
             eprintln!("error: wasmtime engine: {error}");

@@ -41,14 +41,28 @@ const TABLES_PER_CALL: u32 = 16 + 1;
 /// globals and functions.
 const MAX_CORE_INSTANCE_BYTES: usize = 4 << 20;
 
-pub fn build_engine(concurrency: u32, max_memory_bytes: u64) -> wasmtime::Result<Engine> {
-    Engine::new(&config(concurrency, max_memory_bytes))
+/// What an engine is built from. A compile worker is given the same, so
+/// that code it compiles loads in the node's engine.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineSpec {
+    /// Calls run at once: sizes the instance pool.
+    pub concurrency: u32,
+    /// The largest linear memory a call may have.
+    pub max_memory_bytes: u64,
+    /// Reserve address space for each linear memory only up to
+    /// `max_memory_bytes` instead of wasmtime's 4 GiB (see `config`).
+    pub compact_memory_reservation: bool,
+}
+
+pub fn build_engine(spec: &EngineSpec) -> wasmtime::Result<Engine> {
+    Engine::new(&config(spec))
 }
 
 /// Every setting that affects what a guest can observe or how compiled code
 /// looks. The compile worker (`nebula compile-module`) builds its engine from
 /// the same function, so code it compiles loads here.
-pub fn config(concurrency: u32, max_memory_bytes: u64) -> Config {
+pub fn config(spec: &EngineSpec) -> Config {
+    let EngineSpec { concurrency, max_memory_bytes, compact_memory_reservation } = *spec;
     // Threads are off because wasmtime is built without its "threads" feature.
     let mut config = Config::new();
     config
@@ -64,6 +78,17 @@ pub fn config(concurrency: u32, max_memory_bytes: u64) -> Config {
         .wasm_gc(false)
         .wasm_function_references(false)
         .max_wasm_stack(MAX_WASM_STACK);
+    if compact_memory_reservation {
+        // By default every pooled memory reserves 4 GiB plus guards, so that
+        // compiled code needs no bounds checks: 8 memories per slot came to
+        // ~97 GiB of address space at concurrency 2, more than valgrind gives
+        // a process (one 63 GiB hole). Reserving only the memory ceiling (GC
+        // heaps follow) makes compiled code check bounds explicitly; a guest
+        // sees no difference, since a pooled memory never grows beyond
+        // `max_memory_size` either way. The reservation is part of the
+        // engine's fingerprint, so this code is cached apart (`compiled.rs`).
+        config.memory_reservation(max_memory_bytes);
+    }
     // One pool slot per concurrent call, plus one for validation at deploy.
     let slots = concurrency + 1;
     let mut pool = PoolingAllocationConfig::default();
@@ -154,4 +179,49 @@ impl Drop for EpochTicker {
 /// Epoch ticks that cover `deadline_ms`, rounded up, plus one for the tick in progress.
 pub fn deadline_ticks(deadline_ms: u64) -> u64 {
     deadline_ms.div_ceil(EPOCH_TICK.as_millis() as u64) + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+
+    use wasmtime::{Instance, Module, Store};
+
+    use super::*;
+
+    /// Grows its memory a page at a time until growing fails, then loads at an address.
+    const GROWER: &str = r#"(module (memory 1)
+        (func (export "grow") (result i32)
+            (loop $more (br_if $more (i32.ne (memory.grow (i32.const 1)) (i32.const -1))))
+            (memory.size))
+        (func (export "load") (param i32) (result i32) (i32.load (local.get 0))))"#;
+
+    /// What the guest sees (pages reached, fuel used, whether loads at the
+    /// last word and just past it trapped), and the engine's fingerprint.
+    fn observed(compact_memory_reservation: bool) -> ((i32, u64, bool, bool), u64) {
+        let max_memory_bytes = 4 << 20;
+        let engine = build_engine(&EngineSpec { concurrency: 1, max_memory_bytes, compact_memory_reservation })
+            .expect("building the engine");
+        let mut store = Store::new(&engine, ());
+        store.set_fuel(1_000_000).unwrap();
+        store.set_epoch_deadline(1);
+        let module = Module::new(&engine, GROWER).unwrap();
+        let instance = Instance::new(&mut store, &module, &[]).unwrap();
+        let pages = instance.get_typed_func::<(), i32>(&mut store, "grow").unwrap().call(&mut store, ()).unwrap();
+        let load = instance.get_typed_func::<i32, i32>(&mut store, "load").unwrap();
+        let last_word = load.call(&mut store, max_memory_bytes as i32 - 4).is_err();
+        let past_end = load.call(&mut store, max_memory_bytes as i32).is_err();
+        let fuel = 1_000_000 - store.get_fuel().unwrap();
+        let mut fingerprint = DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut fingerprint);
+        ((pages, fuel, last_word, past_end), fingerprint.finish())
+    }
+
+    #[test]
+    fn a_compact_reservation_changes_nothing_a_guest_sees_and_is_cached_apart() {
+        let ((normal, normal_fingerprint), (compact, compact_fingerprint)) = (observed(false), observed(true));
+        assert_eq!((normal.0, normal.2, normal.3), (64, false, true), "{normal:?}");
+        assert_eq!(compact, normal);
+        assert_ne!(compact_fingerprint, normal_fingerprint, "the two engines' code must be cached apart");
+    }
 }

@@ -28,7 +28,8 @@ use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
 
 use bundle_fs::BundleFs;
 use compiled::{Artifact, CompiledCache};
-pub use compiler::{BIG_MODULE_BYTES, CompileRequest, CompileWorker, EngineSpec, run_compile_worker};
+pub use compiler::{BIG_MODULE_BYTES, CompileRequest, CompileWorker, run_compile_worker};
+pub use engine::EngineSpec;
 use engine::{EpochTicker, build_engine, deadline_ticks};
 pub use profile::{ARGV0, CallRandom};
 use setup::CallSetup;
@@ -122,11 +123,17 @@ pub struct RuntimeSettings {
     /// Compiled code kept loaded in memory; beyond it the least recently
     /// run modules are unloaded (and reloaded from disk when called).
     pub loaded_module_bytes: u64,
+    /// See [`EngineSpec::compact_memory_reservation`]: off by default.
+    pub compact_memory_reservation: bool,
 }
 
 impl Default for RuntimeSettings {
     fn default() -> Self {
-        Self { compile_worker: CompileWorker::InProcess, loaded_module_bytes: 1 << 30 }
+        Self {
+            compile_worker: CompileWorker::InProcess,
+            loaded_module_bytes: 1 << 30,
+            compact_memory_reservation: false,
+        }
     }
 }
 
@@ -159,8 +166,12 @@ impl Runtime {
         max_memory_bytes: u64,
         settings: RuntimeSettings,
     ) -> anyhow::Result<Self> {
-        let engine =
-            build_engine(concurrency, max_memory_bytes).map_err(|e| anyhow::anyhow!("wasmtime engine: {e}"))?;
+        let spec = EngineSpec {
+            concurrency,
+            max_memory_bytes,
+            compact_memory_reservation: settings.compact_memory_reservation,
+        };
+        let engine = build_engine(&spec).map_err(|e| anyhow::anyhow!("wasmtime engine: {e}"))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state: &mut CallState<WasiP1Ctx>| &mut state.wasi)
             .map_err(|e| anyhow::anyhow!("linking WASI: {e}"))?;
@@ -178,7 +189,6 @@ impl Runtime {
             linker.iter(&mut store).map(|(_, name, _)| name.to_owned()).collect()
         };
         let cache = Arc::new(CompiledCache::open(compiled_dir, &engine)?);
-        let spec = EngineSpec { concurrency, max_memory_bytes };
         Ok(Self {
             ticker: EpochTicker::start(&engine),
             compiler: compiler::Compiler::start(engine.clone(), cache.clone(), settings.compile_worker, spec),
