@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod ready;
 pub mod result_cache;
 pub mod runtime;
+pub mod sealing;
 pub mod service;
 pub mod settings;
 pub mod signing;

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use libp2p::PeerId;
 use nebula_protocol::wire::{ModuleSlice, Request, Response};
 use nebula_protocol::{
-    Action, Answer, CallError, CallerId, Core, Event, ExecutionRecord, FlightId, InboundId, Limits, LookupId, ModuleId,
-    NameRecord, Reply, RequestId, Resolver,
+    Action, Answer, CallError, CallKey, CallerId, Core, Event, ExecutionRecord, FlightId, InboundId, Limits, LookupId,
+    ModuleId, NameRecord, Reply, RequestId, Resolver,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -22,6 +22,7 @@ use super::executions::{self, ExecutionJob};
 use super::storage::StoredKeys;
 use super::{Shared, internal};
 use crate::mesh::{Command, NetworkEvent, NetworkHandle};
+use crate::sealing::OutgoingSigner;
 use crate::store::BlobDownload;
 
 /// A question about the core's state, answered on the core task.
@@ -114,6 +115,11 @@ pub(super) struct CoreTask {
     slice_requests: HashMap<RequestId, ModuleId>,
     /// Calls peers forwarded here, until answered: counted like local ones.
     forwarded: HashMap<InboundId, (ForwardedCall, Instant)>,
+    /// The key each peer's `FetchResult` asked for, until answered: the
+    /// answer is signed for it.
+    result_fetches: HashMap<InboundId, CallKey>,
+    /// Signs the results this node ran as they leave it.
+    signer: OutgoingSigner,
     stored_keys: StoredKeys,
     /// The core's clock starts here.
     origin: Instant,
@@ -136,6 +142,7 @@ impl CoreTask {
         let (completions, completed) = mpsc::unbounded_channel();
         let task = CoreTask {
             published: core.resolver().clone(),
+            signer: OutgoingSigner::new(shared.identity.clone()),
             core,
             shared,
             network,
@@ -145,6 +152,7 @@ impl CoreTask {
             downloads: HashMap::new(),
             slice_requests: HashMap::new(),
             forwarded: HashMap::new(),
+            result_fetches: HashMap::new(),
             stored_keys,
             origin: Instant::now(),
         };
@@ -270,9 +278,15 @@ impl CoreTask {
             NetworkEvent::Disconnected(peer) => Event::PeerDisconnected { peer },
             NetworkEvent::Gossip { from, message, gossip } => Event::GossipReceived { from, message, gossip },
             NetworkEvent::Request { from, inbound, request } => {
-                if let Request::Call { reference, input, hops, .. } = &request {
-                    let call = ForwardedCall { reference: reference.clone(), input: input.clone(), hops: *hops };
-                    self.forwarded.insert(inbound, (call, Instant::now()));
+                match &request {
+                    Request::Call { reference, input, hops, .. } => {
+                        let call = ForwardedCall { reference: reference.clone(), input: input.clone(), hops: *hops };
+                        self.forwarded.insert(inbound, (call, Instant::now()));
+                    }
+                    Request::FetchResult { key } => {
+                        self.result_fetches.insert(inbound, *key);
+                    }
+                    _ => {}
                 }
                 Event::PeerRequest { from, inbound, request }
             }
@@ -381,17 +395,20 @@ impl CoreTask {
             }
             Action::Publish(gossip) => self.to_network(Command::Publish(gossip)),
             Action::GossipVerdict { message, verdict } => self.to_network(Command::Verdict { message, verdict }),
-            Action::Send { to, request, message } => match &self.network {
+            Action::Send { to, request, mut message } => match &self.network {
                 Some(network) => {
                     if let Request::FetchSlice { module, .. } = &message {
                         self.slice_requests.insert(request, *module);
                     }
+                    self.signer.sign_request(&mut message);
                     network.send(Command::Send { to, request, message });
                 }
                 None => return Some(Event::RequestFailed { request, reason: "this node runs without a mesh".into() }),
             },
-            Action::Respond { inbound, response } => {
+            Action::Respond { inbound, mut response } => {
                 self.count_forwarded(inbound, &response);
+                let fetched = self.result_fetches.remove(&inbound);
+                self.signer.sign_response(&mut response, fetched.as_ref());
                 self.to_network(Command::Respond { inbound, response });
             }
             Action::ServeSlice { inbound, module, slice } => {

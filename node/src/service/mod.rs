@@ -34,6 +34,7 @@ use crate::mesh::{self, Command, NetworkHandle};
 use crate::metrics::Metrics;
 use crate::result_cache::MemoryResults;
 use crate::runtime::{ModuleState, Runtime};
+use crate::sealing::Sealer;
 use crate::signing::Ed25519Signatures;
 use crate::store::{BlobStore, Index, ResultWriter, StagedBlob};
 
@@ -68,8 +69,11 @@ struct Shared {
     node_id: Arc<str>,
     /// The node id as a response header value.
     node_id_header: axum::http::HeaderValue,
-    /// The node's libp2p key; it also signs the results executed here.
+    /// The node's libp2p key: it signs the results that leave the node
+    /// (see `sealing`).
     identity: libp2p::identity::Keypair,
+    /// Seals the results executed here.
+    sealer: Sealer,
     started: Instant,
     /// The core's names and known modules, as it last published them.
     resolver: ArcSwap<Resolver>,
@@ -219,6 +223,7 @@ impl Node {
             energy: EnergyMeter::new(config.watts_per_core),
             node_id_header: axum::http::HeaderValue::from_str(&node_id).expect("a peer id is a valid header value"),
             node_id: Arc::from(node_id),
+            sealer: Sealer::new(&key),
             identity: key,
             started: Instant::now(),
             runtime,

@@ -20,6 +20,7 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 use serde::Serialize;
 
 use super::index::{MODULES, ModuleMeta, NAMES, RESULTS};
+use crate::sealing::Sealer;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
@@ -93,7 +94,8 @@ pub fn check_data_dir(dir: &Path) -> CheckReport {
         return report;
     }
     let blobs = check_blobs(&dir.join("blobs"), &mut report);
-    let indexed = check_index(&dir.join("index.redb"), &blobs, &mut report);
+    let sealer = own_sealer(dir, &mut report);
+    let indexed = check_index(&dir.join("index.redb"), &blobs, sealer.as_ref(), &mut report);
     for module in blobs.keys().filter(|module| !indexed.contains(module)) {
         // Blobs are written (durably) before their index entry: a crash in
         // between leaves this, and the deploy was never acknowledged.
@@ -131,8 +133,27 @@ fn check_blobs(dir: &Path, report: &mut CheckReport) -> HashMap<ModuleId, u64> {
     intact
 }
 
+/// What checks the seals of the results this node ran: made from its key,
+/// which is only read here.
+fn own_sealer(dir: &Path, report: &mut CheckReport) -> Option<Sealer> {
+    let path = dir.join("node-key");
+    let bytes = fs::read(&path).ok()?;
+    match libp2p::identity::Keypair::from_protobuf_encoding(&bytes) {
+        Ok(identity) => Some(Sealer::new(&identity)),
+        Err(error) => {
+            report.problem("bad_node_key", path.display().to_string(), error.to_string());
+            None
+        }
+    }
+}
+
 /// Checks the index against the intact blobs; returns the indexed modules.
-fn check_index(path: &Path, intact: &HashMap<ModuleId, u64>, report: &mut CheckReport) -> HashSet<ModuleId> {
+fn check_index(
+    path: &Path,
+    intact: &HashMap<ModuleId, u64>,
+    sealer: Option<&Sealer>,
+    report: &mut CheckReport,
+) -> HashSet<ModuleId> {
     let mut indexed = HashSet::new();
     if !path.exists() {
         report.note("no_index", path.display().to_string(), "no index yet (the node never started here)");
@@ -158,7 +179,7 @@ fn check_index(path: &Path, intact: &HashMap<ModuleId, u64>, report: &mut CheckR
         Ok(false) => report.problem("index_damaged", path.display().to_string(), "failed redb's integrity check"),
         Err(error) => report.problem("index_damaged", path.display().to_string(), error.to_string()),
     }
-    if let Err(error) = read_tables(&db, intact, &mut indexed, report) {
+    if let Err(error) = read_tables(&db, intact, sealer, &mut indexed, report) {
         report.problem("index_unreadable", path.display().to_string(), format!("{error:#}"));
     }
     indexed
@@ -167,6 +188,7 @@ fn check_index(path: &Path, intact: &HashMap<ModuleId, u64>, report: &mut CheckR
 fn read_tables(
     db: &Database,
     intact: &HashMap<ModuleId, u64>,
+    sealer: Option<&Sealer>,
     indexed: &mut HashSet<ModuleId>,
     report: &mut CheckReport,
 ) -> anyhow::Result<()> {
@@ -241,8 +263,10 @@ fn read_tables(
             };
             match postcard::from_bytes::<ExecutionRecord>(value.value()) {
                 Err(error) => report.problem("undecodable_result", call.to_hex(), error.to_string()),
-                // Results run here are signed here, and peers' are checked
-                // before they are stored: a failure means the record changed.
+                // Results run here are sealed here (signed, if written
+                // before seals), and peers' are checked before they are
+                // stored: a failure means the record changed.
+                Ok(record) if sealer.is_some_and(|sealer| sealer.holds(&call, &record)) => {}
                 Ok(record) => {
                     if let Err(error) = crate::signing::verify(&call, &record) {
                         report.problem("unsigned_result", call.to_hex(), error.to_string());
@@ -336,6 +360,60 @@ mod tests {
         index.put_results(&[(key, Arc::new(record))]).unwrap();
         index.flush().unwrap();
         (dir, module)
+    }
+
+    /// Stores a result this directory's node ran (sealed, not signed) as the
+    /// answer to `input`.
+    fn store_sealed_result(dir: &Path, module: ModuleId, input: &[u8]) -> CallKey {
+        let identity = crate::mesh::load_or_create_key(&dir.join("node-key")).unwrap();
+        let key = CallKey::new(&module, input);
+        let mut record = ExecutionRecord {
+            module,
+            outcome: Outcome::Success { stdout: b"sealed".to_vec() },
+            fuel_used: 2,
+            timings: Timings::default(),
+            executed_by: identity.public().to_peer_id().to_string(),
+            signature: Vec::new(),
+        };
+        Sealer::new(&identity).seal(&key, &mut record);
+        let index = Index::open(&dir.join("index.redb")).unwrap();
+        index.put_results(&[(key, Arc::new(record))]).unwrap();
+        index.flush().unwrap();
+        key
+    }
+
+    #[test]
+    fn results_sealed_by_this_node_hold_and_any_change_breaks_them() {
+        let (dir, module) = populated();
+        let key = store_sealed_result(dir.path(), module, b"sealed");
+        let report = check_data_dir(dir.path());
+        assert!(report.is_consistent(), "{}", report.render());
+        assert_eq!(report.results, 2);
+
+        {
+            let index = Index::open(&dir.path().join("index.redb")).unwrap();
+            let mut altered = index.result(&key).unwrap().unwrap();
+            altered.fuel_used += 1;
+            index.put_results(&[(key, Arc::new(altered))]).unwrap();
+            index.flush().unwrap();
+        }
+        let report = check_data_dir(dir.path());
+        assert_eq!(kinds(&report.problems), ["unsigned_result"], "{}", report.render());
+    }
+
+    #[test]
+    fn a_seal_holds_only_with_the_key_that_made_it() {
+        let (dir, module) = populated();
+        store_sealed_result(dir.path(), module, b"sealed");
+        // Another node's key in its place: the seal is not this node's.
+        let other = libp2p::identity::Keypair::generate_ed25519();
+        fs::write(dir.path().join("node-key"), other.to_protobuf_encoding().unwrap()).unwrap();
+        let report = check_data_dir(dir.path());
+        assert_eq!(kinds(&report.problems), ["unsigned_result"], "{}", report.render());
+
+        fs::remove_file(dir.path().join("node-key")).unwrap();
+        let report = check_data_dir(dir.path());
+        assert_eq!(kinds(&report.problems), ["unsigned_result"], "{}", report.render());
     }
 
     fn kinds(findings: &[Finding]) -> Vec<&'static str> {
