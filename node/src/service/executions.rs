@@ -1,6 +1,6 @@
 //! Running the executions the core asks for: an execution slot, a blocking
-//! thread, the runtime, the footprint, the signature; the result goes back
-//! to the core task.
+//! thread, the runtime, the footprint, the seal; the result goes back to
+//! the core task.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -28,8 +28,12 @@ pub(super) struct ExecutionJob {
 /// (`fair_slots`), and reports it to the core task. The common case (a free
 /// slot) goes straight to the blocking pool.
 pub(super) fn start(shared: &Arc<Shared>, job: ExecutionJob, done: UnboundedSender<Completion>) {
+    // The common case, a module loaded already, skips the blob's path.
+    let loaded = shared.runtime.prepared(&job.module);
     // A module still compiling is waited for before taking a slot.
-    if let Some(compiled) = shared.runtime.until_compiled(&job.module, &shared.blobs.path(&job.module)) {
+    if loaded.is_none()
+        && let Some(compiled) = shared.runtime.until_compiled(&job.module, &shared.blobs.path(&job.module))
+    {
         let shared = shared.clone();
         tokio::spawn(async move {
             compiled.await;
@@ -38,12 +42,12 @@ pub(super) fn start(shared: &Arc<Shared>, job: ExecutionJob, done: UnboundedSend
         return;
     }
     match shared.execution_slots.acquire(job.module) {
-        Ok(Acquired::Now(slot)) => run_on_blocking_thread(shared.clone(), job, slot, done),
+        Ok(Acquired::Now(slot)) => run_on_blocking_thread(shared.clone(), job, loaded, slot, done),
         Ok(Acquired::Queued(turn)) => {
             let shared = shared.clone();
             tokio::spawn(async move {
                 match turn.await {
-                    Ok(slot) => run_on_blocking_thread(shared, job, slot, done),
+                    Ok(slot) => run_on_blocking_thread(shared, job, loaded, slot, done),
                     Err(_) => {
                         let result = Err(internal("the node is shutting down"));
                         let _ = done.send(Completion::Executed { flight: job.flight, result });
@@ -62,10 +66,16 @@ pub(super) fn start(shared: &Arc<Shared>, job: ExecutionJob, done: UnboundedSend
     }
 }
 
-fn run_on_blocking_thread(shared: Arc<Shared>, job: ExecutionJob, slot: Slot, done: UnboundedSender<Completion>) {
+fn run_on_blocking_thread(
+    shared: Arc<Shared>,
+    job: ExecutionJob,
+    loaded: Option<Prepared>,
+    slot: Slot,
+    done: UnboundedSender<Completion>,
+) {
     tokio::task::spawn_blocking(move || {
         let queue_us = job.queued.elapsed().as_micros() as u64;
-        let run = || shared.execute(&job.key, job.module, &job.input, &job.limits, queue_us);
+        let run = || shared.execute(&job.key, job.module, loaded, &job.input, &job.limits, queue_us);
         // A bug in the runtime must not leave the callers waiting forever.
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).unwrap_or_else(|_| {
             tracing::error!(module = %job.module.short(), "execution panicked");
@@ -83,17 +93,21 @@ fn run_on_blocking_thread(shared: Arc<Shared>, job: ExecutionJob, slot: Slot, do
 }
 
 impl Shared {
-    /// Runs on a blocking thread: loads the module if needed, then executes.
+    /// Runs on a blocking thread: loads the module unless `loaded`, then executes.
     fn execute(
         &self,
         key: &CallKey,
         module: ModuleId,
+        loaded: Option<Prepared>,
         input: &[u8],
         limits: &Limits,
         queue_us: u64,
     ) -> Result<ExecutionRecord, CallError> {
         let loading = Instant::now();
-        let prepared = self.prepared(module)?;
+        let prepared = match loaded {
+            Some(prepared) => prepared,
+            None => self.prepared(module)?,
+        };
         let load_us = loading.elapsed().as_micros() as u64;
         // Module loading is left out: it is paid once per module and process
         // (and compiling runs on threads of its own).
@@ -118,7 +132,8 @@ impl Shared {
             executed_by: self.node_id.to_string(),
             signature: Vec::new(),
         };
-        crate::signing::sign(&self.identity, key, &mut record);
+        // Signed only if it leaves the node (`sealing`).
+        self.sealer.seal(key, &mut record);
         Ok(record)
     }
 
