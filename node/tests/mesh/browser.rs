@@ -106,16 +106,18 @@ async fn chromium_renders_academemes_and_the_dashboard_from_cached_answers() {
     })
     .await;
 
-    // A is asked for the pages; each runs once, at its key's best owner
-    // (A or B), which hands the answer to the other (both own every key).
+    // A is asked for the pages; each runs once, usually at its key's best
+    // owner, but at A itself once A found B slow (a busy machine: see
+    // `core/slow_owners.rs`); either way the runner hands the answer to the
+    // other node (both own every key).
     let module_id: nebula_protocol::ModuleId = module.parse().unwrap();
     let mut run_by = std::collections::BTreeMap::new();
     for page in ["index", "42", "99"] {
         let answer = a.get(&format!("/api/academemes/{page}")).await;
         assert_eq!((answer.status.as_u16(), answer.header("x-nebula-cache")), (200, "miss"), "{page}");
-        let owner = a.node.owners(&nebula_protocol::CallKey::new(&module_id, page.as_bytes())).await.remove(0);
-        assert_eq!(answer.header("x-nebula-executed-by"), owner, "{page} runs at its owner");
-        run_by.insert(page, owner);
+        let runner = answer.header("x-nebula-executed-by").to_string();
+        assert!([a.node.id(), b.node.id()].contains(&runner.as_str()), "{page} ran at {runner}");
+        run_by.insert(page, runner);
     }
     eventually("B has the meme pages in its cache", Duration::from_secs(20), || async {
         ["index", "42", "99"].iter().all(|page| b.node.is_cached("academemes", page.as_bytes()))
@@ -148,10 +150,10 @@ async fn chromium_renders_academemes_and_the_dashboard_from_cached_answers() {
     assert!(dom.contains("\"&gt;&lt;img src=x onerror=alert(1)&gt;"), "{dom}");
     browser.screenshot(&hostile_url, "academemes-injection-attempt.png", 1100).await;
 
-    // B ran only the pages it owns, whatever the browser fetched.
+    // B ran only the pages A's calls ran there, whatever the browser fetched.
     let counters = b.node.activity().modules.get(&module_id).copied().unwrap_or_default();
-    let owned_by_b = run_by.values().filter(|owner| *owner == b.node.id()).count() as u64;
-    assert_eq!(counters.executions, owned_by_b, "B ran a page twice, or one it does not own");
+    let run_at_b = run_by.values().filter(|runner| *runner == b.node.id()).count() as u64;
+    assert_eq!(counters.executions, run_at_b, "B ran a page twice, or one A's calls did not run there");
     assert!(counters.hits >= 3, "{counters:?}");
 
     // Callers try to inject markup into B's dashboard: a reference and an input.
