@@ -114,17 +114,10 @@ impl OutgoingSigner {
 mod tests {
     use super::*;
     use nebula_protocol::wire::{RemoteAnswer, StoredResult};
-    use nebula_protocol::{CacheStatus, ModuleId, Outcome, Timings};
+    use nebula_protocol::{CacheStatus, ModuleId, Outcome};
 
     fn sealed_record(identity: &Keypair, key: &CallKey) -> ExecutionRecord {
-        let mut record = ExecutionRecord {
-            module: ModuleId::of_bytes(b"m"),
-            outcome: Outcome::Success { stdout: b"55".to_vec() },
-            fuel_used: 9,
-            timings: Timings::default(),
-            executed_by: identity.public().to_peer_id().to_string(),
-            signature: Vec::new(),
-        };
+        let mut record = crate::signing::record_run_by(identity);
         Sealer::new(identity).seal(key, &mut record);
         record
     }

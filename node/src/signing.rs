@@ -54,20 +54,27 @@ fn public_key_of(peer: &str) -> Option<PublicKey> {
     (multihash.code() == IDENTITY_MULTIHASH).then(|| PublicKey::try_decode_protobuf(multihash.digest()).ok())?
 }
 
+/// A record of module `m` run by `identity`, neither signed nor sealed (tests).
+#[cfg(test)]
+pub(crate) fn record_run_by(identity: &Keypair) -> ExecutionRecord {
+    use nebula_protocol::{ModuleId, Outcome, Timings};
+    ExecutionRecord {
+        module: ModuleId::of_bytes(b"m"),
+        outcome: Outcome::Success { stdout: b"55".to_vec() },
+        fuel_used: 9,
+        timings: Timings::default(),
+        executed_by: identity.public().to_peer_id().to_string(),
+        signature: Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nebula_protocol::{ModuleId, Outcome, Timings};
+    use nebula_protocol::{ModuleId, Outcome};
 
     fn signed_record(identity: &Keypair, key: &CallKey) -> ExecutionRecord {
-        let mut record = ExecutionRecord {
-            module: ModuleId::of_bytes(b"m"),
-            outcome: Outcome::Success { stdout: b"55".to_vec() },
-            fuel_used: 9,
-            timings: Timings::default(),
-            executed_by: identity.public().to_peer_id().to_string(),
-            signature: Vec::new(),
-        };
+        let mut record = record_run_by(identity);
         sign(identity, key, &mut record);
         record
     }

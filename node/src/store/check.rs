@@ -390,15 +390,18 @@ mod tests {
         assert!(report.is_consistent(), "{}", report.render());
         assert_eq!(report.results, 2);
 
-        {
-            let index = Index::open(&dir.path().join("index.redb")).unwrap();
-            let mut altered = index.result(&key).unwrap().unwrap();
-            altered.fuel_used += 1;
-            index.put_results(&[(key, Arc::new(altered))]).unwrap();
-            index.flush().unwrap();
-        }
+        alter_result(dir.path(), key, |record| record.fuel_used += 1);
         let report = check_data_dir(dir.path());
         assert_eq!(kinds(&report.problems), ["unsigned_result"], "{}", report.render());
+    }
+
+    /// Changes the stored result for `key` behind its seal or signature.
+    fn alter_result(dir: &Path, key: CallKey, change: impl FnOnce(&mut ExecutionRecord)) {
+        let index = Index::open(&dir.join("index.redb")).unwrap();
+        let mut altered = index.result(&key).unwrap().unwrap();
+        change(&mut altered);
+        index.put_results(&[(key, Arc::new(altered))]).unwrap();
+        index.flush().unwrap();
     }
 
     #[test]
@@ -468,14 +471,9 @@ mod tests {
     #[test]
     fn a_result_whose_signature_fails_is_a_problem() {
         let (dir, module) = populated();
-        {
-            let index = Index::open(&dir.path().join("index.redb")).unwrap();
-            let key = CallKey::new(&module, b"in");
-            let mut altered = index.result(&key).unwrap().unwrap();
-            altered.outcome = Outcome::Success { stdout: b"tampered".to_vec() };
-            index.put_results(&[(key, Arc::new(altered))]).unwrap();
-            index.flush().unwrap();
-        }
+        alter_result(dir.path(), CallKey::new(&module, b"in"), |record| {
+            record.outcome = Outcome::Success { stdout: b"tampered".to_vec() };
+        });
         let report = check_data_dir(dir.path());
         assert_eq!(kinds(&report.problems), ["unsigned_result"], "{}", report.render());
     }
