@@ -207,6 +207,15 @@ pub fn read_swarm_key(path: &Path) -> anyhow::Result<libp2p::pnet::PreSharedKey>
     text.parse().map_err(|error| anyhow::anyhow!("{} is not a swarm key file: {error}", path.display()))
 }
 
+/// The node key stored at `path`; `None` if there is no file to read.
+pub fn read_key(path: &Path) -> Option<anyhow::Result<Keypair>> {
+    let bytes = std::fs::read(path).ok()?;
+    Some(
+        Keypair::from_protobuf_encoding(&bytes)
+            .map_err(|error| anyhow::anyhow!("{} is not a valid node key: {error}", path.display())),
+    )
+}
+
 /// A new random swarm key, in the file format.
 pub fn new_swarm_key() -> std::io::Result<String> {
     use std::io::Read;
@@ -217,9 +226,8 @@ pub fn new_swarm_key() -> std::io::Result<String> {
 
 /// The node's libp2p key, created on first start and kept in the data directory.
 pub fn load_or_create_key(path: &Path) -> anyhow::Result<Keypair> {
-    if let Ok(bytes) = std::fs::read(path) {
-        return Keypair::from_protobuf_encoding(&bytes)
-            .map_err(|error| anyhow::anyhow!("{} is not a valid node key: {error}", path.display()));
+    if let Some(key) = read_key(path) {
+        return key;
     }
     let key = Keypair::generate_ed25519();
     crate::store::write_atomically(path, &key.to_protobuf_encoding()?)?;

@@ -137,11 +137,10 @@ fn check_blobs(dir: &Path, report: &mut CheckReport) -> HashMap<ModuleId, u64> {
 /// which is only read here.
 fn own_sealer(dir: &Path, report: &mut CheckReport) -> Option<Sealer> {
     let path = dir.join("node-key");
-    let bytes = fs::read(&path).ok()?;
-    match libp2p::identity::Keypair::from_protobuf_encoding(&bytes) {
+    match crate::mesh::read_key(&path)? {
         Ok(identity) => Some(Sealer::new(&identity)),
         Err(error) => {
-            report.problem("bad_node_key", path.display().to_string(), error.to_string());
+            report.problem("bad_node_key", path.display().to_string(), format!("{error:#}"));
             None
         }
     }
