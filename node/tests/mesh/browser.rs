@@ -106,13 +106,17 @@ async fn chromium_renders_academemes_and_the_dashboard_from_cached_answers() {
     })
     .await;
 
-    // A is asked for the pages; each runs once, usually at its key's best
-    // owner, but at A itself once A found B slow (a busy machine: see
-    // `core/slow_owners.rs`); either way the runner hands the answer to the
-    // other node (both own every key).
+    // A is asked for the pages; each runs at its key's best owner, but on a
+    // busy machine A may run it too, or instead: when the owner keeps it
+    // waiting (`Core::lose_patience`) or answered slowly before
+    // (`core/slow_owners.rs`). The answer names whoever finished first; the
+    // runner hands it to the other node (both own every key).
     let module_id: nebula_protocol::ModuleId = module.parse().unwrap();
     let mut run_by = std::collections::BTreeMap::new();
+    let mut owned_by_b = 0;
     for page in ["index", "42", "99"] {
+        let key = nebula_protocol::CallKey::new(&module_id, page.as_bytes());
+        owned_by_b += u64::from(a.node.owners(&key).await.remove(0) == b.node.id());
         let answer = a.get(&format!("/api/academemes/{page}")).await;
         assert_eq!((answer.status.as_u16(), answer.header("x-nebula-cache")), (200, "miss"), "{page}");
         let runner = answer.header("x-nebula-executed-by").to_string();
@@ -150,10 +154,15 @@ async fn chromium_renders_academemes_and_the_dashboard_from_cached_answers() {
     assert!(dom.contains("\"&gt;&lt;img src=x onerror=alert(1)&gt;"), "{dom}");
     browser.screenshot(&hostile_url, "academemes-injection-attempt.png", 1100).await;
 
-    // B ran only the pages A's calls ran there, whatever the browser fetched.
+    // B ran every page whose answer names it, and beyond those at most the
+    // other pages it owns, each once, whatever the browser fetched.
     let counters = b.node.activity().modules.get(&module_id).copied().unwrap_or_default();
     let run_at_b = run_by.values().filter(|runner| *runner == b.node.id()).count() as u64;
-    assert_eq!(counters.executions, run_at_b, "B ran a page twice, or one A's calls did not run there");
+    let ran = counters.executions;
+    assert!(
+        (run_at_b..=owned_by_b).contains(&ran),
+        "B ran {ran} pages: answers name it for {run_at_b}, it owns {owned_by_b} ({counters:?}, {run_by:?})"
+    );
     assert!(counters.hits >= 3, "{counters:?}");
 
     // Callers try to inject markup into B's dashboard: a reference and an input.
