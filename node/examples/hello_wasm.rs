@@ -5,9 +5,8 @@
 //! epoch deadlines), the same prepared instance (`InstancePre`), the same
 //! WASI purity profile and the node's default limits. Nothing else: no
 //! cache, no store, no signature, no bookkeeping, no execution slots. The
-//! guest runs on tokio's blocking pool, as the node's do: wasmtime-wasi's
-//! synchronous WASI blocks on a runtime of its own, which panics on an async
-//! worker thread, so a handler cannot run it inline.
+//! guest runs inline in the handler, as a future on the async worker that
+//! took the request (wasmtime's async support), as the node's do.
 //!
 //! The engine is the one a node with the same `NEBULA_*` variables builds
 //! (`NEBULA_CONCURRENCY`, `NEBULA_MAX_MEMORY_BYTES`,
@@ -57,14 +56,9 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn call(State(function): State<Arc<Function>>, Path((_, input)): Path<(String, String)>) -> Response {
-    let run = move || {
-        // The call key seeds the guest's random numbers, as on a node.
-        let key = CallKey::new(&function.module, input.as_bytes());
-        function.runtime.execute(&function.prepared, &key, input.as_bytes(), &function.limits)
-    };
-    let Ok(report) = tokio::task::spawn_blocking(run).await else {
-        return (StatusCode::INTERNAL_SERVER_ERROR, "the execution panicked").into_response();
-    };
+    // The call key seeds the guest's random numbers, as on a node.
+    let key = CallKey::new(&function.module, input.as_bytes());
+    let report = function.runtime.execute(&function.prepared, &key, input.as_bytes(), &function.limits).await;
     match report.outcome {
         Outcome::Success { stdout, .. } => {
             ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], stdout).into_response()

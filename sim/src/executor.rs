@@ -114,7 +114,8 @@ mod wasm {
 
         pub fn execute(&mut self, module: &ModuleId, input: &[u8]) -> Vec<u8> {
             let prepared = &self.prepared[module];
-            let report = self.runtime.execute(prepared, &CallKey::new(module, input), input, &Limits::default());
+            let report =
+                self.runtime.execute_blocking(prepared, &CallKey::new(module, input), input, &Limits::default());
             match report.outcome {
                 Outcome::Success { stdout } => stdout,
                 Outcome::Failed(error) => format!("failed: {}", error.kind()).into_bytes(),

@@ -13,7 +13,7 @@ mod ledger;
 
 use serde::{Deserialize, Serialize};
 
-pub use cpu::thread_cpu_time;
+pub use cpu::{thread_cpu_time, with_cpu_time};
 pub use energy::{DEFAULT_WATTS_PER_CORE, EnergyMeter, EnergyModel, EnergySource};
 pub use ledger::{AnswerKind, FunctionFootprint, Ledger};
 

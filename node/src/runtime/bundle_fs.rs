@@ -601,8 +601,9 @@ impl GuestMemory<'_> {
 /// Shadows, in `linker`, the `wasi_snapshot_preview1` functions that take a
 /// descriptor or a path: bundle descriptors (found with `get`) are served
 /// from memory, all others by the wasmtime-wasi functions `linker` holds
-/// already (add them first: `wasmtime_wasi::p1::add_to_linker_sync`).
-/// Leaves `linker` refusing shadowing again.
+/// already (add them first: `wasmtime_wasi::p1::add_to_linker_async`).
+/// The shadows are async host functions, as those are: a guest linked here
+/// runs with `call_async`. Leaves `linker` refusing shadowing again.
 pub fn add_to_linker<T: Send + 'static>(
     linker: &mut Linker<T>,
     get: fn(&mut T) -> &mut BundleFs,
@@ -632,14 +633,17 @@ pub fn add_to_linker<T: Send + 'static>(
     macro_rules! shadow {
         ($name:ident($($arg:ident: $ty:ty),*) on [$($fd:ident),+] => |$fs:pat_param, $mem:pat_param| $serve:expr) => {{
             let (originals, index) = (originals.clone(), index_of(stringify!($name))?);
-            let shadow = move |mut caller: Caller<'_, T>, $($arg: $ty),*| -> wasmtime::Result<i32> {
-                let fs = get(caller.data_mut());
-                if !($(fs.owns($fd))||+) {
-                    return originals.call(&mut caller, index, ($($arg,)*));
-                }
-                serve(&mut caller, get, |$fs, $mem| $serve)
-            };
-            linker.func_wrap(P1, stringify!($name), shadow)?;
+            let shadow = async_shadow(move |mut caller: Caller<'_, T>, ($($arg,)*): ($($ty,)*)| {
+                let originals = originals.clone();
+                Box::new(async move {
+                    let fs = get(caller.data_mut());
+                    if !($(fs.owns($fd))||+) {
+                        return originals.call(&mut caller, index, ($($arg,)*)).await;
+                    }
+                    serve(&mut caller, get, |$fs, $mem| $serve)
+                })
+            });
+            linker.func_wrap_async(P1, stringify!($name), shadow)?;
         }};
     }
     shadow!(fd_advise(fd: u32, offset: u64, len: u64, advice: u32) on [fd] => |fs, _| fs.fd_advise(fd, advice));
@@ -712,22 +716,37 @@ pub fn add_to_linker<T: Send + 'static>(
     // (wasmtime-wasi closes it first, and says EBADF if `to` is not open at
     // all); the reverse wasmtime-wasi refuses with EBADF.
     let (renumber, close) = (index_of("fd_renumber")?, index_of("fd_close")?);
-    let shadow = move |mut caller: Caller<'_, T>, from: u32, to: u32| -> wasmtime::Result<i32> {
-        let fs = get(caller.data_mut());
-        if !fs.owns(from) {
-            return originals.call(&mut caller, renumber, (from, to));
-        }
-        if !fs.owns(to) {
-            let errno = originals.call(&mut caller, close, (to,))?;
-            if errno != 0 {
-                return Ok(errno);
+    let shadow = async_shadow(move |mut caller: Caller<'_, T>, (from, to): (u32, u32)| {
+        let originals = originals.clone();
+        Box::new(async move {
+            let fs = get(caller.data_mut());
+            if !fs.owns(from) {
+                return originals.call(&mut caller, renumber, (from, to)).await;
             }
-        }
-        serve(&mut caller, get, |fs, _| fs.fd_renumber(from, to))
-    };
-    linker.func_wrap(P1, "fd_renumber", shadow)?;
+            if !fs.owns(to) {
+                let errno = originals.call(&mut caller, close, (to,)).await?;
+                if errno != 0 {
+                    return Ok(errno);
+                }
+            }
+            serve(&mut caller, get, |fs, _| fs.fd_renumber(from, to))
+        })
+    });
+    linker.func_wrap_async(P1, "fd_renumber", shadow)?;
     linker.allow_shadowing(false);
     Ok(())
+}
+
+/// What a shadow returns: its errno, once any call to the original is done.
+type Shadowed<'a> = Box<dyn Future<Output = wasmtime::Result<i32>> + Send + 'a>;
+
+/// Gives a shadow's closure the signature `func_wrap_async` needs (its
+/// future borrows the caller for as long as the caller lives).
+fn async_shadow<T, P, F>(shadow: F) -> F
+where
+    F: for<'a> Fn(Caller<'a, T>, P) -> Shadowed<'a> + Send + Sync + 'static,
+{
+    shadow
 }
 
 /// Runs `answer` on the bundle and the calling guest's memory; its errno.
@@ -760,18 +779,23 @@ struct Originals<T> {
     get: fn(&mut T) -> &mut BundleFs,
 }
 
-impl<T: 'static> Originals<T> {
+impl<T: Send + 'static> Originals<T> {
     /// Calls the original `SHADOWED[index]` with `args`, through this
     /// store's forwarders.
-    fn call<P: WasmParams>(&self, caller: &mut Caller<'_, T>, index: usize, args: P) -> wasmtime::Result<i32> {
-        let func = self.forwarder(caller, index)?.typed::<P, i32>(&*caller)?;
+    async fn call<P: WasmParams + Send + Sync>(
+        &self,
+        caller: &mut Caller<'_, T>,
+        index: usize,
+        args: P,
+    ) -> wasmtime::Result<i32> {
+        let func = self.forwarder(caller, index).await?.typed::<P, i32>(&*caller)?;
         // The forwarder burns a little fuel the guest did not: give it back,
         // so that a call uses the same fuel as without a bundle.
         let fuel = caller.get_fuel().ok();
         if let Some(fuel) = fuel {
             caller.set_fuel(fuel.saturating_add(FORWARDER_FUEL))?;
         }
-        let result = func.call(&mut *caller, args);
+        let result = func.call_async(&mut *caller, args).await;
         if let Some(fuel) = fuel {
             caller.set_fuel(fuel)?;
         }
@@ -780,13 +804,13 @@ impl<T: 'static> Originals<T> {
 
     /// This store's forwarder to the original `SHADOWED[index]`, with the
     /// original in its table.
-    fn forwarder(&self, caller: &mut Caller<'_, T>, index: usize) -> wasmtime::Result<Func> {
+    async fn forwarder(&self, caller: &mut Caller<'_, T>, index: usize) -> wasmtime::Result<Func> {
         let (instance, originals) = match &(self.get)(caller.data_mut()).forwarders {
             Some(forwarders) => match forwarders.ready[index] {
                 Some(func) => return Ok(func),
                 None => (forwarders.instance, forwarders.originals),
             },
-            None => self.instantiate(caller)?,
+            None => self.instantiate(caller).await?,
         };
         let name = SHADOWED[index].0;
         let original = self.linker.get(&mut *caller, P1, name)?;
@@ -798,13 +822,13 @@ impl<T: 'static> Originals<T> {
     }
 
     /// The forwarders on the guest's memory, and their table.
-    fn instantiate(&self, caller: &mut Caller<'_, T>) -> wasmtime::Result<(Instance, Table)> {
+    async fn instantiate(&self, caller: &mut Caller<'_, T>) -> wasmtime::Result<(Instance, Table)> {
         let memory = exported_memory(caller)?;
         let module = match memory.ty(&*caller).is_64() {
             false => &self.forwarders,
             true => self.forwarders64.as_ref().ok_or_else(|| format_err!("no forwarders for a 64-bit memory"))?,
         };
-        let instance = Instance::new(&mut *caller, module, &[memory.into()])?;
+        let instance = Instance::new_async(&mut *caller, module, &[memory.into()]).await?;
         let originals = instance.get_table(&mut *caller, "originals").ok_or_else(|| format_err!("no table"))?;
         Ok((instance, originals))
     }
@@ -839,6 +863,7 @@ mod tests {
     use std::path::Path;
     use std::sync::LazyLock;
 
+    use futures::executor::block_on;
     use wasmtime::{Engine, Store, Val};
     use wasmtime_wasi::p1::WasiP1Ctx;
     use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
@@ -864,7 +889,7 @@ mod tests {
     /// wasmtime-wasi alone, as a module without files is linked.
     static PLAIN: LazyLock<Linker<State>> = LazyLock::new(|| {
         let mut linker = Linker::new(&ENGINE);
-        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state: &mut State| &mut state.wasi).expect("linking WASI");
+        wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut State| &mut state.wasi).expect("linking WASI");
         linker
     });
     /// The same with the bundle's shadows.
@@ -935,7 +960,7 @@ mod tests {
     impl Probe {
         fn new(files: Arc<BundleFiles>) -> Self {
             let (mut store, _) = store(files, b"");
-            let instance = LINKER.instantiate(&mut store, &PROBE).expect("instantiating the probe");
+            let instance = block_on(LINKER.instantiate_async(&mut store, &PROBE)).expect("instantiating the probe");
             Self { store, instance }
         }
 
@@ -949,7 +974,7 @@ mod tests {
                 .collect();
             let func = self.instance.get_func(&mut self.store, name).expect("exported");
             let mut result = [Val::I32(-1)];
-            func.call(&mut self.store, &params, &mut result).expect("no trap");
+            block_on(func.call_async(&mut self.store, &params, &mut result)).expect("no trap");
             result[0].unwrap_i32()
         }
 
@@ -1110,7 +1135,7 @@ mod tests {
         let (mut store, _) = store(sample(), b"");
         let original = PLAIN.get(&mut store, P1, "fd_write").expect("defined").into_func().expect("a function");
         let original = original.typed::<(i32, i32, i32, i32), i32>(&store).expect("its type");
-        let error = original.call(&mut store, (1, 0, 0, 0)).expect_err("no memory to find");
+        let error = block_on(original.call_async(&mut store, (1, 0, 0, 0))).expect_err("no memory to find");
         assert!(format!("{error:#}").contains("missing required memory export"), "{error:#}");
     }
 
@@ -1128,14 +1153,14 @@ mod tests {
 
     fn run(linker: &Linker<State>, module: &Module, files: Arc<BundleFiles>, stdin: &[u8]) -> Run {
         let (mut store, stdout) = store(files, stdin);
-        let exit = linker
-            .instantiate(&mut store, module)
-            .and_then(|instance| instance.get_typed_func::<(), ()>(&mut store, "_start"))
-            .and_then(|start| start.call(&mut store, ()))
-            .map_err(|error| match error.downcast_ref::<I32Exit>() {
-                Some(I32Exit(code)) => format!("exit {code}"),
-                None => format!("{error:#}"),
-            });
+        let exit = block_on(async {
+            let instance = linker.instantiate_async(&mut store, module).await?;
+            instance.get_typed_func::<(), ()>(&mut store, "_start")?.call_async(&mut store, ()).await
+        })
+        .map_err(|error| match error.downcast_ref::<I32Exit>() {
+            Some(I32Exit(code)) => format!("exit {code}"),
+            None => format!("{error:#}"),
+        });
         Run { exit, stdout: stdout.contents().to_vec(), fuel: FUEL - store.get_fuel().expect("fuel") }
     }
 

@@ -11,6 +11,12 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 /// Granularity of deadlines. A ticker that wakes more often costs idle CPU.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
+/// A running guest yields to the other tasks of its thread after this much
+/// fuel (about a millisecond of work): calls run as futures on the node's
+/// async workers, so a long call must not hold one. Fuel counts are what a
+/// guest observes; where it yields changes nothing it can see.
+pub const YIELD_FUEL: u64 = 1_000_000;
+
 /// Guest stack limit. Part of the purity profile: a different value could turn
 /// a success into a stack-overflow trap, so changing it needs a new profile version.
 const MAX_WASM_STACK: usize = 1 << 20;
@@ -98,6 +104,8 @@ pub fn config(spec: &EngineSpec) -> Config {
         .total_component_instances(slots)
         // Exceptions live on a GC heap: one per call at most.
         .total_gc_heaps(slots)
+        // Guests run as futures (`Runtime::execute`), each on a fiber stack.
+        .total_stacks(slots)
         .max_memories_per_module(MEMORIES_PER_CALL)
         .max_tables_per_module(TABLES_PER_CALL)
         .max_core_instances_per_component(CORE_INSTANCES_PER_CALL)

@@ -23,7 +23,7 @@ use nebula_protocol::{CallError, CallKey, Limits, ModuleId, Outcome};
 use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, InstancePre, Linker, Store};
 use wasmtime_wasi::p1::WasiP1Ctx;
-use wasmtime_wasi::p2::bindings::sync::CommandPre;
+use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
 
 use bundle_fs::BundleFs;
@@ -173,13 +173,13 @@ impl Runtime {
         };
         let engine = build_engine(&spec).map_err(|e| anyhow::anyhow!("wasmtime engine: {e}"))?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state: &mut CallState<WasiP1Ctx>| &mut state.wasi)
+        wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut CallState<WasiP1Ctx>| &mut state.wasi)
             .map_err(|e| anyhow::anyhow!("linking WASI: {e}"))?;
         let mut files_linker = linker.clone();
         bundle_fs::add_to_linker(&mut files_linker, bundle_of)
             .map_err(|e| anyhow::anyhow!("linking the bundle directory: {e}"))?;
         let mut component_linker = wasmtime::component::Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut component_linker)
+        wasmtime_wasi::p2::add_to_linker_async(&mut component_linker)
             .map_err(|e| anyhow::anyhow!("linking WASI preview 2: {e}"))?;
         let wasi_functions = {
             let key = CallKey::new(&ModuleId::of_bytes(b""), b"");
@@ -373,62 +373,81 @@ impl Runtime {
         Ok(Prepared { program, setup })
     }
 
-    pub fn execute(&self, prepared: &Prepared, key: &CallKey, input: &[u8], limits: &Limits) -> RunReport {
+    /// Runs one call. The guest runs on the calling task (wasmtime's async
+    /// support: it yields every [`engine::YIELD_FUEL`] units of fuel), so a
+    /// short call costs no hand-off to another thread.
+    pub async fn execute(&self, prepared: &Prepared, key: &CallKey, input: &[u8], limits: &Limits) -> RunReport {
         let setup = &prepared.setup;
+        let started = Instant::now();
+        let _ticking = self.ticker.enter();
         match &prepared.program {
             Program::Module(pre) => {
                 let (wasi, pipes) = profile::call_context(key, input, limits.output_bytes, setup);
                 let bundle = setup.files.as_ref().map(|mounted| BundleFs::new(mounted.files.clone(), &mounted.mount));
-                self.run(wasi, bundle, &pipes, limits, |store, instantiated| {
-                    let instance = pre.instantiate(&mut *store)?;
-                    let start = instance.get_typed_func::<(), ()>(&mut *store, "_start")?;
-                    *instantiated = Instant::now();
-                    start.call(store, ())
-                })
+                let mut store = self.store(wasi, bundle, limits);
+                let mut instantiated = started;
+                let result = async {
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+                    instantiated = Instant::now();
+                    start.call_async(&mut store, ()).await
+                }
+                .await;
+                report(&store, result, &pipes, limits, started, instantiated)
             }
             Program::Component(pre) => {
                 let (ctx, pipes) = profile::component_context(key, input, limits.output_bytes, setup);
                 let wasi = ComponentWasi { ctx, table: ResourceTable::new() };
-                self.run(wasi, None, &pipes, limits, |store, instantiated| {
-                    let command = pre.instantiate(&mut *store)?;
-                    *instantiated = Instant::now();
+                let mut store = self.store(wasi, None, limits);
+                let mut instantiated = started;
+                let result = async {
+                    let command = pre.instantiate_async(&mut store).await?;
+                    instantiated = Instant::now();
                     // `run` returning an error is how a component exits non-zero.
-                    command.wasi_cli_run().call_run(store)?.map_err(|()| I32Exit(1).into())
-                })
+                    command.wasi_cli_run().call_run(&mut store).await?.map_err(|()| I32Exit(1).into())
+                }
+                .await;
+                report(&store, result, &pipes, limits, started, instantiated)
             }
         }
     }
 
-    /// Runs `body` in a fresh store with the call's limits; `body` marks
-    /// when instantiation ended.
-    fn run<W: Send + 'static>(
-        &self,
-        wasi: W,
-        bundle: Option<BundleFs>,
-        pipes: &profile::CallPipes,
-        limits: &Limits,
-        body: impl FnOnce(&mut Store<CallState<W>>, &mut Instant) -> wasmtime::Result<()>,
-    ) -> RunReport {
-        let started = Instant::now();
+    /// [`Runtime::execute`] on this thread, for callers outside an async
+    /// runtime (the simulator, benchmarks).
+    pub fn execute_blocking(&self, prepared: &Prepared, key: &CallKey, input: &[u8], limits: &Limits) -> RunReport {
+        futures::executor::block_on(self.execute(prepared, key, input, limits))
+    }
+
+    /// A fresh store with the call's limits.
+    fn store<W: Send + 'static>(&self, wasi: W, bundle: Option<BundleFs>, limits: &Limits) -> Store<CallState<W>> {
         let limiter = outcome::MemoryLimiter::new(limits.memory_bytes);
         let mut store = Store::new(&self.engine, CallState { wasi, limiter, bundle });
         store.limiter(|state| &mut state.limiter);
         store.set_fuel(limits.fuel).expect("fuel is enabled in the engine");
+        store.fuel_async_yield_interval(Some(engine::YIELD_FUEL)).expect("fuel is enabled in the engine");
         store.set_epoch_deadline(deadline_ticks(limits.deadline_ms));
+        store
+    }
+}
 
-        let _ticking = self.ticker.enter();
-        let mut instantiated = started;
-        let result = body(&mut store, &mut instantiated);
-        let finished = Instant::now();
-        let fuel_used = limits.fuel - store.get_fuel().unwrap_or(0);
-        let memory_limit_hit = store.data().limiter.exceeded();
-        RunReport {
-            outcome: outcome::classify(result, memory_limit_hit, pipes, limits),
-            fuel_used,
-            peak_memory_bytes: store.data().limiter.peak_bytes(),
-            instantiate_us: (instantiated.max(started) - started).as_micros() as u64,
-            run_us: (finished - instantiated.max(started)).as_micros() as u64,
-        }
+/// What a call that ran in `store` came to.
+fn report<W>(
+    store: &Store<CallState<W>>,
+    result: wasmtime::Result<()>,
+    pipes: &profile::CallPipes,
+    limits: &Limits,
+    started: Instant,
+    instantiated: Instant,
+) -> RunReport {
+    let finished = Instant::now();
+    let fuel_used = limits.fuel - store.get_fuel().unwrap_or(0);
+    let memory_limit_hit = store.data().limiter.exceeded();
+    RunReport {
+        outcome: outcome::classify(result, memory_limit_hit, pipes, limits),
+        fuel_used,
+        peak_memory_bytes: store.data().limiter.peak_bytes(),
+        instantiate_us: (instantiated.max(started) - started).as_micros() as u64,
+        run_us: (finished - instantiated.max(started)).as_micros() as u64,
     }
 }
 
@@ -443,4 +462,62 @@ fn read_setup(module: &ModuleId, blob: &Path) -> Result<CallSetup, CallError> {
 
 fn internal(message: &str) -> CallError {
     CallError::Internal { message: message.to_owned() }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+
+    use super::*;
+
+    /// Counts down from `iterations` in a loop, then returns from `_start`.
+    fn spinner(iterations: u32) -> Vec<u8> {
+        wat::parse_str(format!(
+            r#"(module (memory (export "memory") 1)
+                (func (export "_start") (local $i i32)
+                  (local.set $i (i32.const {iterations}))
+                  (loop $more
+                    (local.set $i (i32.sub (local.get $i) (i32.const 1)))
+                    (br_if $more (local.get $i)))))"#
+        ))
+        .unwrap()
+    }
+
+    /// Polls `execute` with a waker that does nothing until it is ready;
+    /// the report and how many polls it took.
+    fn polled_to_the_end(runtime: &Runtime, prepared: &Prepared, key: &CallKey) -> (RunReport, usize) {
+        let limits = Limits::default();
+        let mut execution = pin!(runtime.execute(prepared, key, b"", &limits));
+        let mut context = Context::from_waker(Waker::noop());
+        for polls in 1.. {
+            if let Poll::Ready(report) = execution.as_mut().poll(&mut context) {
+                return (report, polls);
+            }
+        }
+        unreachable!()
+    }
+
+    #[test]
+    fn a_long_call_yields_to_its_thread_and_a_short_one_runs_in_one_poll() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = Runtime::new(dir.path().to_owned(), 1, Limits::default().memory_bytes).unwrap();
+        let run = |iterations: u32| {
+            let wasm = spinner(iterations);
+            let module = ModuleId::of_bytes(&wasm);
+            let prepared = runtime.load(&module, &wasm).unwrap();
+            let key = CallKey::new(&module, b"");
+            let (report, polls) = polled_to_the_end(&runtime, &prepared, &key);
+            assert_eq!(report.outcome, Outcome::Success { stdout: Vec::new() });
+            let blocking = runtime.execute_blocking(&prepared, &key, b"", &Limits::default());
+            assert_eq!(report.fuel_used, blocking.fuel_used, "yielding changes no fuel count");
+            (report.fuel_used, polls)
+        };
+        let (short_fuel, short_polls) = run(1_000);
+        assert!(short_fuel < engine::YIELD_FUEL && short_polls == 1, "{short_fuel} fuel, {short_polls} polls");
+        let (long_fuel, long_polls) = run(5_000_000);
+        // Several units of fuel per iteration: many slices, each a poll.
+        let slices = (long_fuel / engine::YIELD_FUEL) as usize;
+        assert!(slices >= 5 && long_polls >= slices, "{long_fuel} fuel in {long_polls} polls");
+    }
 }

@@ -1,17 +1,20 @@
-//! Running the executions the core asks for: an execution slot, a blocking
-//! thread, the runtime, the footprint, the seal; the result goes back to
-//! the core task.
+//! Running the executions the core asks for: an execution slot, a task on
+//! the async workers, the runtime, the footprint, the seal; the result goes
+//! back to the core task.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::task::{Context, Waker};
 use std::time::Instant;
 
+use futures::FutureExt;
 use nebula_protocol::{CallError, CallKey, ExecutionRecord, FlightId, Limits, ModuleId, Timings};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::core_task::Completion;
 use super::fair_slots::{Acquired, Slot};
 use super::{Shared, internal, unix_ms};
-use crate::footprint::{Footprint, thread_cpu_time};
+use crate::footprint::{Footprint, with_cpu_time};
 use crate::runtime::Prepared;
 
 /// An execution the core asked for, waiting for a slot.
@@ -24,9 +27,8 @@ pub(super) struct ExecutionJob {
     pub(super) queued: Instant,
 }
 
-/// Runs `job` on a blocking thread once its module's turn for a slot comes
-/// (`fair_slots`), and reports it to the core task. The common case (a free
-/// slot) goes straight to the blocking pool.
+/// Runs `job` once its module's turn for a slot comes (`fair_slots`), and
+/// reports it to the core task. The common case (a free slot) starts at once.
 pub(super) fn start(shared: &Arc<Shared>, job: ExecutionJob, done: UnboundedSender<Completion>) {
     // The common case, a module loaded already, skips the blob's path.
     let loaded = shared.runtime.prepared(&job.module);
@@ -42,12 +44,12 @@ pub(super) fn start(shared: &Arc<Shared>, job: ExecutionJob, done: UnboundedSend
         return;
     }
     match shared.execution_slots.acquire(job.module) {
-        Ok(Acquired::Now(slot)) => run_on_blocking_thread(shared.clone(), job, loaded, slot, done),
+        Ok(Acquired::Now(slot)) => run(shared.clone(), job, loaded, slot, done),
         Ok(Acquired::Queued(turn)) => {
             let shared = shared.clone();
             tokio::spawn(async move {
                 match turn.await {
-                    Ok(slot) => run_on_blocking_thread(shared, job, loaded, slot, done),
+                    Ok(slot) => run(shared, job, loaded, slot, done),
                     Err(_) => {
                         let result = Err(internal("the node is shutting down"));
                         let _ = done.send(Completion::Executed { flight: job.flight, result });
@@ -66,18 +68,27 @@ pub(super) fn start(shared: &Arc<Shared>, job: ExecutionJob, done: UnboundedSend
     }
 }
 
-fn run_on_blocking_thread(
+/// Runs the guest as a future on the node's async workers (`Runtime::execute`:
+/// it yields every millisecond or so of work). When no other call is
+/// running and the module is known to be quick, its first slice runs right
+/// here, on the core task's thread: a quick call then completes with no
+/// thread woken (a hand-off to a parked thread cost more than the call
+/// itself). Otherwise, or once it yields, it is a task of its own, which
+/// an idle worker may take. Only a module that must first be loaded from
+/// disk goes to a blocking thread.
+fn run(
     shared: Arc<Shared>,
     job: ExecutionJob,
     loaded: Option<Prepared>,
     slot: Slot,
     done: UnboundedSender<Completion>,
 ) {
-    tokio::task::spawn_blocking(move || {
+    let inline = slot.quick_and_alone();
+    let mut task = Box::pin(async move {
         let queue_us = job.queued.elapsed().as_micros() as u64;
-        let run = || shared.execute(&job.key, job.module, loaded, &job.input, &job.limits, queue_us);
         // A bug in the runtime must not leave the callers waiting forever.
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).unwrap_or_else(|_| {
+        let result = AssertUnwindSafe(execute(&shared, &job, loaded, queue_us)).catch_unwind().await;
+        let result = result.unwrap_or_else(|_| {
             tracing::error!(module = %job.module.short(), "execution panicked");
             Err(internal("the execution failed unexpectedly"))
         });
@@ -90,53 +101,63 @@ fn run_on_blocking_thread(
         // Fails only once the core task has stopped (shutdown).
         let _ = done.send(Completion::Executed { flight: job.flight, result: result.map(Arc::new) });
     });
+    // A future may be polled once by anyone: whatever it waits on is
+    // registered again with the waker of the task that polls it next.
+    let mut context = Context::from_waker(Waker::noop());
+    if !inline || task.as_mut().poll(&mut context).is_pending() {
+        tokio::spawn(task);
+    }
+}
+
+/// Loads the module unless `loaded`, then executes the job.
+async fn execute(
+    shared: &Arc<Shared>,
+    job: &ExecutionJob,
+    loaded: Option<Prepared>,
+    queue_us: u64,
+) -> Result<ExecutionRecord, CallError> {
+    let ExecutionJob { key, module, input, limits, .. } = job;
+    let loading = Instant::now();
+    let prepared = match loaded {
+        Some(prepared) => prepared,
+        // Reading, verifying and perhaps compiling: not for an async worker.
+        None => {
+            let (shared, module) = (shared.clone(), *module);
+            tokio::task::spawn_blocking(move || shared.prepared(module))
+                .await
+                .unwrap_or_else(|_| Err(internal("loading the module failed unexpectedly")))?
+        }
+    };
+    let load_us = loading.elapsed().as_micros() as u64;
+    // Module loading is left out: it is paid once per module and process
+    // (and compiling runs on threads of its own).
+    let wall_before = Instant::now();
+    let (report, cpu) = with_cpu_time(shared.runtime.execute(&prepared, key, input, limits)).await;
+    let wall = wall_before.elapsed();
+    let (energy_uwh, energy_source) = shared.energy.energy_uwh(cpu);
+    let footprint = Footprint {
+        cpu_ns: cpu.as_nanos() as u64,
+        wall_ns: wall.as_nanos() as u64,
+        fuel: report.fuel_used,
+        peak_memory_bytes: report.peak_memory_bytes,
+        energy_uwh,
+        energy_source,
+    };
+    shared.ledger.record_execution(*module, *key, footprint);
+    let mut record = ExecutionRecord {
+        module: *module,
+        outcome: report.outcome,
+        fuel_used: report.fuel_used,
+        timings: Timings { queue_us, instantiate_us: load_us + report.instantiate_us, run_us: report.run_us },
+        executed_by: shared.node_id.to_string(),
+        signature: Vec::new(),
+    };
+    // Signed only if it leaves the node (`sealing`).
+    shared.sealer.seal(key, &mut record);
+    Ok(record)
 }
 
 impl Shared {
-    /// Runs on a blocking thread: loads the module unless `loaded`, then executes.
-    fn execute(
-        &self,
-        key: &CallKey,
-        module: ModuleId,
-        loaded: Option<Prepared>,
-        input: &[u8],
-        limits: &Limits,
-        queue_us: u64,
-    ) -> Result<ExecutionRecord, CallError> {
-        let loading = Instant::now();
-        let prepared = match loaded {
-            Some(prepared) => prepared,
-            None => self.prepared(module)?,
-        };
-        let load_us = loading.elapsed().as_micros() as u64;
-        // Module loading is left out: it is paid once per module and process
-        // (and compiling runs on threads of its own).
-        let (cpu_before, wall_before) = (thread_cpu_time(), Instant::now());
-        let report = self.runtime.execute(&prepared, key, input, limits);
-        let (cpu, wall) = (thread_cpu_time().saturating_sub(cpu_before), wall_before.elapsed());
-        let (energy_uwh, energy_source) = self.energy.energy_uwh(cpu);
-        let footprint = Footprint {
-            cpu_ns: cpu.as_nanos() as u64,
-            wall_ns: wall.as_nanos() as u64,
-            fuel: report.fuel_used,
-            peak_memory_bytes: report.peak_memory_bytes,
-            energy_uwh,
-            energy_source,
-        };
-        self.ledger.record_execution(module, *key, footprint);
-        let mut record = ExecutionRecord {
-            module,
-            outcome: report.outcome,
-            fuel_used: report.fuel_used,
-            timings: Timings { queue_us, instantiate_us: load_us + report.instantiate_us, run_us: report.run_us },
-            executed_by: self.node_id.to_string(),
-            signature: Vec::new(),
-        };
-        // Signed only if it leaves the node (`sealing`).
-        self.sealer.seal(key, &mut record);
-        Ok(record)
-    }
-
     /// The module ready to run (see `Runtime::ready`); a corrupt blob is never executed.
     fn prepared(&self, module: ModuleId) -> Result<Prepared, CallError> {
         self.runtime.ready(&module, &self.blobs.path(&module))

@@ -247,6 +247,18 @@ impl State {
     }
 }
 
+impl Slot {
+    /// Whether this is the only slot taken, for a module known to be quick:
+    /// then the call may run on the thread that asked for it (see
+    /// `executions::run`) without keeping another call from a core.
+    pub fn quick_and_alone(&self) -> bool {
+        !self.slow_lane && {
+            let state = self.slots.state.lock().expect("slots lock");
+            state.free + 1 == state.total
+        }
+    }
+}
+
 impl Drop for Slot {
     fn drop(&mut self) {
         if self.armed {
@@ -280,6 +292,21 @@ mod tests {
     /// Makes `module` known as quick (or slow) by one remembered hold.
     fn teach(slots: &Arc<FairSlots>, module: ModuleId, held: Duration) {
         slots.state.lock().unwrap().remember_hold(module, held);
+    }
+
+    #[test]
+    fn only_a_quick_module_alone_on_the_node_may_run_in_place() {
+        let slots = FairSlots::new(2, 100, QUICK_TRAFFIC_WINDOW);
+        let (quick, slow, unknown) = (module(1), module(2), module(3));
+        teach(&slots, quick, Duration::from_millis(1));
+        teach(&slots, slow, Duration::from_secs(1));
+        let alone = now(slots.acquire(quick).unwrap());
+        assert!(alone.quick_and_alone());
+        let beside = now(slots.acquire(quick).unwrap());
+        assert!(!alone.quick_and_alone() && !beside.quick_and_alone(), "another call holds a slot");
+        drop((alone, beside));
+        assert!(!now(slots.acquire(slow).unwrap()).quick_and_alone(), "a slow module never runs in place");
+        assert!(!now(slots.acquire(unknown).unwrap()).quick_and_alone(), "nor one never seen");
     }
 
     #[test]
