@@ -12,6 +12,7 @@ mod measure;
 mod report;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nebula_node::runtime::Runtime;
@@ -19,7 +20,7 @@ use nebula_node::{Node, NodeConfig};
 use nebula_protocol::{CallKey, LimitOverrides, Limits, ModuleId, Outcome};
 
 use baselines::Load;
-use measure::{Measured, Plan, measure, measure_on_runtime, measure_part};
+use measure::{Measured, Plan, measure, measure_interleaved_on_runtime, measure_on_runtime, measure_part};
 
 /// The thesis's functions, with inputs small enough that start-up, not the
 /// work itself, dominates the slow paths (the thesis measured cold starts).
@@ -118,7 +119,7 @@ fn main() {
     let scratch = tempfile::tempdir().unwrap();
     let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let limits = Limits::default();
-    let runtime = Runtime::new(scratch.path().join("warm"), 2, limits.memory_bytes).unwrap();
+    let runtime = Arc::new(Runtime::new(scratch.path().join("warm"), 2, limits.memory_bytes).unwrap());
     let node = tokio.block_on(Node::open(NodeConfig::new(scratch.path().join("node"), "127.0.0.1:0".parse().unwrap())));
     let node = node.unwrap();
     let started = Instant::now();
@@ -134,34 +135,36 @@ fn main() {
         let mut record = |path: CallPath, result: Result<Measured, String>| paths.push((path, result));
 
         // Warm, uncached: the runtime executing a prepared module, with an
-        // input as long as the node's fresh ones.
+        // input as long as the node's fresh ones. The whole node path: core,
+        // cache lookup, execution slot, store, reply. Both are called from a
+        // task on the node's runtime, as its HTTP handlers do, taking turns.
         let module = ModuleId::of_bytes(&wasm);
         let prepared = runtime.load(&module, &wasm).unwrap();
-        let padded = fresh_input(input, 0);
+        let padded: Arc<[u8]> = fresh_input(input, 0).into();
         let key = CallKey::new(&module, &padded);
         let report = runtime.execute_blocking(&prepared, &key, &padded, &limits);
         assert_eq!(report.outcome, Outcome::Success { stdout: expected.clone() }, "{function}: wasm and native agree");
-        record(
-            CallPath::Warm,
-            Ok(measure(CallPath::Warm.plan(quick), |_| {
-                runtime.execute_blocking(&prepared, &key, &padded, &limits);
-            })),
-        );
-
-        // The whole node path: core, cache lookup, execution slot, store,
-        // reply; called from a task on the node's runtime, as its HTTP handlers do.
         let overrides = LimitOverrides::default();
         tokio.block_on(node.deploy_bytes(wasm.clone(), Some(function))).unwrap();
-        let caller = node.clone();
-        record(
-            CallPath::NodeUncached,
-            Ok(measure_on_runtime(&tokio, CallPath::NodeUncached.plan(quick), move |i| {
+        let (warm, caller) = (runtime.clone(), node.clone());
+        let (warm, uncached) = measure_interleaved_on_runtime(
+            &tokio,
+            CallPath::Warm.plan(quick),
+            move |_| {
+                let (runtime, prepared, padded) = (warm.clone(), prepared.clone(), padded.clone());
+                async move {
+                    runtime.execute(&prepared, &key, &padded, &limits).await;
+                }
+            },
+            move |i| {
                 let node = caller.clone();
                 async move {
                     node.call(function, fresh_input(input, i + 1), &LimitOverrides::default()).await;
                 }
-            })),
+            },
         );
+        record(CallPath::Warm, Ok(warm));
+        record(CallPath::NodeUncached, Ok(uncached));
         tokio.block_on(node.call(function, input.as_bytes().to_vec(), &overrides));
         assert!(node.is_cached(function, input.as_bytes()));
         let caller = node.clone();

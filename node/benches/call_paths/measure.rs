@@ -84,6 +84,46 @@ where
     })
 }
 
+/// Like [`measure_on_runtime`] for two paths at once, their runs taking
+/// turns (a, b, a, b, ...): on a shared machine whose speed drifts, both
+/// see the same conditions, so their ratio holds even when their times move.
+pub fn measure_interleaved_on_runtime<A, FutA, B, FutB>(
+    tokio: &tokio::runtime::Runtime,
+    plan: Plan,
+    mut a: A,
+    mut b: B,
+) -> (Measured, Measured)
+where
+    A: FnMut(usize) -> FutA + Send + 'static,
+    FutA: std::future::Future<Output = ()> + Send,
+    B: FnMut(usize) -> FutB + Send + 'static,
+    FutB: std::future::Future<Output = ()> + Send,
+{
+    tokio.block_on(async move {
+        let timed = tokio::spawn(async move {
+            for i in 0..plan.warmup {
+                a(i).await;
+                b(i).await;
+            }
+            let (mut a_samples, mut b_samples) = (Vec::new(), Vec::new());
+            let started = Instant::now();
+            for i in 0..plan.iterations {
+                let t = Instant::now();
+                a(plan.warmup + i).await;
+                a_samples.push(t.elapsed());
+                let t = Instant::now();
+                b(plan.warmup + i).await;
+                b_samples.push(t.elapsed());
+                if started.elapsed() > plan.budget && a_samples.len() >= 3 {
+                    break;
+                }
+            }
+            (Measured { samples: a_samples }, Measured { samples: b_samples })
+        });
+        timed.await.expect("the timing task ran")
+    })
+}
+
 /// Like [`measure`], for paths whose setup must not be timed: `f` does its
 /// setup and returns the duration of the part that counts.
 pub fn measure_part(plan: Plan, mut f: impl FnMut(usize) -> Duration) -> Measured {

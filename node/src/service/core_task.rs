@@ -12,13 +12,13 @@ use std::time::{Duration, Instant};
 use libp2p::PeerId;
 use nebula_protocol::wire::{ModuleSlice, Request, Response};
 use nebula_protocol::{
-    Action, Answer, CallError, CallKey, CallerId, Core, Event, ExecutionRecord, FlightId, InboundId, Limits, LookupId,
-    ModuleId, NameRecord, Reply, RequestId, Resolver,
+    Action, Answer, CallError, CallKey, CallerId, Core, Event, ExecutionRecord, InboundId, Limits, LookupId, ModuleId,
+    NameRecord, Reply, RequestId, Resolver,
 };
 use tokio::sync::{mpsc, oneshot};
 
 use super::activity::CallSeen;
-use super::executions::{self, ExecutionJob};
+use super::executions::{self, ExecutionJob, Finished};
 use super::storage::StoredKeys;
 use super::{Shared, internal};
 use crate::mesh::{Command, NetworkEvent, NetworkHandle};
@@ -67,10 +67,7 @@ pub(super) enum Completion {
         lookup: LookupId,
         found: Option<Arc<ExecutionRecord>>,
     },
-    Executed {
-        flight: FlightId,
-        result: Result<Arc<ExecutionRecord>, CallError>,
-    },
+    Executed(Finished),
     /// A peer's slice of a module, checked (and written to the module's
     /// download if it verified).
     SliceChecked {
@@ -248,7 +245,7 @@ impl CoreTask {
     fn on_completion(&mut self, completion: Completion) {
         let event = match completion {
             Completion::LookedUp { lookup, found } => Event::ResultLookedUp { lookup, found },
-            Completion::Executed { flight, result } => Event::ExecutionFinished { flight, result },
+            Completion::Executed(Finished { flight, result }) => Event::ExecutionFinished { flight, result },
             Completion::SliceChecked { request, from, module, size, index, verified } => {
                 Event::SliceReceived { request, from, module, size, index, verified }
             }
@@ -376,7 +373,10 @@ impl CoreTask {
             }
             Action::Execute { flight, key, module, input, limits } => {
                 let job = ExecutionJob { flight, key, module, input, limits, queued: Instant::now() };
-                executions::start(&self.shared, job, self.completions.clone());
+                let finished = executions::start(&self.shared, job, self.completions.clone());
+                if let Some(Finished { flight, result }) = finished {
+                    return Some(Event::ExecutionFinished { flight, result });
+                }
             }
             Action::StoreResult { key, record } => {
                 self.shared.memory.insert(key, record.clone());

@@ -4,7 +4,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::task::{Context, Waker};
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use futures::FutureExt;
@@ -27,9 +27,16 @@ pub(super) struct ExecutionJob {
     pub(super) queued: Instant,
 }
 
+/// An execution that ended: its flight and record (or why there is none).
+pub(super) struct Finished {
+    pub(super) flight: FlightId,
+    pub(super) result: Result<Arc<ExecutionRecord>, CallError>,
+}
+
 /// Runs `job` once its module's turn for a slot comes (`fair_slots`), and
-/// reports it to the core task. The common case (a free slot) starts at once.
-pub(super) fn start(shared: &Arc<Shared>, job: ExecutionJob, done: UnboundedSender<Completion>) {
+/// reports it to the core task through `done`; or returns it if it ran to
+/// its end right here (see `run`). The common case (a free slot) starts at once.
+pub(super) fn start(shared: &Arc<Shared>, job: ExecutionJob, done: UnboundedSender<Completion>) -> Option<Finished> {
     // The common case, a module loaded already, skips the blob's path.
     let loaded = shared.runtime.prepared(&job.module);
     // A module still compiling is waited for before taking a slot.
@@ -39,23 +46,26 @@ pub(super) fn start(shared: &Arc<Shared>, job: ExecutionJob, done: UnboundedSend
         let shared = shared.clone();
         tokio::spawn(async move {
             compiled.await;
-            start(&shared, job, done)
+            if let Some(finished) = start(&shared, job, done.clone()) {
+                let _ = done.send(Completion::Executed(finished));
+            }
         });
-        return;
+        return None;
     }
     match shared.execution_slots.acquire(job.module) {
         Ok(Acquired::Now(slot)) => run(shared.clone(), job, loaded, slot, done),
         Ok(Acquired::Queued(turn)) => {
             let shared = shared.clone();
             tokio::spawn(async move {
-                match turn.await {
-                    Ok(slot) => run(shared, job, loaded, slot, done),
-                    Err(_) => {
-                        let result = Err(internal("the node is shutting down"));
-                        let _ = done.send(Completion::Executed { flight: job.flight, result });
-                    }
+                let finished = match turn.await {
+                    Ok(slot) => run(shared, job, loaded, slot, done.clone()),
+                    Err(_) => Some(Finished { flight: job.flight, result: Err(internal("the node is shutting down")) }),
+                };
+                if let Some(finished) = finished {
+                    let _ = done.send(Completion::Executed(finished));
                 }
             });
+            None
         }
         Err(overloaded) => {
             let result = Err(CallError::Overloaded {
@@ -63,7 +73,7 @@ pub(super) fn start(shared: &Arc<Shared>, job: ExecutionJob, done: UnboundedSend
                 queued: overloaded.queued as u64,
                 retry_after_ms: overloaded.retry_after.as_millis() as u64,
             });
-            let _ = done.send(Completion::Executed { flight: job.flight, result });
+            Some(Finished { flight: job.flight, result })
         }
     }
 }
@@ -73,16 +83,17 @@ pub(super) fn start(shared: &Arc<Shared>, job: ExecutionJob, done: UnboundedSend
 /// running and the module is known to be quick, its first slice runs right
 /// here, on the core task's thread: a quick call then completes with no
 /// thread woken (a hand-off to a parked thread cost more than the call
-/// itself). Otherwise, or once it yields, it is a task of its own, which
-/// an idle worker may take. Only a module that must first be loaded from
-/// disk goes to a blocking thread.
+/// itself), and its end is returned rather than sent (a task that wakes
+/// itself is queued behind others and wakes an idle worker). Otherwise, or
+/// once it yields, it is a task of its own, which an idle worker may take.
+/// Only a module that must first be loaded from disk goes to a blocking thread.
 fn run(
     shared: Arc<Shared>,
     job: ExecutionJob,
     loaded: Option<Prepared>,
     slot: Slot,
     done: UnboundedSender<Completion>,
-) {
+) -> Option<Finished> {
     let inline = slot.quick_and_alone();
     let mut task = Box::pin(async move {
         let queue_us = job.queued.elapsed().as_micros() as u64;
@@ -98,15 +109,21 @@ fn run(
             shared.metrics.fuel_used.inc_by(record.fuel_used);
             shared.activity().record_execution(unix_ms(), record.module, record.fuel_used, record.timings.run_us);
         }
-        // Fails only once the core task has stopped (shutdown).
-        let _ = done.send(Completion::Executed { flight: job.flight, result: result.map(Arc::new) });
+        Finished { flight: job.flight, result: result.map(Arc::new) }
     });
-    // A future may be polled once by anyone: whatever it waits on is
-    // registered again with the waker of the task that polls it next.
-    let mut context = Context::from_waker(Waker::noop());
-    if !inline || task.as_mut().poll(&mut context).is_pending() {
-        tokio::spawn(task);
+    if inline {
+        // A future may be polled once by anyone: whatever it waits on is
+        // registered again with the waker of the task that polls it next.
+        if let Poll::Ready(finished) = task.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            return Some(finished);
+        }
     }
+    tokio::spawn(async move {
+        let finished = task.await;
+        // Fails only once the core task has stopped (shutdown).
+        let _ = done.send(Completion::Executed(finished));
+    });
+    None
 }
 
 /// Loads the module unless `loaded`, then executes the job.
