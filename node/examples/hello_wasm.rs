@@ -5,8 +5,10 @@
 //! epoch deadlines), the same prepared instance (`InstancePre`), the same
 //! WASI purity profile and the node's default limits. Nothing else: no
 //! cache, no store, no signature, no bookkeeping, no execution slots. The
-//! guest runs inline in the handler, as a future on the async worker that
-//! took the request (wasmtime's async support), as the node's do.
+//! guest runs on tokio's blocking pool, as a busy node's do: run inline on
+//! the async worker instead, it was faster with the server free to use both
+//! CPUs (34,000 against 19,000 requests/s) but far slower pinned to one, as
+//! `scripts/bench-http` runs it (3,100 against 7,900).
 //!
 //! The engine is the one a node with the same `NEBULA_*` variables builds
 //! (`NEBULA_CONCURRENCY`, `NEBULA_MAX_MEMORY_BYTES`,
@@ -56,9 +58,14 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn call(State(function): State<Arc<Function>>, Path((_, input)): Path<(String, String)>) -> Response {
-    // The call key seeds the guest's random numbers, as on a node.
-    let key = CallKey::new(&function.module, input.as_bytes());
-    let report = function.runtime.execute(&function.prepared, &key, input.as_bytes(), &function.limits).await;
+    let run = move || {
+        // The call key seeds the guest's random numbers, as on a node.
+        let key = CallKey::new(&function.module, input.as_bytes());
+        function.runtime.execute_blocking(&function.prepared, &key, input.as_bytes(), &function.limits)
+    };
+    let Ok(report) = tokio::task::spawn_blocking(run).await else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "the execution panicked").into_response();
+    };
     match report.outcome {
         Outcome::Success { stdout, .. } => {
             ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], stdout).into_response()

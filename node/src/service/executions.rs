@@ -4,6 +4,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
@@ -78,15 +79,16 @@ pub(super) fn start(shared: &Arc<Shared>, job: ExecutionJob, done: UnboundedSend
     }
 }
 
-/// Runs the guest as a future on the node's async workers (`Runtime::execute`:
-/// it yields every millisecond or so of work). When no other call is
-/// running and the module is known to be quick, its first slice runs right
-/// here, on the core task's thread: a quick call then completes with no
-/// thread woken (a hand-off to a parked thread cost more than the call
-/// itself), and its end is returned rather than sent (a task that wakes
+/// Runs the guest (`Runtime::execute`, a future that yields every
+/// million units of fuel). On a quiet node (this the only call waiting and
+/// the only execution, of a module known to be quick) its first slice runs
+/// right here, on the core task's thread: a quick call then completes with
+/// no thread woken, since waking a parked thread costs more than the call
+/// itself, and its end is returned rather than sent (a task that wakes
 /// itself is queued behind others and wakes an idle worker). Otherwise, or
-/// once it yields, it is a task of its own, which an idle worker may take.
-/// Only a module that must first be loaded from disk goes to a blocking thread.
+/// once it yields, it runs on a blocking thread: on a busy node, guests on
+/// the async workers were measured to cost the HTTP server most of its
+/// throughput when it shares one CPU (bench-http pins it so).
 fn run(
     shared: Arc<Shared>,
     job: ExecutionJob,
@@ -94,7 +96,7 @@ fn run(
     slot: Slot,
     done: UnboundedSender<Completion>,
 ) -> Option<Finished> {
-    let inline = slot.quick_and_alone();
+    let inline = shared.calls_waiting.load(Ordering::Relaxed) <= 1 && slot.quick_and_alone();
     let mut task = Box::pin(async move {
         let queue_us = job.queued.elapsed().as_micros() as u64;
         // A bug in the runtime must not leave the callers waiting forever.
@@ -118,8 +120,8 @@ fn run(
             return Some(finished);
         }
     }
-    tokio::spawn(async move {
-        let finished = task.await;
+    tokio::task::spawn_blocking(move || {
+        let finished = futures::executor::block_on(task);
         // Fails only once the core task has stopped (shutdown).
         let _ = done.send(Completion::Executed(finished));
     });

@@ -91,6 +91,9 @@ struct Shared {
     /// and shares them between modules so one module's flood cannot starve
     /// the others.
     execution_slots: Arc<fair_slots::FairSlots>,
+    /// Local calls sent to the core task and not answered yet: one alone
+    /// may run in place (see `executions::run`), more mean a busy node.
+    calls_waiting: AtomicUsize,
     /// Bounds modules from peers being compiled at once.
     replication_slots: Arc<Semaphore>,
     /// Absent when the node runs without a mesh.
@@ -110,6 +113,23 @@ pub struct CallResponse {
     pub node_id: Arc<str>,
     /// What producing the answer cost this node.
     pub footprint: CallFootprint,
+}
+
+/// Counts one call in `counter` for as long as it lives, even if its
+/// caller gives up (the future is dropped) before the answer.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn count(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Self(counter)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -219,6 +239,7 @@ impl Node {
                 config.queue_per_module as usize,
                 config.quick_traffic_window,
             ),
+            calls_waiting: AtomicUsize::new(0),
             replication_slots: Arc::new(Semaphore::new((config.concurrency as usize / 2).max(1))),
             energy: EnergyMeter::new(config.watts_per_core),
             node_id_header: axum::http::HeaderValue::from_str(&node_id).expect("a peer id is a valid header value"),
@@ -277,10 +298,12 @@ impl Node {
         let input: Arc<[u8]> = input.into();
         let (reply, answer) = oneshot::channel();
         let call = Input::Call { reference: reference.to_owned(), input: input.clone(), limits, reply };
+        let waiting = Waiting::count(&self.shared.calls_waiting);
         let reply = match self.inbox.send(call) {
             Ok(()) => answer.await.unwrap_or_else(|_| Err(internal("the call was dropped before it was answered"))),
             Err(_) => Err(internal("the node is shutting down")),
         };
+        drop(waiting);
         self.shared.answered(started, activity::CallSeen { reference, input: &input, hops: 0 }, reply)
     }
 
