@@ -1,6 +1,6 @@
-//! Running the executions the core asks for: an execution slot, a task on
-//! the async workers, the runtime, the footprint, the seal; the result goes
-//! back to the core task.
+//! Running the executions the core asks for: an execution slot, the
+//! guest (in place on a quiet node, else on a blocking thread), the
+//! footprint, the seal; the result goes back to the core task.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -47,9 +47,7 @@ pub(super) fn start(shared: &Arc<Shared>, job: ExecutionJob, done: UnboundedSend
         let shared = shared.clone();
         tokio::spawn(async move {
             compiled.await;
-            if let Some(finished) = start(&shared, job, done.clone()) {
-                let _ = done.send(Completion::Executed(finished));
-            }
+            report(&done, start(&shared, job, done.clone()));
         });
         return None;
     }
@@ -62,9 +60,7 @@ pub(super) fn start(shared: &Arc<Shared>, job: ExecutionJob, done: UnboundedSend
                     Ok(slot) => run(shared, job, loaded, slot, done.clone()),
                     Err(_) => Some(Finished { flight: job.flight, result: Err(internal("the node is shutting down")) }),
                 };
-                if let Some(finished) = finished {
-                    let _ = done.send(Completion::Executed(finished));
-                }
+                report(&done, finished);
             });
             None
         }
@@ -76,6 +72,14 @@ pub(super) fn start(shared: &Arc<Shared>, job: ExecutionJob, done: UnboundedSend
             });
             Some(Finished { flight: job.flight, result })
         }
+    }
+}
+
+/// Sends an execution that ended to the core task; fails only once the
+/// core task has stopped (shutdown).
+fn report(done: &UnboundedSender<Completion>, finished: Option<Finished>) {
+    if let Some(finished) = finished {
+        let _ = done.send(Completion::Executed(finished));
     }
 }
 
@@ -96,7 +100,8 @@ fn run(
     slot: Slot,
     done: UnboundedSender<Completion>,
 ) -> Option<Finished> {
-    let inline = shared.calls_waiting.load(Ordering::Relaxed) <= 1 && slot.quick_and_alone();
+    // A module still to be loaded from disk is not run in place: loading blocks.
+    let inline = loaded.is_some() && shared.calls_waiting.load(Ordering::Relaxed) <= 1 && slot.quick_and_alone();
     let mut task = Box::pin(async move {
         let queue_us = job.queued.elapsed().as_micros() as u64;
         // A bug in the runtime must not leave the callers waiting forever.
@@ -120,11 +125,7 @@ fn run(
             return Some(finished);
         }
     }
-    tokio::task::spawn_blocking(move || {
-        let finished = futures::executor::block_on(task);
-        // Fails only once the core task has stopped (shutdown).
-        let _ = done.send(Completion::Executed(finished));
-    });
+    tokio::task::spawn_blocking(move || report(&done, Some(futures::executor::block_on(task))));
     None
 }
 
@@ -139,13 +140,9 @@ async fn execute(
     let loading = Instant::now();
     let prepared = match loaded {
         Some(prepared) => prepared,
-        // Reading, verifying and perhaps compiling: not for an async worker.
-        None => {
-            let (shared, module) = (shared.clone(), *module);
-            tokio::task::spawn_blocking(move || shared.prepared(module))
-                .await
-                .unwrap_or_else(|_| Err(internal("loading the module failed unexpectedly")))?
-        }
+        // Reading, verifying and perhaps compiling: this runs on a blocking
+        // thread then (`run` never runs it in place).
+        None => shared.prepared(*module)?,
     };
     let load_us = loading.elapsed().as_micros() as u64;
     // Module loading is left out: it is paid once per module and process
