@@ -57,43 +57,62 @@ pub async fn deploy(
     }
 }
 
+/// What the connection hands the disk writer: chunks, then `End` once the
+/// whole body arrived. A writer whose queue closes without `End` drops what
+/// it wrote, and the refusal waits for that, so nothing of it outlives the
+/// answer.
+enum Upload {
+    Chunk(Bytes),
+    End,
+}
+
 /// Streams the body into a staged blob on a blocking thread; refuses it
 /// (and drops what was written) once it passes `limit` bytes.
 async fn receive(node: &Node, body: Body, limit: u64) -> Result<StagedBlob, Response> {
     let writer = node.stage_upload().map_err(|error| storage_failure(&error))?;
-    let (chunks, mut received) = mpsc::channel::<Bytes>(WRITE_QUEUE_CHUNKS);
+    let (chunks, mut received) = mpsc::channel::<Upload>(WRITE_QUEUE_CHUNKS);
     let writing = tokio::task::spawn_blocking(move || write_chunks(writer, &mut received));
-    let mut stream = body.into_data_stream();
-    let mut size = 0u64;
-    while let Some(chunk) = stream.next().await {
-        let chunk = match chunk {
-            Ok(chunk) => chunk,
-            // The client went away mid-upload; the writer drops the temp file.
-            Err(error) => return Err(bad_upload(&format!("the upload broke off: {error}"))),
-        };
-        size += chunk.len() as u64;
-        if size > limit {
-            drop(chunks);
-            let drained = refused_body::drain(stream).await;
-            return Err(too_large(size + drained, limit));
-        }
-        if chunks.send(chunk).await.is_err() {
-            break; // The writer failed; its error is reported below.
-        }
+    let streamed = stream_body(body, limit, &chunks).await;
+    if streamed.is_ok() {
+        let _ = chunks.send(Upload::End).await;
     }
     drop(chunks);
-    match writing.await {
+    let written = writing.await;
+    streamed?;
+    match written {
         Ok(Ok(staged)) => Ok(staged),
         Ok(Err(error)) => Err(storage_failure(&error)),
         Err(error) => Err(storage_failure(&std::io::Error::other(error.to_string()))),
     }
 }
 
-fn write_chunks(mut writer: BlobWriter, chunks: &mut mpsc::Receiver<Bytes>) -> std::io::Result<StagedBlob> {
-    while let Some(chunk) = chunks.blocking_recv() {
-        writer.write(&chunk)?;
+/// Sends the body's chunks to the writer; the refusal if it breaks off or
+/// passes `limit` bytes.
+async fn stream_body(body: Body, limit: u64, chunks: &mpsc::Sender<Upload>) -> Result<(), Response> {
+    let mut stream = body.into_data_stream();
+    let mut size = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|error| bad_upload(&format!("the upload broke off: {error}")))?;
+        size += chunk.len() as u64;
+        if size > limit {
+            let drained = refused_body::drain(stream).await;
+            return Err(too_large(size + drained, limit));
+        }
+        if chunks.send(Upload::Chunk(chunk)).await.is_err() {
+            break; // The writer failed; its error is reported by `receive`.
+        }
     }
-    writer.finish()
+    Ok(())
+}
+
+fn write_chunks(mut writer: BlobWriter, chunks: &mut mpsc::Receiver<Upload>) -> std::io::Result<StagedBlob> {
+    while let Some(upload) = chunks.blocking_recv() {
+        match upload {
+            Upload::Chunk(chunk) => writer.write(&chunk)?,
+            Upload::End => return writer.finish(),
+        }
+    }
+    Err(std::io::Error::new(std::io::ErrorKind::Interrupted, "the upload was refused"))
 }
 
 fn too_large(size: u64, limit: u64) -> Response {
