@@ -41,6 +41,9 @@ pub struct NodeConfig {
     pub fetch_for_call_max_bytes: u64,
     /// The members that keep each result (`MeshConfig::owners`); 0: none.
     pub owners: u8,
+    /// Calls of a module that runs here in less than this many µs run here
+    /// (`MeshConfig::run_here_below_us`); 0: owners are always asked.
+    pub run_here_below_us: u64,
     /// A peer's result is trusted only once this many other executors agree
     /// (0: a correctly signed result is trusted as it is).
     pub verify_remote: u8,
@@ -75,6 +78,7 @@ impl NodeConfig {
             replicate_budget_bytes: 1 << 30,
             fetch_for_call_max_bytes: 16 << 20,
             owners: nebula_protocol::MeshConfig::default().owners,
+            run_here_below_us: nebula_protocol::MeshConfig::default().run_here_below_us,
             verify_remote: 0,
             watts_per_core: crate::footprint::DEFAULT_WATTS_PER_CORE,
             mesh: None,

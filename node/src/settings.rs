@@ -158,6 +158,12 @@ pub struct NodeSettings {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub owners: Option<u8>,
+    /// A call for a module whose last run here took less than this many µs
+    /// runs here instead of asking the key's owner, which would cost more
+    /// than the run (default 500; 0: always ask the owner).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_here_below_us: Option<u64>,
     /// Watts one busy core draws, for energy estimates where RAPL counters
     /// cannot be read (default 10; a Raspberry Pi 4 core is nearer 1.5).
     #[arg(long)]
@@ -380,6 +386,9 @@ impl NodeSettings {
             }
             config.owners = owners;
         }
+        if let Some(micros) = self.run_here_below_us {
+            config.run_here_below_us = micros;
+        }
         if let Some(watts) = self.watts_per_core {
             if !(watts.is_finite() && watts > 0.0) {
                 bail!("watts_per_core must be a positive number of watts, not {watts}");
@@ -455,6 +464,7 @@ impl NodeSettings {
             replicate_bytes: Some(config.replicate_budget_bytes),
             fetch_for_call_bytes: Some(config.fetch_for_call_max_bytes),
             owners: Some(config.owners),
+            run_here_below_us: Some(config.run_here_below_us),
             watts_per_core: Some(config.watts_per_core),
             gossip_heartbeat_ms: Some(mesh.gossip_heartbeat.as_millis() as u64),
             ping_interval_s: Some(mesh.ping_interval.as_secs()),

@@ -675,18 +675,18 @@ impl World {
                 if self.nodes[n].liar {
                     outcome = flipped(&outcome);
                 }
+                let (low, high) = self.network.exec_ms;
+                let factor = if self.nodes[n].slow { self.network.slow_exec_factor } else { 1 };
+                let cost = self.rng.random_range(low..=high) * factor;
                 let mut record = ExecutionRecord {
                     module,
                     outcome,
                     fuel_used: 0,
-                    timings: Timings::default(),
+                    timings: Timings { run_us: cost * 1000, ..Timings::default() },
                     executed_by: node_name(n),
                     signature: Vec::new(),
                 };
                 ModelledSignatures::sign(&key, &mut record);
-                let (low, high) = self.network.exec_ms;
-                let factor = if self.nodes[n].slow { self.network.slow_exec_factor } else { 1 };
-                let cost = self.rng.random_range(low..=high) * factor;
                 let event = Event::ExecutionFinished { flight, result: Ok(Arc::new(record)) };
                 self.schedule(cost, Pending::Deliver(n, event));
             }

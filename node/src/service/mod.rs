@@ -619,11 +619,12 @@ fn restore_core(config: &NodeConfig, local: PeerId, index: &Index, blobs: &BlobS
         replicate_budget_bytes: config.replicate_budget_bytes,
         fetch_for_call_max_bytes: config.fetch_for_call_max_bytes,
         owners: config.owners,
+        run_here_below_us: config.run_here_below_us,
         verify_remote: config.verify_remote,
         sync_interval_ms: config.mesh.as_ref().map_or(10_000, |mesh| mesh.sync_interval.as_millis() as u64),
         ..MeshConfig::default()
     };
-    let mut core = Core::new(local, mesh_config, Box::new(Ed25519Signatures));
+    let mut core = Core::new(local, mesh_config, Box::new(Ed25519Signatures::default()));
     for (module, meta) in index.modules()? {
         if blobs.contains(&module) {
             // Nothing to announce to yet: peers learn of it by anti-entropy.

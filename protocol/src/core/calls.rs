@@ -87,14 +87,18 @@ impl<P: PeerKey> Core<P> {
         }
     }
 
-    /// Not cached here: ask the key's owner, or else execute here, fetch
-    /// the module, or forward.
+    /// Not cached here: run it here if that is quicker than asking (a quick
+    /// module with a free slot), else ask the key's owner, or else execute
+    /// here, fetch the module, or forward.
     pub(super) fn proceed(&mut self, flight: FlightId) -> Vec<Action<P>> {
         let Some(state) = self.flights.get(flight) else { return Vec::new() };
         if state.candidate.is_some() {
             return self.seek_confirmation(flight);
         }
         let (module, hops) = (state.module, state.hops);
+        if self.modules.runs_quickly(&module, self.config.run_here_below_us) && self.executing < self.config.capacity {
+            return self.execute(flight);
+        }
         if let Some(owner) = self.owner_to_ask(flight) {
             // (Not while confirming results: the owner's answer is a candidate then.)
             if self.modules.holds(&module) && self.config.verify_remote == 0 {
@@ -255,6 +259,10 @@ impl<P: PeerKey> Core<P> {
         // landed meanwhile (an owner answered first: its result is dropped).
         self.executing = self.executing.saturating_sub(1);
         let mut actions = self.load_changed();
+        if let Ok(record) = &result {
+            let took_us = record.timings.instantiate_us.saturating_add(record.timings.run_us);
+            self.modules.ran_here(&record.module, took_us);
+        }
         let Some(landed) = self.flights.land(flight) else { return actions };
         let record = match result {
             Ok(record) => record,

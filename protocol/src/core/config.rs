@@ -20,6 +20,12 @@ pub struct MeshConfig {
     /// it, the first of them the one that computes it. 0: results have no
     /// owners, and each node keeps what it computes or is answered with.
     pub owners: u8,
+    /// A call for a module held here whose last run here loaded and ran in
+    /// less than this many µs runs here instead of asking the key's owner:
+    /// asking costs more than running it (a forward on loopback measured
+    /// ~0.6 ms of CPU over both nodes and ~0.4 ms of latency; `hash` runs in
+    /// ~0.05 ms). Its result still goes to its owners. 0: always ask.
+    pub run_here_below_us: u64,
     /// Results to owners wait at most this long to travel in one batch.
     pub handoff_interval_ms: u64,
     /// An owner that has not answered a call within this long may be cut
@@ -65,6 +71,7 @@ impl Default for MeshConfig {
             replicate_budget_bytes: 1 << 30,
             fetch_for_call_max_bytes: 16 << 20,
             owners: 3,
+            run_here_below_us: 500,
             handoff_interval_ms: 100,
             owner_patience_ms: 500,
             slow_owner_ms: 100,

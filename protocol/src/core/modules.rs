@@ -9,6 +9,9 @@ use crate::wire::SliceIndex;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ModuleInfo {
     pub size: u64,
+    /// How long its last run here took to load and run, in µs (queueing
+    /// left out); `None` until it ran here. See `MeshConfig::run_here_below_us`.
+    pub last_run_us: Option<u64>,
 }
 
 /// A module being fetched from a peer, slice by slice (for calls waiting on
@@ -83,11 +86,23 @@ impl<P> Modules<P> {
     }
 
     pub(super) fn hold(&mut self, module: ModuleId, size: u64) {
-        self.held.insert(module, ModuleInfo { size });
+        let last_run_us = self.held.get(&module).and_then(|info| info.last_run_us);
+        self.held.insert(module, ModuleInfo { size, last_run_us });
     }
 
     pub(super) fn holds(&self, module: &ModuleId) -> bool {
         self.held.contains_key(module)
+    }
+
+    pub(super) fn ran_here(&mut self, module: &ModuleId, took_us: u64) {
+        if let Some(info) = self.held.get_mut(module) {
+            info.last_run_us = Some(took_us);
+        }
+    }
+
+    /// Held, and its last run here took less than `below_us`.
+    pub(super) fn runs_quickly(&self, module: &ModuleId, below_us: u64) -> bool {
+        self.held.get(module).and_then(|info| info.last_run_us).is_some_and(|took| took < below_us)
     }
 
     pub(super) fn info(&self, module: &ModuleId) -> Option<ModuleInfo> {

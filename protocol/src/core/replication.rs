@@ -47,8 +47,9 @@ impl<P: PeerKey> Core<P> {
         owed.into_iter().flat_map(|(key, record)| self.hand_over(peer.clone(), key, &record)).collect()
     }
 
-    /// A peer sends results for this node to keep. Each is judged like any
-    /// record a peer sends; a forged one ends the batch and costs the peer.
+    /// A peer sends results for this node to keep. Their signatures are
+    /// checked together (cheaper than one by one), then each is judged like
+    /// any record a peer sends; a forged one ends the batch and costs the peer.
     /// A node that confirms peers' results (`verify_remote`) keeps none:
     /// nothing would confirm them.
     pub(super) fn on_store_request(&mut self, from: P, inbound: InboundId, batch: Vec<StoredResult>) -> Vec<Action<P>> {
@@ -56,9 +57,12 @@ impl<P: PeerKey> Core<P> {
             let reason = "this node keeps only results it confirmed".to_owned();
             return vec![Action::Respond { inbound, response: Response::Refused(reason) }];
         }
+        let checks: Vec<(&CallKey, &ExecutionRecord)> =
+            batch.iter().map(|stored| (&stored.key, &stored.record)).collect();
+        let verdicts = self.signatures.verify_all(&checks);
         let mut actions = Vec::new();
-        for StoredResult { key, record } in batch {
-            match self.judge_record(&from, &key, None, record) {
+        for (StoredResult { key, record }, verdict) in batch.into_iter().zip(verdicts) {
+            match self.judge_checked_record(&from, None, record, verdict) {
                 Ok(record) if record.outcome.is_cacheable() => {
                     let record = Arc::new(record);
                     self.handoff.remember(key, record.clone());

@@ -9,6 +9,13 @@ pub trait Signatures: Send {
     /// `Ok` if `record.signature` was made by `record.executed_by` over
     /// `record.signed_content(key)`; otherwise why not.
     fn verify(&self, key: &CallKey, record: &ExecutionRecord) -> Result<(), String>;
+
+    /// `verify` for each of `records` (a batch a peer sent at once), in
+    /// order. A shell may check them together when that is cheaper, as long
+    /// as each answer is the one `verify` would give.
+    fn verify_all(&self, records: &[(&CallKey, &ExecutionRecord)]) -> Vec<Result<(), String>> {
+        records.iter().map(|(key, record)| self.verify(key, record)).collect()
+    }
 }
 
 /// Signatures modelled for the simulator and tests: a node's key is derived

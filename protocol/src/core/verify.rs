@@ -42,7 +42,19 @@ impl<P: PeerKey> Core<P> {
         module: Option<ModuleId>,
         record: ExecutionRecord,
     ) -> Result<ExecutionRecord, Box<Action<P>>> {
-        if let Err(reason) = self.signatures.verify(key, &record) {
+        let verdict = self.signatures.verify(key, &record);
+        self.judge_checked_record(from, module, record, verdict)
+    }
+
+    /// `judge_record` once the signature's `verdict` is known.
+    pub(super) fn judge_checked_record(
+        &mut self,
+        from: &P,
+        module: Option<ModuleId>,
+        record: ExecutionRecord,
+        verdict: Result<(), String>,
+    ) -> Result<ExecutionRecord, Box<Action<P>>> {
+        if let Err(reason) = verdict {
             return Err(Box::new(self.penalise(from, Misbehaviour::ForgedRecord { reason })));
         }
         if module.is_some_and(|module| module != record.module) {

@@ -275,3 +275,37 @@ fn a_long_function_does_not_make_its_owner_look_slow() {
     respond(&mut core, request, &owners[0], answer);
     assert!(!core.slow_owners.is_slow(&owners[0], core.now_ms));
 }
+
+#[test]
+fn a_module_quicker_to_run_than_to_ask_for_runs_here_and_its_result_still_goes_to_its_owners() {
+    let (mut core, module) = member_of(&["b", "c", "d", "e"]);
+    let quick_us = core.config().run_here_below_us - 1;
+    let first = input_not_owned_here(&core, module);
+    // Never run here yet: the key's owner is asked.
+    let (owner, _, _) = only_sent(&miss(&mut core, 1, &module.to_hex(), &first));
+    assert_eq!(owner, core.owners(&CallKey::new(&module, &first))[0]);
+    let flight = flight_of(&core.handle(core.now_ms + core.config().owner_patience_ms, Event::Timeout));
+    step(&mut core, Event::ExecutionFinished { flight, result: ran_here_in(module, &first, b"1", quick_us) });
+
+    // It ran here quickly: the next call that misses runs here, asking no one.
+    let second = (0u32..)
+        .map(|n| format!("second-{n}").into_bytes())
+        .find(|input| !core.owners(&CallKey::new(&module, input)).contains(&"a".to_owned()))
+        .expect("some input");
+    let actions = miss(&mut core, 2, &module.to_hex(), &second);
+    assert!(sent(&actions).is_empty(), "no owner asked: {actions:?}");
+    let flight = flight_of(&actions);
+    step(&mut core, Event::ExecutionFinished { flight, result: ran_here_in(module, &second, b"2", quick_us) });
+    let key = CallKey::new(&module, &second);
+    let handed = stored(&after_handoff(&mut core));
+    for owner in core.owners(&key) {
+        assert!(handed[&owner].contains(&key), "{owner} gets the result it owns");
+    }
+
+    // Once a run here took longer than asking, owners are asked again.
+    let third = input_not_owned_here(&core, module);
+    let flight = flight_of(&miss(&mut core, 3, &module.to_hex(), b"owned-or-not"));
+    step(&mut core, Event::ExecutionFinished { flight, result: ran_here_in(module, b"owned-or-not", b"3", 50_000) });
+    let (to, _, _) = only_sent(&miss(&mut core, 4, &module.to_hex(), &third));
+    assert_eq!(to, core.owners(&CallKey::new(&module, &third))[0]);
+}
