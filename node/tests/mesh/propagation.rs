@@ -197,3 +197,44 @@ async fn the_number_of_owners_is_a_node_setting() {
     assert_eq!(answer.header("x-nebula-executed-by"), owners[0], "run at the key's one owner");
     mesh.stop().await;
 }
+
+/// A module quicker to run than to ask an owner for runs at the node the
+/// call reached, once it ran there (the threshold is set far above any run
+/// here, so the test does not depend on the machine's speed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quick_module_runs_at_the_node_the_call_reached() {
+    let mesh = Mesh::start(3, |_, config| {
+        config.owners = 1;
+        config.run_here_below_us = 60_000_000;
+    })
+    .await;
+    let (a, b) = (&mesh.nodes[0], &mesh.nodes[1]);
+    let hash = a.deploy(function("echo"), "echo").await;
+    for node in &mesh.nodes {
+        eventually("every node has the module ready", Duration::from_secs(30), || async {
+            let modules = node.node.modules().await;
+            modules.len() == 1 && modules[0].state == "ready"
+        })
+        .await;
+    }
+    let module = hash.parse().unwrap();
+    let mut owned_by = std::collections::BTreeMap::<String, Vec<Vec<u8>>>::new();
+    for n in 0..60 {
+        let input = format!("input-{n}").into_bytes();
+        let owner = a.node.owners(&CallKey::new(&module, &input)).await.remove(0);
+        owned_by.entry(owner).or_default().push(input);
+    }
+    let [on_a, on_b] = [a, b].map(|node| owned_by[node.node.id()].clone());
+
+    // Never run at a yet: the key's owner is asked.
+    let first = a.call("echo", &on_b[0], "").await;
+    assert_eq!(first.header("x-nebula-executed-by"), b.node.id(), "asked of its owner");
+    // Run at a once (a owns that key), so a knows it is quick.
+    assert_eq!(a.call("echo", &on_a[0], "").await.header("x-nebula-executed-by"), a.node.id());
+    // Now a call whose key b owns runs at a.
+    let quick = a.call("echo", &on_b[1], "").await;
+    assert_eq!((quick.text().as_bytes(), quick.header("x-nebula-cache")), (on_b[1].as_slice(), "miss"));
+    assert_eq!(quick.header("x-nebula-executed-by"), a.node.id(), "run where the call arrived");
+    assert!(a.node.is_cached("echo", &on_b[1]), "kept at a");
+    mesh.stop().await;
+}

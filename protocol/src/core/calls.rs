@@ -47,6 +47,7 @@ impl<P: PeerKey> Core<P> {
             waiters: vec![waiter],
             askers: asker.into_iter().collect(),
             candidate: None,
+            kept_here: false,
         });
         vec![self.look_up(key, LookupFor::Flight(flight))]
     }
@@ -87,8 +88,8 @@ impl<P: PeerKey> Core<P> {
         }
     }
 
-    /// Not cached here: run it here if that is quicker than asking (a quick
-    /// module with a free slot), else ask the key's owner, or else execute
+    /// Not cached here: a local caller's call runs here if that is cheaper
+    /// than asking (a quick module), else ask the key's owner, or else execute
     /// here, fetch the module, or forward.
     pub(super) fn proceed(&mut self, flight: FlightId) -> Vec<Action<P>> {
         let Some(state) = self.flights.get(flight) else { return Vec::new() };
@@ -96,7 +97,14 @@ impl<P: PeerKey> Core<P> {
             return self.seek_confirmation(flight);
         }
         let (module, hops) = (state.module, state.hops);
-        if self.modules.runs_quickly(&module, self.config.run_here_below_us) && self.executing < self.config.capacity {
+        // Even with every slot busy: forwarding it would cost this node more
+        // CPU than running it, so it would relieve nothing. Its result is
+        // not handed to its owners either: taking it in would cost each of
+        // them about as much as running it (see `MeshConfig::run_here_below_us`).
+        if hops == 0 && self.modules.runs_quickly(&module, self.config.run_here_below_us) {
+            if let Some(state) = self.flights.get_mut(flight) {
+                state.kept_here = true;
+            }
             return self.execute(flight);
         }
         if let Some(owner) = self.owner_to_ask(flight) {
@@ -274,7 +282,8 @@ impl<P: PeerKey> Core<P> {
         // Our own run settles any peer's result it was confirming.
         actions.extend(self.penalise_disagreeing(landed.candidate.as_ref(), &record));
         if record.outcome.is_cacheable() {
-            actions.extend(self.keep_result(landed.key, &record, Some(&landed.askers)));
+            let computed_for = (!landed.kept_here).then_some(landed.askers.as_slice());
+            actions.extend(self.keep_result(landed.key, &record, computed_for));
         }
         actions.extend(reply_all(landed, record, |index| match index {
             0 => CacheStatus::Miss,
@@ -284,9 +293,9 @@ impl<P: PeerKey> Core<P> {
     }
 
     /// Keeps a result this node computed (`answered`: the peers it answers
-    /// with it) or was answered with (`None`): stored if this node owns it,
-    /// in the near cache otherwise; one it computed also goes to its other
-    /// owners, except those it answers anyway.
+    /// with it) or was answered with, or kept here (`None`): stored if this
+    /// node owns it, in the near cache otherwise; one it computed also goes
+    /// to its other owners, except those it answers anyway.
     pub(super) fn keep_result(
         &mut self,
         key: CallKey,

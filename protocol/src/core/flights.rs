@@ -41,6 +41,9 @@ pub(super) struct Flight<P> {
     pub(super) askers: Vec<P>,
     /// A peer's result waiting for confirmation (see `MeshConfig::verify_remote`).
     pub(super) candidate: Option<Candidate>,
+    /// Run here because asking its owner would cost more than running it;
+    /// its result stays here too (see `Core::proceed`).
+    pub(super) kept_here: bool,
 }
 
 /// Flights are of two kinds: those of this node's callers, which may ask

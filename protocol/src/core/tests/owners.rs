@@ -277,7 +277,7 @@ fn a_long_function_does_not_make_its_owner_look_slow() {
 }
 
 #[test]
-fn a_module_quicker_to_run_than_to_ask_for_runs_here_and_its_result_still_goes_to_its_owners() {
+fn a_module_quicker_to_run_than_to_ask_for_runs_here_and_its_result_stays_here() {
     let (mut core, module) = member_of(&["b", "c", "d", "e"]);
     let quick_us = core.config().run_here_below_us - 1;
     let first = input_not_owned_here(&core, module);
@@ -287,20 +287,31 @@ fn a_module_quicker_to_run_than_to_ask_for_runs_here_and_its_result_still_goes_t
     let flight = flight_of(&core.handle(core.now_ms + core.config().owner_patience_ms, Event::Timeout));
     step(&mut core, Event::ExecutionFinished { flight, result: ran_here_in(module, &first, b"1", quick_us) });
 
-    // It ran here quickly: the next call that misses runs here, asking no one.
-    let second = (0u32..)
+    // It ran here quickly: calls that miss run here, asking no one, even
+    // beyond this node's slots (forwarding would cost it more than running),
+    // and their results stay here.
+    let not_owned_here: Vec<Vec<u8>> = (0u32..)
         .map(|n| format!("second-{n}").into_bytes())
-        .find(|input| !core.owners(&CallKey::new(&module, input)).contains(&"a".to_owned()))
-        .expect("some input");
-    let actions = miss(&mut core, 2, &module.to_hex(), &second);
-    assert!(sent(&actions).is_empty(), "no owner asked: {actions:?}");
-    let flight = flight_of(&actions);
-    step(&mut core, Event::ExecutionFinished { flight, result: ran_here_in(module, &second, b"2", quick_us) });
-    let key = CallKey::new(&module, &second);
-    let handed = stored(&after_handoff(&mut core));
-    for owner in core.owners(&key) {
-        assert!(handed[&owner].contains(&key), "{owner} gets the result it owns");
+        .filter(|input| !core.owners(&CallKey::new(&module, input)).contains(&"a".to_owned()))
+        .take(core.config().capacity as usize + 1)
+        .collect();
+    let mut flights = Vec::new();
+    for (caller, input) in (10..).zip(&not_owned_here) {
+        let actions = miss(&mut core, caller, &module.to_hex(), input);
+        assert!(sent(&actions).is_empty(), "no owner asked: {actions:?}");
+        flights.push(flight_of(&actions));
     }
+    let second = &not_owned_here[0];
+    let done = step(
+        &mut core,
+        Event::ExecutionFinished { flight: flights[0], result: ran_here_in(module, second, b"2", quick_us) },
+    );
+    assert!(matches!(done.as_slice(), [Action::CacheResult { .. }, ..]), "near-cached here: {done:?}");
+    // The first run (the owner was asked, then patience ran out) goes to its
+    // owners as ever; the one kept here goes to no one.
+    let handed: Vec<CallKey> = stored(&after_handoff(&mut core)).into_values().flatten().collect();
+    assert!(handed.contains(&CallKey::new(&module, &first)), "{handed:?}");
+    assert!(!handed.contains(&CallKey::new(&module, second)), "{handed:?}");
 
     // Once a run here took longer than asking, owners are asked again.
     let third = input_not_owned_here(&core, module);
