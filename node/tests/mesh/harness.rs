@@ -16,9 +16,6 @@ pub struct Mesh {
 
 impl Mesh {
     /// `n` nodes on loopback, each dialling every node started before it.
-    /// Calls always ask their keys' owners (`run_here_below_us` 0): whether
-    /// a module counts as quick would otherwise depend on how busy the
-    /// machine is; a test of that rule sets it.
     pub async fn start(n: usize, configure: impl Fn(usize, &mut NodeConfig)) -> Mesh {
         let mut nodes: Vec<TestNode> = Vec::new();
         let mut dirs = Vec::new();
@@ -30,7 +27,6 @@ impl Mesh {
             }
             let node = TestNode::start_with(dir.path(), |config| {
                 config.mesh = Some(MeshSettings { bootstrap, ..MeshSettings::loopback() });
-                config.run_here_below_us = 0;
                 configure(i, config);
             })
             .await;
