@@ -44,6 +44,9 @@ pub struct NodeConfig {
     /// Calls of a module that runs here in less than this many µs run here
     /// (`MeshConfig::run_here_below_us`); 0: owners are always asked.
     pub run_here_below_us: u64,
+    /// Where modules live (`MeshConfig::module_owners`): 0 everywhere, k on
+    /// their k owners and fetched where calls need them.
+    pub module_owners: u8,
     /// A peer's result is trusted only once this many other executors agree
     /// (0: a correctly signed result is trusted as it is).
     pub verify_remote: u8,
@@ -79,6 +82,7 @@ impl NodeConfig {
             fetch_for_call_max_bytes: 16 << 20,
             owners: nebula_protocol::MeshConfig::default().owners,
             run_here_below_us: nebula_protocol::MeshConfig::default().run_here_below_us,
+            module_owners: nebula_protocol::MeshConfig::default().module_owners,
             verify_remote: 0,
             watts_per_core: crate::footprint::DEFAULT_WATTS_PER_CORE,
             mesh: None,

@@ -164,6 +164,13 @@ pub struct NodeSettings {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run_here_below_us: Option<u64>,
+    /// Where modules live: 0 (default) on every node, fetched ahead of need
+    /// (a lab mesh); k: on the k members a module's id hashes to, fetched by
+    /// other nodes when a call needs it (a big mesh, where most nodes never
+    /// run most modules). At most 16; give every node the same.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub module_owners: Option<u8>,
     /// Watts one busy core draws, for energy estimates where RAPL counters
     /// cannot be read (default 10; a Raspberry Pi 4 core is nearer 1.5).
     #[arg(long)]
@@ -389,6 +396,12 @@ impl NodeSettings {
         if let Some(micros) = self.run_here_below_us {
             config.run_here_below_us = micros;
         }
+        if let Some(owners) = self.module_owners {
+            if owners > MAX_OWNERS {
+                bail!("module_owners must be between 0 and {MAX_OWNERS}, not {owners}");
+            }
+            config.module_owners = owners;
+        }
         if let Some(watts) = self.watts_per_core {
             if !(watts.is_finite() && watts > 0.0) {
                 bail!("watts_per_core must be a positive number of watts, not {watts}");
@@ -465,6 +478,7 @@ impl NodeSettings {
             fetch_for_call_bytes: Some(config.fetch_for_call_max_bytes),
             owners: Some(config.owners),
             run_here_below_us: Some(config.run_here_below_us),
+            module_owners: Some(config.module_owners),
             watts_per_core: Some(config.watts_per_core),
             gossip_heartbeat_ms: Some(mesh.gossip_heartbeat.as_millis() as u64),
             ping_interval_s: Some(mesh.ping_interval.as_secs()),

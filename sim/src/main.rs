@@ -13,6 +13,7 @@ mod world;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use nebula_protocol::MeshConfig;
 
 use executor::Executor;
 use history::HistoryFile;
@@ -91,6 +92,10 @@ enum Command {
         /// Share of the calls issued as one of an identical pair (at two nodes at once).
         #[arg(long, default_value_t = 0.2, value_parser = probability)]
         duplicate_share: f64,
+        /// Place each module on this many owners, fetched where calls need
+        /// it (`module_owners`); 0 replicates every module everywhere.
+        #[arg(long, default_value_t = 0)]
+        module_owners: u8,
         /// Write the per-size reports here (a JSON list).
         #[arg(long)]
         json: Option<PathBuf>,
@@ -117,11 +122,20 @@ struct Faults {
     /// (the node's `--verify-remote`).
     #[arg(long, default_value_t = 0)]
     verify_remote: u8,
+    /// Place each module on this many owners, fetched where calls need it
+    /// (the node's `module_owners`); 0 replicates every module everywhere.
+    #[arg(long, default_value_t = 0)]
+    module_owners: u8,
 }
 
 impl Faults {
     fn model(self) -> scenario::NetworkModel {
         scenario::NetworkModel { loss: self.loss, duplicate: self.duplicate, ..Default::default() }
+    }
+
+    /// The nodes' settings: the defaults, with this trust policy and module placement.
+    fn config(self) -> MeshConfig {
+        MeshConfig { verify_remote: self.verify_remote, module_owners: self.module_owners, ..MeshConfig::default() }
     }
 }
 
@@ -225,8 +239,7 @@ fn main() -> anyhow::Result<()> {
                 Some(dir) => Executor::wasm(&dir)?,
                 None => Executor::Modelled,
             };
-            let run =
-                scenario::run(scenario(&name)?, nodes, seed, calls, network.model(), executor, network.verify_remote);
+            let run = scenario::run(scenario(&name)?, nodes, seed, calls, network.model(), executor, network.config());
             summary(&run.report);
             outputs.write(&run.report, &run.history)?;
             if !run.report.passed {
@@ -254,15 +267,8 @@ fn main() -> anyhow::Result<()> {
             let runs = scenarios.len() as u64 * seeds;
             for name in scenarios {
                 for seed in 1..=seeds {
-                    let run = scenario::run(
-                        name,
-                        nodes,
-                        seed,
-                        calls,
-                        network.model(),
-                        Executor::Modelled,
-                        network.verify_remote,
-                    );
+                    let run =
+                        scenario::run(name, nodes, seed, calls, network.model(), Executor::Modelled, network.config());
                     if !run.report.passed {
                         failing.push(format!("{} {seed} {nodes} {calls}", name.label()));
                     }
@@ -289,8 +295,8 @@ fn main() -> anyhow::Result<()> {
             let schedule = serde_json::json!({ "duration_ms": scenario::DURATION_MS, "faults": faults });
             println!("{schedule}");
         }
-        Command::Scale { topology, sizes, calls, seed, duplicate_share, json } => {
-            let settings = scale::Settings { topology, calls, seed, duplicate_share };
+        Command::Scale { topology, sizes, calls, seed, duplicate_share, module_owners, json } => {
+            let settings = scale::Settings { topology, calls, seed, duplicate_share, module_owners };
             let mut reports = Vec::new();
             for nodes in sizes {
                 reports.push(scale::run(nodes, &settings)?);

@@ -50,6 +50,10 @@ pub struct Settings {
     pub seed: u64,
     /// Share of the calls issued as one of an identical pair.
     pub duplicate_share: f64,
+    /// `MeshConfig::module_owners`: 0 replicates every module everywhere
+    /// before the calls; k places each on its k owners, and the nodes that
+    /// run it fetch it when a call needs it.
+    pub module_owners: u8,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -59,8 +63,17 @@ pub struct SizeReport {
     pub calls: u64,
     pub call_messages_per_call: f64,
     pub call_bytes_per_call: f64,
+    /// Where modules lived: "everywhere" or "on k owners".
+    pub modules_placed: String,
+    /// Module messages (slices asked for and sent) over the whole run, and
+    /// those during the calls (fetched because a call needed the module).
     pub module_messages: u64,
     pub module_bytes: u64,
+    pub module_messages_during_calls: u64,
+    /// Announcements that a node holds a module (`tell-module`), whole run.
+    pub module_tells: u64,
+    /// Modules held per node at the end (of `MODULES`).
+    pub modules_held_per_node_mean: f64,
     pub background_messages_per_node_per_s: f64,
     pub background_bytes_per_node_per_s: f64,
     /// Messages of every kind (responses with their requests), for what dominates.
@@ -76,6 +89,7 @@ pub struct SizeReport {
     pub availability: f64,
     /// Calls not answered with an output, by why.
     pub failures: BTreeMap<String, u64>,
+    pub latency_p50_ms: f64,
     pub latency_p99_ms: f64,
     pub latency_max_ms: Time,
     pub simulated_ms: Time,
@@ -85,7 +99,7 @@ pub struct SizeReport {
 pub fn run(nodes: usize, settings: &Settings) -> anyhow::Result<SizeReport> {
     anyhow::ensure!(nodes >= 2, "a mesh needs at least 2 nodes, not {nodes}");
     let wall = Instant::now();
-    let config = MeshConfig::default();
+    let config = MeshConfig { module_owners: settings.module_owners, ..MeshConfig::default() };
     let degree = match settings.topology {
         Topology::Full => nodes - 1,
         Topology::View => VIEW_DEGREE.min(nodes - 1),
@@ -105,10 +119,23 @@ pub fn run(nodes: usize, settings: &Settings) -> anyhow::Result<SizeReport> {
         modules.push(module);
     }
     world.run_until(WARM_UP_MS);
-    anyhow::ensure!(world.converged(), "{nodes} nodes: modules not replicated everywhere after {WARM_UP_MS} ms");
+    match settings.module_owners {
+        0 => anyhow::ensure!(world.converged(), "{nodes} nodes: modules not everywhere after {WARM_UP_MS} ms"),
+        k => anyhow::ensure!(
+            world.modules_on_their_owners(&modules),
+            "{nodes} nodes: modules not on their {k} owners after {WARM_UP_MS} ms"
+        ),
+    }
+    let before_calls = world.counters.total(Traffic::Module);
     schedule_calls(&mut world, &modules, settings);
     world.run_until(DURATION_MS);
-    Ok(report(&world, settings.topology, wall))
+    let mut report = report(&world, settings.topology, wall);
+    report.module_messages_during_calls = report.module_messages - before_calls.messages;
+    report.modules_placed = match settings.module_owners {
+        0 => "everywhere".to_owned(),
+        k => format!("on {k} owners"),
+    };
+    Ok(report)
 }
 
 /// Every call, at its time: one at a random node, or (a pair) the same call
@@ -171,8 +198,12 @@ fn report(world: &World, topology: Topology, wall: Instant) -> SizeReport {
         calls: checks.calls,
         call_messages_per_call: call.messages as f64 / calls,
         call_bytes_per_call: call.bytes as f64 / calls,
+        modules_placed: String::new(),
         module_messages: module.messages,
         module_bytes: module.bytes,
+        module_messages_during_calls: 0,
+        module_tells: counters.traffic.get(&(Traffic::Background, "tell-module")).map_or(0, |tally| tally.messages),
+        modules_held_per_node_mean: world.modules_held() as f64 / nodes as f64,
         background_messages_per_node_per_s: background.messages as f64 / node_seconds,
         background_bytes_per_node_per_s: background.bytes as f64 / node_seconds,
         messages_by_kind: counters.traffic.iter().map(|((_, kind), tally)| (*kind, tally.messages)).collect(),
@@ -186,6 +217,7 @@ fn report(world: &World, topology: Topology, wall: Instant) -> SizeReport {
         by_hash_violations: checks.by_hash_violations,
         availability: checks.availability,
         failures: failures(&world.history.calls),
+        latency_p50_ms: checks.median_latency_ms,
         latency_p99_ms: checks.p99_latency_ms,
         latency_max_ms: world.history.calls.iter().filter_map(latency).max().unwrap_or(0),
         simulated_ms: world.now,
@@ -228,13 +260,26 @@ pub fn print(reports: &[SizeReport]) {
     for r in reports {
         let kinds: Vec<String> = r.messages_by_kind.iter().map(|(kind, count)| format!("{kind} {count}")).collect();
         println!("messages by kind at {} nodes: {}", r.nodes, kinds.join(", "));
-        println!("latency at {} nodes: p99 {} ms, max {} ms", r.nodes, r.latency_p99_ms, r.latency_max_ms);
+        println!(
+            "latency at {} nodes: p50 {} ms, p99 {} ms, max {} ms",
+            r.nodes, r.latency_p50_ms, r.latency_p99_ms, r.latency_max_ms
+        );
+        println!(
+            "modules at {} nodes, {}: {} module messages ({} during the calls), {} tell-module, {:.1} modules held per node",
+            r.nodes,
+            r.modules_placed,
+            r.module_messages,
+            r.module_messages_during_calls,
+            r.module_tells,
+            r.modules_held_per_node_mean
+        );
         if !r.failures.is_empty() {
             println!("calls without an output at {} nodes: {:?}", r.nodes, r.failures);
         }
     }
     for r in reports {
         println!("scale {} call_messages_per_call {:.3}", r.nodes, r.call_messages_per_call);
+        println!("scale {} module_messages {} ({})", r.nodes, r.module_messages, r.modules_placed);
     }
 }
 

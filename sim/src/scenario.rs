@@ -225,13 +225,18 @@ pub fn run(
     calls: usize,
     network: NetworkModel,
     executor: Executor,
-    verify_remote: u8,
+    config: MeshConfig,
 ) -> Outcome {
     let wall = Instant::now();
-    let config = MeshConfig { verify_remote, ..MeshConfig::default() };
+    let verify_remote = config.verify_remote;
     let world = World::new(nodes, seed, network, executor, config.clone(), DEGREE);
     let mut run = Run { world, config, modules: Vec::new(), names: BTreeMap::new(), next_module: 0 };
     run.world.connect_all();
+    // Module owners need members that agree on them (a node's few links do
+    // not): a big mesh's membership view, as `nebula-sim scale` uses.
+    if run.config.module_owners > 0 {
+        run.world.use_membership_view();
+    }
     if scenario == Name::LyingNode {
         run.world.set_liar(0);
     }

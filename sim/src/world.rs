@@ -26,7 +26,7 @@
 //! ([`ModelledSignatures`]).
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -852,13 +852,38 @@ impl World {
         (total, distinct.len())
     }
 
-    /// True when every alive node holds the same modules and names.
+    /// True when every alive node holds every module of `modules` it owns
+    /// (`MeshConfig::module_owners`).
+    pub fn modules_on_their_owners(&self, modules: &[ModuleId]) -> bool {
+        let alive = self.nodes.iter().filter(|node| node.alive);
+        alive.flat_map(|node| modules.iter().map(move |module| (node, module))).all(|(node, module)| {
+            !node.core.module_owners(module).contains(node.core.local()) || node.core.module_info(module).is_some()
+        })
+    }
+
+    /// Modules held, summed over the alive nodes.
+    pub fn modules_held(&self) -> usize {
+        self.nodes.iter().filter(|node| node.alive).map(|node| node.core.modules().count()).sum()
+    }
+
+    /// True when every alive node holds the same names, and the same
+    /// modules; or, with modules placed on owners, every module held
+    /// anywhere is held by each of its owners.
     pub fn converged(&self) -> bool {
         let alive: Vec<&SimNode> = self.nodes.iter().filter(|node| node.alive).collect();
         let Some(first) = alive.first() else { return true };
         let modules = |node: &SimNode| node.core.modules().map(|(m, _)| *m).collect::<Vec<_>>();
         let names = |node: &SimNode| node.core.names().map(|r| (r.name.clone(), r.module)).collect::<Vec<_>>();
-        alive.iter().all(|node| modules(node) == modules(first) && names(node) == names(first))
+        if !alive.iter().all(|node| names(node) == names(first)) {
+            return false;
+        }
+        match first.core.config().module_owners {
+            0 => alive.iter().all(|node| modules(node) == modules(first)),
+            _ => {
+                let held: BTreeSet<ModuleId> = alive.iter().flat_map(|node| modules(node)).collect();
+                self.modules_on_their_owners(&held.into_iter().collect::<Vec<_>>())
+            }
+        }
     }
 }
 

@@ -200,3 +200,43 @@ fn scale_out_keeps_calls_cheap_executes_once_and_spreads_results() {
     assert!(figure(large, "results_per_node_mean") < figure(small, "results_per_node_mean"), "{reports}");
     assert!(output.contains("scale 40 call_messages_per_call"), "{output}");
 }
+
+#[test]
+fn modules_placed_on_owners_are_fetched_where_calls_need_them_not_told_to_everyone() {
+    let dir = tempfile::tempdir().unwrap();
+    let scale = |module_owners: &str| {
+        let path = dir.path().join(format!("scale-{module_owners}.json"));
+        let args = ["scale", "--sizes", "60", "--calls", "300", "--module-owners", module_owners];
+        let (passed, output) = sim(&[&args[..], &["--json", path.to_str().unwrap()]].concat());
+        assert!(passed, "{output}");
+        let reports: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        reports[0].clone()
+    };
+    let (everywhere, placed) = (scale("0"), scale("3"));
+    let figure = |report: &serde_json::Value, name: &str| report[name].as_f64().unwrap();
+    for report in [&everywhere, &placed] {
+        assert_eq!(report["by_hash_violations"], 0, "{report}");
+        assert_eq!(report["availability"], 1.0, "{report}");
+        assert!(figure(report, "executions_per_distinct_key") <= 1.05, "{report}");
+    }
+    assert_eq!(placed["modules_placed"], "on 3 owners");
+    // Every replica told its neighbours; now only the deploys tell the owners.
+    assert!(figure(&placed, "module_tells") * 20.0 < figure(&everywhere, "module_tells"), "{placed} {everywhere}");
+    // 300 calls over 60 nodes: most nodes never run most modules, and never fetch them.
+    assert!(figure(&placed, "module_messages") < figure(&everywhere, "module_messages") / 2.0, "{placed}");
+    assert!(figure(&placed, "modules_held_per_node_mean") < figure(&everywhere, "modules_held_per_node_mean"));
+    assert!(figure(&placed, "module_messages_during_calls") > 0.0, "fetched on demand: {placed}");
+}
+
+#[test]
+fn modules_on_owners_keep_both_sides_of_a_split_available_and_converge_after_the_heal() {
+    let args = ["--scenario", "split-brain", "--nodes", "20", "--seed", "7", "--calls", "2000", "--module-owners", "3"];
+    let (run, again) = (report(&args), report(&args));
+    let checks = &run["checks"];
+    assert_eq!(checks["by_hash_violations"], 0, "{run}");
+    for side in checks["partitioned_sides"].as_object().unwrap().values() {
+        assert_eq!(side["availability"], 1.0, "each side holds or fetches every module: {side}");
+    }
+    assert!(run["convergence_after_heal_ms"][0].as_u64().is_some(), "every module on its owners after the heal: {run}");
+    assert_eq!(run["checks"], again["checks"], "a seed replays exactly");
+}

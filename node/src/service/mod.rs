@@ -438,6 +438,14 @@ impl Node {
         self.query(move |core| core.owners(&key).iter().map(ToString::to_string).collect()).await.unwrap_or_default()
     }
 
+    /// The members that keep `module` when modules are placed on owners
+    /// (`NodeConfig::module_owners`), best first; none otherwise.
+    pub async fn module_owners(&self, module: &ModuleId) -> Vec<String> {
+        let module = *module;
+        let owners = self.query(move |core| core.module_owners(&module).iter().map(ToString::to_string).collect());
+        owners.await.unwrap_or_default()
+    }
+
     /// Peers known to the core, with what the network knows of them.
     pub async fn peers(&self) -> Vec<PeerSummary> {
         let links = self.shared.network.as_ref().map(NetworkHandle::links).unwrap_or_default();
@@ -620,6 +628,7 @@ fn restore_core(config: &NodeConfig, local: PeerId, index: &Index, blobs: &BlobS
         fetch_for_call_max_bytes: config.fetch_for_call_max_bytes,
         owners: config.owners,
         run_here_below_us: config.run_here_below_us,
+        module_owners: config.module_owners,
         verify_remote: config.verify_remote,
         sync_interval_ms: config.mesh.as_ref().map_or(10_000, |mesh| mesh.sync_interval.as_millis() as u64),
         ..MeshConfig::default()

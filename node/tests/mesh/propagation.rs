@@ -238,3 +238,37 @@ async fn a_quick_module_runs_at_the_node_the_call_reached() {
     assert!(a.node.is_cached("echo", &on_b[1]), "kept at a");
     mesh.stop().await;
 }
+
+/// Modules on one owner each: only the deployer and the module's owner hold
+/// it, and a call at a node that never heard of it fetches it from the
+/// owner, runs it and keeps it. (Results have no owners here, so the call
+/// runs where it arrives.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_module_on_its_owner_is_fetched_where_a_call_needs_it() {
+    let mesh = Mesh::start(3, |_, config| {
+        config.module_owners = 1;
+        config.owners = 0;
+    })
+    .await;
+    let deployer = &mesh.nodes[0];
+    let hash = deployer.deploy(function("fibonacci-recursive"), "fib").await;
+    let module = hash.parse().unwrap();
+    let owner = deployer.node.module_owners(&module).await.remove(0);
+    let holder = mesh.nodes.iter().find(|node| node.node.id() == owner).expect("the owner is a member");
+    eventually("the module's owner fetches it", Duration::from_secs(30), || holds(holder, module)).await;
+    let other = mesh.nodes.iter().find(|node| node.node.id() != owner && node.node.id() != deployer.node.id());
+    let other = other.expect("a node neither deployed to nor owning the module");
+    assert!(!holds(other, module).await, "not replicated ahead of need");
+
+    let answer = other.get(&format!("/api/{hash}/25")).await;
+    assert_eq!(answer.text(), "75025");
+    assert_eq!(answer.header("x-nebula-executed-by"), other.node.id(), "fetched, run here");
+    assert!(holds(other, module).await, "kept for the next call");
+    eventually("the name arrives", Duration::from_secs(30), || async { other.node.resolve("fib").is_ok() }).await;
+    assert_eq!(other.get("/api/fib/20").await.text(), "6765");
+    mesh.stop().await;
+}
+
+async fn holds(node: &crate::common::TestNode, module: nebula_protocol::ModuleId) -> bool {
+    node.node.modules().await.iter().any(|summary| summary.module == module && summary.state == "ready")
+}

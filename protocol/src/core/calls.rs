@@ -24,7 +24,11 @@ impl<P: PeerKey> Core<P> {
         limits: Limits,
         hops: u8,
     ) -> Vec<Action<P>> {
-        let module = match self.resolver.resolve(reference) {
+        let resolved = match self.config.module_owners {
+            0 => self.resolver.resolve(reference),
+            _ => self.resolver.resolve_unheard(reference),
+        };
+        let module = match resolved {
             Ok(module) => module,
             Err(error) => return vec![reply_error(waiter, error)],
         };

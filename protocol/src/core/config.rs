@@ -16,6 +16,15 @@ pub struct MeshConfig {
     pub replicate_budget_bytes: u64,
     /// A call needing a module at most this big fetches it; a bigger one is forwarded.
     pub fetch_for_call_max_bytes: u64,
+    /// Where modules live. 0: everywhere, fetched ahead of need within
+    /// `replicate_budget_bytes` (a deploy is announced to the whole mesh and
+    /// every replica tells its neighbours): right for a lab-sized mesh.
+    /// k > 0: on the module id's k owners (rendezvous hashing, as for
+    /// results), told of it by the node it was deployed at; every other node
+    /// fetches it from them when a call needs it and keeps it. A mesh of
+    /// thousands of nodes, most of which never run most modules, needs this:
+    /// replicating everywhere costs every node every module, and N² tells.
+    pub module_owners: u8,
     /// Owners of each call's result (see `owners.rs`): the members that store
     /// it, the first of them the one that computes it. 0: results have no
     /// owners, and each node keeps what it computes or is answered with.
@@ -72,6 +81,7 @@ impl Default for MeshConfig {
             max_module_bytes: 64 << 20,
             replicate_budget_bytes: 1 << 30,
             fetch_for_call_max_bytes: 16 << 20,
+            module_owners: 0,
             owners: 3,
             run_here_below_us: 500,
             handoff_interval_ms: 100,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::requests::Purpose;
 use super::timers::Timer;
-use super::{Action, Core, MessageId, Misbehaviour, PeerKey, Verdict};
+use super::{Action, Core, Members, MessageId, Misbehaviour, PeerKey, Verdict};
 use crate::ids::ModuleId;
 use crate::names::{NameRecord, validate_name};
 use crate::wire::{Gossip, Load, Request, SyncRequest, SyncResponse};
@@ -16,11 +16,9 @@ impl<P: PeerKey> Core<P> {
             return Vec::new();
         }
         self.peers.entry(&peer).connected = true;
-        if !self.members_given {
-            Arc::make_mut(&mut self.members).join(&peer);
-        }
+        let mut actions = self.change_members(|members| members.join(&peer));
         // Gossip does not backfill: reconcile at once with every new connection.
-        let mut actions = self.sync_with(peer.clone());
+        actions.extend(self.sync_with(peer.clone()));
         actions.extend(self.hand_over_to_new_member(&peer));
         actions
     }
@@ -31,12 +29,22 @@ impl<P: PeerKey> Core<P> {
         {
             self.peers.entry(peer).connected = false;
         }
-        if !self.members_given {
-            Arc::make_mut(&mut self.members).leave(peer);
-        }
+        let mut actions = self.change_members(|members| members.leave(peer));
         self.handoff.forget_peer(peer);
         self.timers.cancel(&Timer::Sync(peer.clone()));
-        self.fail_requests_to(peer)
+        actions.extend(self.fail_requests_to(peer));
+        actions
+    }
+
+    /// A connection came or went: the members change with it, unless the
+    /// shell gives them; modules whose owners changed go to their new owners.
+    fn change_members(&mut self, change: impl FnOnce(&mut Members<P>)) -> Vec<Action<P>> {
+        if self.members_given {
+            return Vec::new();
+        }
+        let before = (self.config.module_owners > 0).then(|| self.members.clone());
+        change(Arc::make_mut(&mut self.members));
+        before.map_or_else(Vec::new, |before| self.hand_modules_to_new_owners(&before))
     }
 
     /// Anti-entropy with `peer` now, and again after the sync interval.
@@ -104,12 +112,15 @@ impl<P: PeerKey> Core<P> {
     }
 
     /// Records that `from` holds `module`, and replicates it here while the
-    /// replication budget allows.
+    /// replication budget allows (if this node keeps it ahead of need).
     fn learn_module_holder(&mut self, module: ModuleId, size: u64, from: P) -> Vec<Action<P>> {
         // Holders of modules we have are worth knowing too: calls can be forwarded there.
         self.holders.learn_module(module, size, from);
         self.know_module(module);
-        if self.modules.holds(&module) || self.modules.fetches.contains_key(&module) {
+        if self.modules.holds(&module)
+            || self.modules.fetches.contains_key(&module)
+            || !self.keeps_ahead_of_need(&module)
+        {
             return Vec::new();
         }
         // A size a fetch proved wins over this claim (a lie of 0 would fit any budget).
@@ -135,11 +146,21 @@ impl<P: PeerKey> Core<P> {
 
     pub(super) fn sync_response(&mut self, from: &P, request: &SyncRequest) -> SyncResponse {
         self.peers.note_load(from, request.load);
-        let modules = (request.modules_digest != self.modules.digest())
-            .then(|| self.modules.held().map(|(module, info)| (*module, info.size)).collect());
+        let modules = (request.modules_digest != self.modules.digest()).then(|| self.modules_for(from));
         let names =
             (request.names_digest != self.resolver.names_digest()).then(|| self.resolver.names().cloned().collect());
         SyncResponse { modules, names, load: self.load() }
+    }
+
+    /// The modules held here that `peer` should hear of in anti-entropy:
+    /// every one, or, with modules placed on owners, those it owns (it
+    /// fetches them from here after a heal or its restart).
+    fn modules_for(&self, peer: &P) -> Vec<(ModuleId, u64)> {
+        let held = self.modules.held().map(|(module, info)| (*module, info.size));
+        match self.config.module_owners {
+            0 => held.collect(),
+            _ => held.filter(|(module, _)| self.module_owners(module).contains(peer)).collect(),
+        }
     }
 
     pub(super) fn on_sync_answered(&mut self, from: P, response: SyncResponse) -> Vec<Action<P>> {

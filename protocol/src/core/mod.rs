@@ -241,9 +241,11 @@ impl<P: PeerKey> Core<P> {
         self.now_ms = self.now_ms.max(now_ms);
         let joined: Vec<P> =
             members.iter().filter(|peer| !self.members.contains(peer) && **peer != self.local).cloned().collect();
-        self.members = members;
+        let before = std::mem::replace(&mut self.members, members);
         self.members_given = true;
-        joined.iter().flat_map(|peer| self.hand_over_to_new_member(peer)).collect()
+        let mut actions: Vec<Action<P>> = joined.iter().flat_map(|peer| self.hand_over_to_new_member(peer)).collect();
+        actions.extend(self.hand_modules_to_new_owners(&before));
+        actions
     }
 
     /// Whether a request to `peer` can be sent: it is connected, or the
@@ -256,6 +258,18 @@ impl<P: PeerKey> Core<P> {
     /// best first (none if results have no owners: `MeshConfig::owners`).
     pub fn owners(&self, key: &CallKey) -> Vec<P> {
         self.members.owners(key, usize::from(self.config.owners))
+    }
+
+    /// The owners of `module` when modules are placed on owners
+    /// (`MeshConfig::module_owners`), best first; none otherwise.
+    pub fn module_owners(&self, module: &ModuleId) -> Vec<P> {
+        self.members.module_owners(module, usize::from(self.config.module_owners))
+    }
+
+    /// Whether this node keeps `module` ahead of need: always when modules
+    /// live everywhere, else when it is one of the module's owners.
+    fn keeps_ahead_of_need(&self, module: &ModuleId) -> bool {
+        self.config.module_owners == 0 || self.module_owners(module).contains(&self.local)
     }
 
     /// Executions, lookups, fetches and forwards shared by callers.
@@ -296,7 +310,13 @@ impl<P: PeerKey> Core<P> {
     /// (that this node holds a module, its load). Mesh-wide, it would cost O(N²).
     fn tell_peers(&mut self, gossip: Gossip) -> Vec<Action<P>> {
         let peers: Vec<P> = self.peers.connected().cloned().collect();
+        self.tell(peers, &gossip)
+    }
+
+    /// Tells each of `peers` that is reachable (this node left out).
+    fn tell(&mut self, peers: impl IntoIterator<Item = P>, gossip: &Gossip) -> Vec<Action<P>> {
         let timeout = self.config.request_timeout_ms;
+        let peers: Vec<P> = peers.into_iter().filter(|peer| *peer != self.local && self.reachable(peer)).collect();
         peers.into_iter().map(|peer| self.send(peer, Request::Tell(gossip.clone()), Purpose::Tell, timeout)).collect()
     }
 

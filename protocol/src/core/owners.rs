@@ -9,8 +9,11 @@
 //! only the keys it gains or loses (about k/N of them). The price is a scan
 //! of the members per call: one multiply-xor per member (about 10 µs at
 //! 10,000 members), where a ring needs a binary search.
+//!
+//! Modules placed on owners (`MeshConfig::module_owners`) use the same
+//! hashing, with the module id as the key.
 
-use crate::ids::CallKey;
+use crate::ids::{CallKey, ModuleId};
 
 #[derive(Debug, Clone)]
 pub struct Members<P> {
@@ -63,10 +66,18 @@ impl<P: Ord + Clone + std::fmt::Display> Members<P> {
 
     /// The `k` owners of `key`, best first (fewer if there are fewer members).
     pub fn owners(&self, key: &CallKey, k: usize) -> Vec<P> {
+        self.owners_of(point(key.as_bytes()), k)
+    }
+
+    /// The `k` owners of a module (`MeshConfig::module_owners`), best first.
+    pub fn module_owners(&self, module: &ModuleId, k: usize) -> Vec<P> {
+        self.owners_of(point(module.as_bytes()), k)
+    }
+
+    fn owners_of(&self, point: u64, k: usize) -> Vec<P> {
         if k == 0 {
             return Vec::new();
         }
-        let point = key_point(key);
         let mut best: Vec<(u64, &P)> = Vec::with_capacity(k + 1);
         for (member, seed) in &self.members {
             let weight = mix(point ^ seed);
@@ -88,9 +99,9 @@ fn seed(name: &str) -> u64 {
     u64::from_le_bytes(hash.as_bytes()[..8].try_into().expect("8 bytes"))
 }
 
-/// A call key is already a BLAKE3 hash: its first 8 bytes are uniform.
-fn key_point(key: &CallKey) -> u64 {
-    u64::from_le_bytes(key.as_bytes()[..8].try_into().expect("8 bytes"))
+/// Call keys and module ids are BLAKE3 hashes: their first 8 bytes are uniform.
+fn point(hash: &[u8; 32]) -> u64 {
+    u64::from_le_bytes(hash[..8].try_into().expect("8 bytes"))
 }
 
 /// splitmix64's finaliser: a bijection that spreads every input bit over the
@@ -104,7 +115,6 @@ fn mix(mut x: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::ModuleId;
 
     fn members(count: u32) -> Members<String> {
         let mut members = Members::new(&"n0".to_owned());

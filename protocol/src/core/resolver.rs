@@ -65,6 +65,18 @@ impl Resolver {
         Err(not_found())
     }
 
+    /// As [`Resolver::resolve`], except that a full module hash, or a name's
+    /// module, need not be known here: with modules placed on owners
+    /// (`MeshConfig::module_owners`) a node hears of few modules, and the
+    /// module's owners are asked for it. A hash prefix must still match a
+    /// module known here.
+    pub fn resolve_unheard(&self, reference: &str) -> Result<ModuleId, CallError> {
+        self.resolve(reference).or_else(|error| {
+            let named = self.names.get(reference).map(|record| record.module);
+            named.or_else(|| reference.parse::<ModuleId>().ok()).ok_or(error)
+        })
+    }
+
     /// The answer to a call whose result `memory` already holds: the shell's
     /// in-memory results, looked up without I/O. The common case (a hot
     /// result) is answered by the shell with no flight, no lookup action and

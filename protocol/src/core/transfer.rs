@@ -21,7 +21,7 @@ use super::events::FetchFailure;
 use super::modules::ModuleFetch;
 use super::requests::Purpose;
 use super::timers::Timer;
-use super::{Action, Core, FlightId, Misbehaviour, PeerKey, RequestId};
+use super::{Action, Core, FlightId, Members, Misbehaviour, PeerKey, RequestId};
 use crate::ids::ModuleId;
 use crate::outcome::CallError;
 use crate::wire::{Gossip, Request, SliceIndex, slice_count};
@@ -74,14 +74,18 @@ impl<P: PeerKey> Core<P> {
         actions
     }
 
-    /// The connected holder to fetch from: fewest penalties, then lightest load.
+    /// The reachable holder to fetch from: fewest penalties, then lightest
+    /// load; with modules placed on owners, failing any holder heard of,
+    /// the module's owners, best first (one that lacks it says so, and the
+    /// next is asked).
     fn best_module_source(&self, module: ModuleId, tried: &BTreeSet<P>) -> Option<P> {
-        let holders = &self.holders.module(&module)?.holders;
-        holders
-            .iter()
-            .filter(|peer| !tried.contains(*peer) && self.peers.is_connected(peer))
+        let untried = |peer: &P| !tried.contains(peer) && *peer != self.local && self.reachable(peer);
+        let known = self.holders.module(&module).into_iter().flat_map(|remote| remote.holders.iter());
+        known
+            .filter(|peer| untried(peer))
             .min_by_key(|peer| (self.peers.preference(peer), (*peer).clone()))
             .cloned()
+            .or_else(|| self.module_owners(&module).into_iter().find(|owner| untried(owner)))
     }
 
     /// A slice arrived for `request` (see [`Event::SliceReceived`](super::Event::SliceReceived)).
@@ -275,13 +279,7 @@ impl<P: PeerKey> Core<P> {
         // Deployed here while its slices were arriving: they are not needed.
         self.cancel_slices(module);
         let fetch = self.modules.fetches.remove(&module);
-        let announcement = Gossip::ModuleAvailable { module, size };
-        // A deploy is news for the whole mesh; a replica only for its neighbours,
-        // who may fetch from it (and tell theirs in turn).
-        let mut actions = match fetch {
-            None => vec![Action::Publish(announcement)],
-            Some(_) => self.tell_peers(announcement),
-        };
+        let mut actions = self.announce_module(module, size, fetch.is_none());
         let Some(fetch) = fetch else { return actions };
         if !fetch.storing {
             actions.push(Action::DiscardReceivedModule { module });
@@ -290,6 +288,52 @@ impl<P: PeerKey> Core<P> {
             actions.extend(self.proceed(flight));
         }
         actions
+    }
+
+    /// Who hears that this node now holds `module` (`deployed` here, or
+    /// fetched). Modules everywhere: a deploy is news for the whole mesh, a
+    /// replica only for its neighbours, who may fetch from it (and tell
+    /// theirs in turn). Modules on owners: a deploy is told to the module's
+    /// owners alone, who fetch it; a copy fetched is told to no one (nodes
+    /// that need it ask the owners).
+    fn announce_module(&mut self, module: ModuleId, size: u64, deployed: bool) -> Vec<Action<P>> {
+        let announcement = Gossip::ModuleAvailable { module, size };
+        match (self.config.module_owners, deployed) {
+            (0, true) => vec![Action::Publish(announcement)],
+            (0, false) => self.tell_peers(announcement),
+            (_, true) => {
+                let owners = self.module_owners(&module);
+                self.tell(owners, &announcement)
+            }
+            (_, false) => Vec::new(),
+        }
+    }
+
+    /// The members changed (`before` is the old view): with modules placed
+    /// on owners, each module held here whose owners changed is told to its
+    /// new owners, who fetch it (a member that joined, or one that took the
+    /// place of owners that left or are cut off). The module's owners tell,
+    /// old or new; other holders (copies fetched for calls) only when none
+    /// of the old owners is left, so that a side of a partition without them
+    /// still gets owners that hold it. A change costs at most k tells per
+    /// module it moves, and on a cut-off side the holders of each module.
+    pub(super) fn hand_modules_to_new_owners(&mut self, before: &Members<P>) -> Vec<Action<P>> {
+        let k = usize::from(self.config.module_owners);
+        if k == 0 {
+            return Vec::new();
+        }
+        let mut tells = Vec::new();
+        for (module, info) in self.modules.held() {
+            let (old, new) = (before.module_owners(module, k), self.members.module_owners(module, k));
+            let gained: Vec<P> =
+                new.iter().filter(|owner| !old.contains(owner) && **owner != self.local).cloned().collect();
+            let owner_here = old.contains(&self.local) || new.contains(&self.local);
+            let old_owners_gone = !old.iter().any(|owner| *owner != self.local && self.members.contains(owner));
+            if !gained.is_empty() && (owner_here || old_owners_gone) {
+                tells.push((gained, Gossip::ModuleAvailable { module: *module, size: info.size }));
+            }
+        }
+        tells.into_iter().flat_map(|(gained, announcement)| self.tell(gained, &announcement)).collect()
     }
 
     pub(super) fn on_module_not_stored(&mut self, module: ModuleId, reason: String, invalid: bool) -> Vec<Action<P>> {

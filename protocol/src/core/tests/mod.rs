@@ -5,6 +5,7 @@ mod calls;
 mod gossip;
 mod owners;
 mod peers;
+mod placement;
 mod time;
 mod transfer;
 mod verify;
