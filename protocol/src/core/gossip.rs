@@ -44,6 +44,7 @@ impl<P: PeerKey> Core<P> {
         }
         let before = (self.config.module_owners > 0).then(|| self.members.clone());
         change(Arc::make_mut(&mut self.members));
+        self.module_owners_memo.clear();
         before.map_or_else(Vec::new, |before| self.hand_modules_to_new_owners(&before))
     }
 
@@ -155,11 +156,11 @@ impl<P: PeerKey> Core<P> {
     /// The modules held here that `peer` should hear of in anti-entropy:
     /// every one, or, with modules placed on owners, those it owns (it
     /// fetches them from here after a heal or its restart).
-    fn modules_for(&self, peer: &P) -> Vec<(ModuleId, u64)> {
-        let held = self.modules.held().map(|(module, info)| (*module, info.size));
+    fn modules_for(&mut self, peer: &P) -> Vec<(ModuleId, u64)> {
+        let held: Vec<(ModuleId, u64)> = self.modules.held().map(|(module, info)| (*module, info.size)).collect();
         match self.config.module_owners {
-            0 => held.collect(),
-            _ => held.filter(|(module, _)| self.module_owners(module).contains(peer)).collect(),
+            0 => held,
+            _ => held.into_iter().filter(|(module, _)| self.placed_owners(module).contains(peer)).collect(),
         }
     }
 

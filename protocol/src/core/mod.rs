@@ -78,6 +78,9 @@ use crate::wire::{Gossip, Request};
 pub trait PeerKey: Clone + Eq + Ord + Hash + Debug + Display {}
 impl<T: Clone + Eq + Ord + Hash + Debug + Display> PeerKey for T {}
 
+/// Modules whose owners are remembered at most (see `Core::placed_owners`).
+const MODULE_OWNERS_MEMO_LEN: usize = 4096;
+
 /// What a pending result lookup is for.
 #[derive(Debug, Clone, Copy)]
 enum LookupFor {
@@ -102,6 +105,9 @@ pub struct Core<P: PeerKey> {
     members: Arc<Members<P>>,
     /// The shell gives the members (`set_members`); connections do not change them.
     members_given: bool,
+    /// Module owners as the members stand (each a scan of every member),
+    /// kept until they change: anti-entropy asks for them per held module.
+    module_owners_memo: HashMap<ModuleId, Vec<P>>,
     flights: Flights<P>,
     lookups: HashMap<LookupId, LookupFor>,
     next_lookup: u64,
@@ -126,6 +132,7 @@ impl<P: PeerKey> Core<P> {
             peers: Peers::new(),
             members: Arc::new(Members::new(&local)),
             members_given: false,
+            module_owners_memo: HashMap::new(),
             flights: Flights::new(),
             lookups: HashMap::new(),
             next_lookup: 0,
@@ -242,6 +249,7 @@ impl<P: PeerKey> Core<P> {
         let joined: Vec<P> =
             members.iter().filter(|peer| !self.members.contains(peer) && **peer != self.local).cloned().collect();
         let before = std::mem::replace(&mut self.members, members);
+        self.module_owners_memo.clear();
         self.members_given = true;
         let mut actions: Vec<Action<P>> = joined.iter().flat_map(|peer| self.hand_over_to_new_member(peer)).collect();
         actions.extend(self.hand_modules_to_new_owners(&before));
@@ -266,10 +274,27 @@ impl<P: PeerKey> Core<P> {
         self.members.module_owners(module, usize::from(self.config.module_owners))
     }
 
+    /// [`Core::module_owners`], remembered until the members change.
+    fn placed_owners(&mut self, module: &ModuleId) -> Vec<P> {
+        if self.config.module_owners == 0 {
+            return Vec::new();
+        }
+        if let Some(owners) = self.module_owners_memo.get(module) {
+            return owners.clone();
+        }
+        let owners = self.module_owners(module);
+        // Calls name any module id they like: the memo must not grow with them.
+        if self.module_owners_memo.len() >= MODULE_OWNERS_MEMO_LEN {
+            self.module_owners_memo.clear();
+        }
+        self.module_owners_memo.insert(*module, owners.clone());
+        owners
+    }
+
     /// Whether this node keeps `module` ahead of need: always when modules
     /// live everywhere, else when it is one of the module's owners.
-    fn keeps_ahead_of_need(&self, module: &ModuleId) -> bool {
-        self.config.module_owners == 0 || self.module_owners(module).contains(&self.local)
+    fn keeps_ahead_of_need(&mut self, module: &ModuleId) -> bool {
+        self.config.module_owners == 0 || self.placed_owners(module).contains(&self.local)
     }
 
     /// Executions, lookups, fetches and forwards shared by callers.

@@ -78,14 +78,14 @@ impl<P: PeerKey> Core<P> {
     /// load; with modules placed on owners, failing any holder heard of,
     /// the module's owners, best first (one that lacks it says so, and the
     /// next is asked).
-    fn best_module_source(&self, module: ModuleId, tried: &BTreeSet<P>) -> Option<P> {
-        let untried = |peer: &P| !tried.contains(peer) && *peer != self.local && self.reachable(peer);
+    fn best_module_source(&mut self, module: ModuleId, tried: &BTreeSet<P>) -> Option<P> {
+        let untried = |core: &Self, peer: &P| !tried.contains(peer) && *peer != core.local && core.reachable(peer);
         let known = self.holders.module(&module).into_iter().flat_map(|remote| remote.holders.iter());
-        known
-            .filter(|peer| untried(peer))
+        let best_known = known
+            .filter(|peer| untried(self, peer))
             .min_by_key(|peer| (self.peers.preference(peer), (*peer).clone()))
-            .cloned()
-            .or_else(|| self.module_owners(&module).into_iter().find(|owner| untried(owner)))
+            .cloned();
+        best_known.or_else(|| self.placed_owners(&module).into_iter().find(|owner| untried(self, owner)))
     }
 
     /// A slice arrived for `request` (see [`Event::SliceReceived`](super::Event::SliceReceived)).
@@ -238,8 +238,8 @@ impl<P: PeerKey> Core<P> {
         // Whatever else was asked of that holder goes to the next one.
         self.cancel_slices(module);
         let mut actions = Vec::new();
-        let Some(fetch) = self.modules.fetches.get(&module) else { return actions };
-        match self.best_module_source(module, &fetch.tried) {
+        let Some(tried) = self.modules.fetches.get(&module).map(|fetch| fetch.tried.clone()) else { return actions };
+        match self.best_module_source(module, &tried) {
             Some(next) => {
                 if let Some(fetch) = self.modules.fetches.get_mut(&module) {
                     fetch.from = next;
@@ -302,7 +302,7 @@ impl<P: PeerKey> Core<P> {
             (0, true) => vec![Action::Publish(announcement)],
             (0, false) => self.tell_peers(announcement),
             (_, true) => {
-                let owners = self.module_owners(&module);
+                let owners = self.placed_owners(&module);
                 self.tell(owners, &announcement)
             }
             (_, false) => Vec::new(),
