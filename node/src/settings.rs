@@ -558,6 +558,9 @@ mod tests {
         let too_many_owners = from_file("owners = 17\n").unwrap().config().unwrap_err().to_string();
         assert!(too_many_owners.contains("owners must be between 0 and 16"), "{too_many_owners}");
         assert_eq!(from_file("owners = 0\n").unwrap().config().unwrap().owners, 0);
+        let too_many = from_file("module_owners = 17\n").unwrap().config().unwrap_err().to_string();
+        assert!(too_many.contains("module_owners must be between 0 and 16"), "{too_many}");
+        assert_eq!(from_file("module_owners = 3\n").unwrap().config().unwrap().module_owners, 3);
         let missing = layered(Some(Path::new("/nonexistent/nebula.toml")), &NodeSettings::default());
         assert!(missing.unwrap_err().to_string().contains("/nonexistent/nebula.toml"));
     }
