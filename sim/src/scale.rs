@@ -119,23 +119,12 @@ pub fn run(nodes: usize, settings: &Settings) -> anyhow::Result<SizeReport> {
         modules.push(module);
     }
     world.run_until(WARM_UP_MS);
-    match settings.module_owners {
-        0 => anyhow::ensure!(world.converged(), "{nodes} nodes: modules not everywhere after {WARM_UP_MS} ms"),
-        k => anyhow::ensure!(
-            world.modules_on_their_owners(&modules),
-            "{nodes} nodes: modules not on their {k} owners after {WARM_UP_MS} ms"
-        ),
-    }
-    let before_calls = world.counters.total(Traffic::Module);
+    // Everywhere, or on their owners (`World::converged` knows which).
+    anyhow::ensure!(world.converged(), "{nodes} nodes: modules not in place after {WARM_UP_MS} ms");
+    let module_messages_before_calls = world.counters.total(Traffic::Module).messages;
     schedule_calls(&mut world, &modules, settings);
     world.run_until(DURATION_MS);
-    let mut report = report(&world, settings.topology, wall);
-    report.module_messages_during_calls = report.module_messages - before_calls.messages;
-    report.modules_placed = match settings.module_owners {
-        0 => "everywhere".to_owned(),
-        k => format!("on {k} owners"),
-    };
-    Ok(report)
+    Ok(report(&world, settings, module_messages_before_calls, wall))
 }
 
 /// Every call, at its time: one at a random node, or (a pair) the same call
@@ -176,7 +165,7 @@ fn schedule_calls(world: &mut World, modules: &[ModuleId], settings: &Settings) 
     }
 }
 
-fn report(world: &World, topology: Topology, wall: Instant) -> SizeReport {
+fn report(world: &World, settings: &Settings, module_messages_before_calls: u64, wall: Instant) -> SizeReport {
     let nodes = world.len();
     let checks = check(&world.history.calls);
     let counters = &world.counters;
@@ -191,17 +180,20 @@ fn report(world: &World, topology: Topology, wall: Instant) -> SizeReport {
     let (stored, distinct_results) = world.stored_results();
     SizeReport {
         nodes,
-        topology: match topology {
+        topology: match settings.topology {
             Topology::Full => "full mesh",
             Topology::View => "8 links per node, membership view",
         },
         calls: checks.calls,
         call_messages_per_call: call.messages as f64 / calls,
         call_bytes_per_call: call.bytes as f64 / calls,
-        modules_placed: String::new(),
+        modules_placed: match settings.module_owners {
+            0 => "everywhere".to_owned(),
+            k => format!("on {k} owners"),
+        },
         module_messages: module.messages,
         module_bytes: module.bytes,
-        module_messages_during_calls: 0,
+        module_messages_during_calls: module.messages - module_messages_before_calls,
         module_tells: counters.traffic.get(&(Traffic::Background, "tell-module")).map_or(0, |tally| tally.messages),
         modules_held_per_node_mean: world.modules_held() as f64 / nodes as f64,
         background_messages_per_node_per_s: background.messages as f64 / node_seconds,

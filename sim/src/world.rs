@@ -854,7 +854,7 @@ impl World {
 
     /// True when every alive node holds every module of `modules` it owns
     /// (`MeshConfig::module_owners`).
-    pub fn modules_on_their_owners(&self, modules: &[ModuleId]) -> bool {
+    fn modules_on_their_owners(&self, modules: &[ModuleId]) -> bool {
         let alive = self.nodes.iter().filter(|node| node.alive);
         alive.flat_map(|node| modules.iter().map(move |module| (node, module))).all(|(node, module)| {
             !node.core.module_owners(module).contains(node.core.local()) || node.core.module_info(module).is_some()
