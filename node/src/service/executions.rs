@@ -92,7 +92,8 @@ fn report(done: &UnboundedSender<Completion>, finished: Option<Finished>) {
 /// itself is queued behind others and wakes an idle worker). Otherwise, or
 /// once it yields, it runs on a blocking thread: on a busy node, guests on
 /// the async workers were measured to cost the HTTP server most of its
-/// throughput when it shares one CPU (bench-http pins it so).
+/// throughput when it shares one CPU (bench-http pins it so). Slow-lane
+/// executions run on threads of lower CPU priority (`slow_lane`).
 fn run(
     shared: Arc<Shared>,
     job: ExecutionJob,
@@ -102,7 +103,10 @@ fn run(
 ) -> Option<Finished> {
     // A module still to be loaded from disk is not run in place: loading blocks.
     let inline = loaded.is_some() && shared.calls_waiting.load(Ordering::Relaxed) <= 1 && slot.quick_and_alone();
+    let slow_lane = slot.slow_lane();
+    let running = shared.clone();
     let mut task = Box::pin(async move {
+        let shared = running;
         let queue_us = job.queued.elapsed().as_micros() as u64;
         // A bug in the runtime must not leave the callers waiting forever.
         let result = AssertUnwindSafe(execute(&shared, &job, loaded, queue_us)).catch_unwind().await;
@@ -125,7 +129,11 @@ fn run(
             return Some(finished);
         }
     }
-    tokio::task::spawn_blocking(move || report(&done, Some(futures::executor::block_on(task))));
+    let blocking = move || report(&done, Some(futures::executor::block_on(task)));
+    match slow_lane {
+        true => shared.slow_lane.spawn(blocking),
+        false => drop(tokio::task::spawn_blocking(blocking)),
+    }
     None
 }
 

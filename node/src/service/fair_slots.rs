@@ -3,8 +3,12 @@
 //! A plain FIFO of slots lets a flood of one bad function hold every slot
 //! (endless loops hold one each for a whole deadline), so an honest call
 //! waits about a deadline. Here calls wait in one bounded queue per module,
-//! and a freed slot goes to the next module in round-robin order. Round-robin
-//! alone still lets slow calls fill every slot between two dispatches, so
+//! and a freed slot goes to the waiting module that has been charged the
+//! least slot time (start-time fair queueing, each call charged its
+//! module's average hold): modules share slot *time* evenly, so a module
+//! whose calls are short is served before one whose calls hold a slot long,
+//! and none starves. Fair shares alone still let slow calls fill every slot
+//! between two dispatches, so
 //! modules are also sorted into two lanes by how long their calls held a
 //! slot lately: modules known to be quick may use every slot, while slow or
 //! never-seen modules share all but a reserve. The reserve is lent to slow
@@ -73,10 +77,18 @@ struct State {
     free: usize,
     slow_running: usize,
     waiting: HashMap<ModuleId, VecDeque<oneshot::Sender<Slot>>>,
-    /// Modules with waiting calls, in the order they are served.
+    /// Modules with waiting calls, oldest first: among modules charged
+    /// alike, the one waiting longest is served.
     turns: VecDeque<ModuleId>,
     /// Average hold time per module, in microseconds.
     holds: HashMap<ModuleId, f64>,
+    /// Slot time charged per module, in microseconds: the average holds of
+    /// its calls, summed from where it stood when it was last served.
+    charged: HashMap<ModuleId, f64>,
+    /// Where the module served last stood before its call was charged: a
+    /// module that was idle is raised to it, so idleness is not saved up
+    /// for a burst that would shut the others out.
+    virtual_now: f64,
     last_quick_dispatch: Option<Instant>,
     closed: bool,
 }
@@ -99,6 +111,8 @@ impl FairSlots {
                 waiting: HashMap::new(),
                 turns: VecDeque::new(),
                 holds: HashMap::new(),
+                charged: HashMap::new(),
+                virtual_now: 0.0,
                 last_quick_dispatch: None,
                 closed: false,
             }),
@@ -151,18 +165,18 @@ impl FairSlots {
         self.dispatch(&mut state);
     }
 
-    /// Hands free slots to waiting calls, one module per turn.
+    /// Hands free slots to waiting calls, each to the module charged least
+    /// among those that may start (a full slow lane holds back slow ones).
     fn dispatch(self: &Arc<Self>, state: &mut State) {
         let now = Instant::now();
-        let mut passed_over = 0;
-        while state.free > 0 && !state.closed && passed_over < state.turns.len() {
-            let module = state.turns.pop_front().expect("checked non-empty");
-            if !state.may_start(&module, now) {
-                // Slow lane full: its turn waits for a slow slot to free.
-                state.turns.push_back(module);
-                passed_over += 1;
-                continue;
-            }
+        while state.free > 0 && !state.closed {
+            let next = (state.turns.iter().enumerate())
+                .filter(|(_, module)| state.may_start(module, now))
+                .map(|(turn, module)| (turn, state.charge_of(module)))
+                // The first of equals: the module waiting longest.
+                .min_by(|(_, a), (_, b)| a.total_cmp(b));
+            let Some((turn, _)) = next else { break };
+            let module = state.turns.remove(turn).expect("an index from this queue");
             let Some(queue) = state.waiting.get_mut(&module) else { continue };
             let Some(waiter) = queue.pop_front() else { continue };
             let more = !queue.is_empty();
@@ -179,7 +193,6 @@ impl FairSlots {
                 slot.armed = false;
                 state.give_back(slow_lane);
             }
-            passed_over = 0;
         }
     }
 }
@@ -201,9 +214,18 @@ impl State {
         !quick_traffic || self.slow_running < self.total - self.reserve
     }
 
+    /// What `module` was charged, raised to where the others stand if it was idle.
+    fn charge_of(&self, module: &ModuleId) -> f64 {
+        self.charged.get(module).map_or(self.virtual_now, |charged| charged.max(self.virtual_now))
+    }
+
     /// Takes a slot for `module`; says whether it runs in the slow lane.
     fn take(&mut self, module: &ModuleId, now: Instant) -> bool {
         self.free -= 1;
+        let start = self.charge_of(module);
+        self.virtual_now = self.virtual_now.max(start);
+        let expected_hold = self.holds.get(module).copied().unwrap_or(SLOW_HOLD.as_micros() as f64);
+        self.charged.insert(*module, start + expected_hold);
         let slow_lane = !self.is_quick(module);
         if slow_lane {
             self.slow_running += 1;
@@ -230,6 +252,7 @@ impl State {
                     && let Some(forgotten) = self.holds.keys().next().copied()
                 {
                     self.holds.remove(&forgotten);
+                    self.charged.remove(&forgotten);
                 }
                 micros
             }
@@ -248,6 +271,11 @@ impl State {
 }
 
 impl Slot {
+    /// Whether this slot was taken in the slow lane (see `slow_lane`).
+    pub fn slow_lane(&self) -> bool {
+        self.slow_lane
+    }
+
     /// Whether this is the only slot taken, for a module known to be quick:
     /// then the call may run on the thread that asked for it (see
     /// `executions::run`) without keeping another call from a core.
@@ -310,22 +338,61 @@ mod tests {
     }
 
     #[test]
-    fn a_freed_slot_goes_to_the_next_module_in_turn_not_the_longest_queue() {
+    fn modules_charged_alike_take_turns_whatever_their_queues() {
         let slots = FairSlots::new(1, 100, QUICK_TRAFFIC_WINDOW);
         let (flood, honest) = (module(1), module(2));
         teach(&slots, flood, Duration::from_millis(1));
         teach(&slots, honest, Duration::from_millis(1));
         let running = now(slots.acquire(flood).unwrap());
         let mut flood_waiting: Vec<_> = (0..5).map(|_| queued(slots.acquire(flood).unwrap())).collect();
-        let mut honest_waiting = queued(slots.acquire(honest).unwrap());
+        let mut honest_waiting: Vec<_> = (0..2).map(|_| queued(slots.acquire(honest).unwrap())).collect();
 
+        // The flood was charged for its running call: the honest module goes next.
         drop(running);
-        let second = flood_waiting.remove(0).try_recv().expect("the flood's first waiter is first in turn");
-        assert!(honest_waiting.try_recv().is_err());
+        let first = honest_waiting[0].try_recv().expect("the module charged least is served");
+        drop(first);
+        let second = flood_waiting.remove(0).try_recv().expect("then the flood's turn");
+        assert!(honest_waiting[1].try_recv().is_err());
         drop(second);
-        let honest_slot = honest_waiting.try_recv();
-        assert!(honest_slot.is_ok(), "the honest module's turn comes next, ahead of 4 flood calls");
+        let third = honest_waiting[1].try_recv();
+        assert!(third.is_ok(), "then the honest module's again, ahead of 4 flood calls");
         assert_eq!(slots.queued(), 4);
+    }
+
+    #[test]
+    fn a_module_with_short_calls_is_served_before_one_whose_calls_hold_slots_long() {
+        let slots = FairSlots::new(1, 100, QUICK_TRAFFIC_WINDOW);
+        let (long, short) = (module(1), module(2));
+        teach(&slots, long, Duration::from_millis(20));
+        teach(&slots, short, Duration::from_millis(1));
+        let running = now(slots.acquire(long).unwrap());
+        let mut long_waiting = queued(slots.acquire(long).unwrap());
+        let mut short_waiting: Vec<_> = (0..5).map(|_| queued(slots.acquire(short).unwrap())).collect();
+        drop(running);
+        // Five short calls cost less slot time than one long one.
+        for (n, waiting) in short_waiting.iter_mut().enumerate() {
+            let slot = waiting.try_recv().unwrap_or_else(|_| panic!("short call {n} is served first"));
+            assert!(long_waiting.try_recv().is_err());
+            drop(slot);
+        }
+        assert!(long_waiting.try_recv().is_ok(), "and the long call is not starved");
+    }
+
+    #[test]
+    fn an_idle_module_does_not_save_up_its_share() {
+        let slots = FairSlots::new(1, 100, QUICK_TRAFFIC_WINDOW);
+        let (busy, idle) = (module(1), module(2));
+        teach(&slots, busy, Duration::from_millis(1));
+        let mut state = slots.state.lock().unwrap();
+        // The busy module runs alone for 50 calls of 1 ms (charged, never re-measured).
+        for _ in 0..50 {
+            state.take(&busy, Instant::now());
+            state.give_back(false);
+        }
+        // A module that was idle starts where the busy one stood before its
+        // last call: one call ahead of it, not 50.
+        assert_eq!(state.charge_of(&busy), 50_000.0);
+        assert_eq!(state.charge_of(&idle), 49_000.0);
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod activity;
 mod core_task;
 mod executions;
 mod fair_slots;
+mod slow_lane;
 mod storage;
 
 use std::collections::HashMap;
@@ -91,6 +92,8 @@ struct Shared {
     /// and shares them between modules so one module's flood cannot starve
     /// the others.
     execution_slots: Arc<fair_slots::FairSlots>,
+    /// Runs slow-lane executions at a lower CPU priority.
+    slow_lane: slow_lane::SlowLane,
     /// Local calls sent to the core task and not answered yet: one alone
     /// may run in place (see `executions::run`), more mean a busy node.
     calls_waiting: AtomicUsize,
@@ -239,6 +242,7 @@ impl Node {
                 config.queue_per_module as usize,
                 config.quick_traffic_window,
             ),
+            slow_lane: slow_lane::SlowLane::new(config.concurrency as usize)?,
             calls_waiting: AtomicUsize::new(0),
             replication_slots: Arc::new(Semaphore::new((config.concurrency as usize / 2).max(1))),
             energy: EnergyMeter::new(config.watts_per_core),
