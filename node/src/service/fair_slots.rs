@@ -58,6 +58,9 @@ pub struct Slot {
     module: ModuleId,
     slow_lane: bool,
     since: Instant,
+    /// What its module was charged for this call (its average hold then),
+    /// corrected by the real hold on release.
+    expected_us: f64,
     /// False for a slot that never reached its caller (already accounted for).
     armed: bool,
 }
@@ -129,8 +132,9 @@ impl FairSlots {
         let now = Instant::now();
         let nobody_waiting = !state.waiting.contains_key(&module);
         if nobody_waiting && state.may_start(&module, now) {
-            let slow_lane = state.take(&module, now);
-            return Ok(Acquired::Now(Slot { slots: self.clone(), module, slow_lane, since: now, armed: true }));
+            let (slow_lane, expected_us) = state.take(&module, now);
+            let slot = Slot { slots: self.clone(), module, slow_lane, since: now, expected_us, armed: true };
+            return Ok(Acquired::Now(slot));
         }
         let queued = state.waiting.get(&module).map_or(0, VecDeque::len);
         if queued >= state.queue_per_module {
@@ -158,9 +162,11 @@ impl FairSlots {
         state.turns.clear();
     }
 
-    fn release(self: &Arc<Self>, module: ModuleId, slow_lane: bool, held: Duration) {
+    fn release(self: &Arc<Self>, module: ModuleId, slow_lane: bool, expected_us: f64, held: Duration) {
         let mut state = self.state.lock().expect("slots lock");
         state.give_back(slow_lane);
+        // A quick module turned endless pays for the time it really held.
+        state.recharge(&module, held.as_secs_f64() * 1e6 - expected_us);
         state.remember_hold(module, held);
         self.dispatch(&mut state);
     }
@@ -185,13 +191,14 @@ impl FairSlots {
             } else {
                 state.waiting.remove(&module);
             }
-            let slow_lane = state.take(&module, now);
-            let slot = Slot { slots: self.clone(), module, slow_lane, since: now, armed: true };
+            let (slow_lane, expected_us) = state.take(&module, now);
+            let slot = Slot { slots: self.clone(), module, slow_lane, since: now, expected_us, armed: true };
             // A caller that stopped waiting hands the slot straight back
             // (disarmed: its drop would re-enter `release` under this lock).
             if let Err(mut slot) = waiter.send(slot) {
                 slot.armed = false;
                 state.give_back(slow_lane);
+                state.recharge(&module, -expected_us);
             }
         }
     }
@@ -219,8 +226,16 @@ impl State {
         self.charged.get(module).map_or(self.virtual_now, |charged| charged.max(self.virtual_now))
     }
 
-    /// Takes a slot for `module`; says whether it runs in the slow lane.
-    fn take(&mut self, module: &ModuleId, now: Instant) -> bool {
+    /// Adds `micros` (negative: a refund) to what `module` was charged.
+    fn recharge(&mut self, module: &ModuleId, micros: f64) {
+        if let Some(charged) = self.charged.get_mut(module) {
+            *charged += micros;
+        }
+    }
+
+    /// Takes a slot for `module`; says whether it runs in the slow lane,
+    /// and what the module was charged for it.
+    fn take(&mut self, module: &ModuleId, now: Instant) -> (bool, f64) {
         self.free -= 1;
         let start = self.charge_of(module);
         self.virtual_now = self.virtual_now.max(start);
@@ -232,7 +247,7 @@ impl State {
         } else {
             self.last_quick_dispatch = Some(now);
         }
-        slow_lane
+        (slow_lane, expected_hold)
     }
 
     /// Undoes [`State::take`].
@@ -290,7 +305,7 @@ impl Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         if self.armed {
-            self.slots.release(self.module, self.slow_lane, self.since.elapsed());
+            self.slots.release(self.module, self.slow_lane, self.expected_us, self.since.elapsed());
         }
     }
 }
@@ -337,23 +352,30 @@ mod tests {
         assert!(!now(slots.acquire(unknown).unwrap()).quick_and_alone(), "nor one never seen");
     }
 
+    /// Ends `slot` as if its call had held it for `held` (a test's real holds are ~0).
+    fn finish(mut slot: Slot, held: Duration) {
+        slot.armed = false;
+        slot.slots.release(slot.module, slot.slow_lane, slot.expected_us, held);
+    }
+
     #[test]
     fn modules_charged_alike_take_turns_whatever_their_queues() {
+        let ms = Duration::from_millis(1);
         let slots = FairSlots::new(1, 100, QUICK_TRAFFIC_WINDOW);
         let (flood, honest) = (module(1), module(2));
-        teach(&slots, flood, Duration::from_millis(1));
-        teach(&slots, honest, Duration::from_millis(1));
+        teach(&slots, flood, ms);
+        teach(&slots, honest, ms);
         let running = now(slots.acquire(flood).unwrap());
         let mut flood_waiting: Vec<_> = (0..5).map(|_| queued(slots.acquire(flood).unwrap())).collect();
         let mut honest_waiting: Vec<_> = (0..2).map(|_| queued(slots.acquire(honest).unwrap())).collect();
 
         // The flood was charged for its running call: the honest module goes next.
-        drop(running);
+        finish(running, ms);
         let first = honest_waiting[0].try_recv().expect("the module charged least is served");
-        drop(first);
+        finish(first, ms);
         let second = flood_waiting.remove(0).try_recv().expect("then the flood's turn");
         assert!(honest_waiting[1].try_recv().is_err());
-        drop(second);
+        finish(second, ms);
         let third = honest_waiting[1].try_recv();
         assert!(third.is_ok(), "then the honest module's again, ahead of 4 flood calls");
         assert_eq!(slots.queued(), 4);
@@ -361,21 +383,43 @@ mod tests {
 
     #[test]
     fn a_module_with_short_calls_is_served_before_one_whose_calls_hold_slots_long() {
+        let (long_hold, short_hold) = (Duration::from_millis(20), Duration::from_millis(1));
         let slots = FairSlots::new(1, 100, QUICK_TRAFFIC_WINDOW);
         let (long, short) = (module(1), module(2));
-        teach(&slots, long, Duration::from_millis(20));
-        teach(&slots, short, Duration::from_millis(1));
+        teach(&slots, long, long_hold);
+        teach(&slots, short, short_hold);
         let running = now(slots.acquire(long).unwrap());
         let mut long_waiting = queued(slots.acquire(long).unwrap());
-        let mut short_waiting: Vec<_> = (0..5).map(|_| queued(slots.acquire(short).unwrap())).collect();
-        drop(running);
-        // Five short calls cost less slot time than one long one.
-        for (n, waiting) in short_waiting.iter_mut().enumerate() {
+        let mut short_waiting: Vec<_> = (0..30).map(|_| queued(slots.acquire(short).unwrap())).collect();
+        finish(running, long_hold);
+        // Short calls go first until they have had as much slot time as the
+        // long call: 20 of them, then the long one, which does not starve.
+        for (n, waiting) in short_waiting.iter_mut().enumerate().take(20) {
             let slot = waiting.try_recv().unwrap_or_else(|_| panic!("short call {n} is served first"));
             assert!(long_waiting.try_recv().is_err());
-            drop(slot);
+            finish(slot, short_hold);
         }
-        assert!(long_waiting.try_recv().is_ok(), "and the long call is not starved");
+        assert!(long_waiting.try_recv().is_ok(), "the long call's turn comes after 20 short ones");
+    }
+
+    #[test]
+    fn a_module_is_charged_for_the_time_it_really_held_a_slot() {
+        // Both slow (30 ms), with no quick traffic: the lanes play no part here.
+        let usual = Duration::from_millis(30);
+        let slots = FairSlots::new(1, 100, QUICK_TRAFFIC_WINDOW);
+        let (turned_endless, honest) = (module(1), module(2));
+        teach(&slots, turned_endless, usual);
+        teach(&slots, honest, usual);
+        // Charged 30 ms when it started, its call ran for a whole second.
+        let running = now(slots.acquire(turned_endless).unwrap());
+        let mut endless_waiting = queued(slots.acquire(turned_endless).unwrap());
+        let mut honest_waiting: Vec<_> = (0..10).map(|_| queued(slots.acquire(honest).unwrap())).collect();
+        finish(running, Duration::from_secs(1));
+        for (n, waiting) in honest_waiting.iter_mut().enumerate() {
+            let slot = waiting.try_recv().unwrap_or_else(|_| panic!("honest call {n} goes first"));
+            assert!(endless_waiting.try_recv().is_err());
+            finish(slot, usual);
+        }
     }
 
     #[test]

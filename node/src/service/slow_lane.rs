@@ -15,6 +15,9 @@ pub const SLOW_LANE_NICE: i32 = 10;
 
 pub struct SlowLane {
     pool: rayon::ThreadPool,
+    /// The node's Tokio runtime, entered around each job: what an execution
+    /// calls may expect one, as on Tokio's blocking threads.
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 impl SlowLane {
@@ -29,16 +32,22 @@ impl SlowLane {
             // but must not abort the node (rayon's default).
             .panic_handler(|_| tracing::error!("a slow-lane job panicked"))
             .build()?;
-        Ok(SlowLane { pool })
+        Ok(SlowLane { pool, runtime: tokio::runtime::Handle::try_current().ok() })
     }
 
     pub fn spawn(&self, job: impl FnOnce() + Send + 'static) {
-        self.pool.spawn(job);
+        let runtime = self.runtime.clone();
+        self.pool.spawn(move || {
+            let _entered = runtime.as_ref().map(tokio::runtime::Handle::enter);
+            job();
+        });
     }
 }
 
 /// On Linux the nice value belongs to a thread, not the process, so this
-/// lowers only the calling thread's priority.
+/// lowers only the calling thread's priority. (Elsewhere it would lower the
+/// whole node's, so it does nothing there.)
+#[cfg(target_os = "linux")]
 fn lower_this_threads_priority() {
     let lowered = thread_nice().and_then(|nice| set_thread_nice((nice + SLOW_LANE_NICE).min(19)));
     if let Err(error) = lowered {
@@ -46,6 +55,10 @@ fn lower_this_threads_priority() {
     }
 }
 
+#[cfg(not(target_os = "linux"))]
+fn lower_this_threads_priority() {}
+
+#[cfg(target_os = "linux")]
 fn thread_nice() -> std::io::Result<i32> {
     // -1 is also a valid nice value: only errno tells an error apart.
     // SAFETY: errno and getpriority concern the calling thread only.
@@ -59,6 +72,7 @@ fn thread_nice() -> std::io::Result<i32> {
     }
 }
 
+#[cfg(target_os = "linux")]
 fn set_thread_nice(nice: i32) -> std::io::Result<()> {
     // SAFETY: a plain system call on the calling thread.
     match unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) } {
@@ -67,7 +81,7 @@ fn set_thread_nice(nice: i32) -> std::io::Result<()> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
     use std::sync::mpsc;
@@ -87,5 +101,14 @@ mod tests {
         }
         // The thread that made the lane keeps its priority.
         assert_eq!(thread_nice().unwrap(), node_nice);
+    }
+
+    #[tokio::test]
+    async fn slow_lane_jobs_run_inside_the_node_runtime() {
+        let lane = SlowLane::new(1).unwrap();
+        let (sender, received) = tokio::sync::oneshot::channel();
+        lane.spawn(move || sender.send(tokio::runtime::Handle::try_current().is_ok()).unwrap());
+        let inside = tokio::time::timeout(std::time::Duration::from_secs(30), received).await.unwrap().unwrap();
+        assert!(inside, "an execution may use Tokio as on a blocking thread");
     }
 }
