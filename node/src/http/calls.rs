@@ -2,7 +2,7 @@
 //! `POST /api/{module}` (body on stdin). The response body is the function's
 //! stdout; headers tell where the answer came from and what it cost.
 
-use std::io::Write;
+use std::fmt::Write;
 use std::sync::{Arc, Weak};
 
 use axum::body::{Body, Bytes};
@@ -17,6 +17,7 @@ use quick_cache::sync::Cache;
 use serde::Deserialize;
 
 use super::errors::{self, error_body, status_for};
+use super::header_values::HeaderValues;
 use super::refused_body::{self, BodyError};
 use crate::footprint::CallFootprint;
 use crate::service::{CallResponse, Node};
@@ -291,30 +292,32 @@ fn node_headers(node: &Node) -> HeaderMap {
 /// may change for the same record (this node does not hold the module yet).
 fn answer_headers(node: &Node, by_hash: bool, answer: &Answer, footprint: &CallFootprint) -> (HeaderMap, bool) {
     let mut headers = node_headers(node);
+    let mut values = HeaderValues::new();
     let record = &answer.record;
-    set(&mut headers, X_NEBULA_MODULE, &hex32(record.module.as_bytes()));
+    values.bytes(X_NEBULA_MODULE, &hex32(record.module.as_bytes()));
     let key_hex = hex32(answer.key.as_bytes());
-    set(&mut headers, X_NEBULA_CALL_KEY, &key_hex);
+    values.bytes(X_NEBULA_CALL_KEY, &key_hex);
     let cache = if answer.cache == CacheStatus::Hit { "hit" } else { "miss" };
     headers.insert(X_NEBULA_CACHE, HeaderValue::from_static(cache));
     if answer.cache == CacheStatus::Joined {
         headers.insert(X_NEBULA_JOINED, HeaderValue::from_static("true"));
     }
-    headers.insert(X_NEBULA_FUEL, HeaderValue::from(record.fuel_used));
+    values.number(X_NEBULA_FUEL, record.fuel_used);
     if record.executed_by == node.id() {
         headers.insert(X_NEBULA_EXECUTED_BY, node.id_header());
     } else {
-        set(&mut headers, X_NEBULA_EXECUTED_BY, record.executed_by.as_bytes());
+        values.bytes(X_NEBULA_EXECUTED_BY, record.executed_by.as_bytes());
     }
     let timings = &record.timings;
-    let mut timing = Vec::with_capacity(64);
-    let _ = write!(timing, "queue={} instantiate={} run={}", timings.queue_us, timings.instantiate_us, timings.run_us);
-    if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(timing)) {
-        headers.insert(X_NEBULA_TIMINGS_US, value);
-    }
-    set_footprint(&mut headers, footprint);
+    values.print(X_NEBULA_TIMINGS_US, |text| {
+        write!(text, "queue={} instantiate={} run={}", timings.queue_us, timings.instantiate_us, timings.run_us)
+    });
+    set_footprint(&mut headers, &mut values, footprint);
     headers.insert(X_NEBULA_MICROS, HeaderValue::from_static("0"));
-    let Outcome::Success { stdout } = &record.outcome else { return (headers, true) };
+    let Outcome::Success { stdout } = &record.outcome else {
+        values.insert_into(&mut headers);
+        return (headers, true);
+    };
     // The module's declared type (part of its hash, the same on every node);
     // without one, plain text or bytes: never what the output itself looks like.
     let declared = node.content_type(&record.module);
@@ -334,14 +337,15 @@ fn answer_headers(node: &Node, by_hash: bool, answer: &Answer, footprint: &CallF
     // The call key names this exact answer: module, profile and input.
     let mut etag = [b'"'; 66];
     etag[1..65].copy_from_slice(&key_hex);
-    set(&mut headers, header::ETAG, &etag);
+    values.bytes(header::ETAG, &etag);
+    values.insert_into(&mut headers);
     (headers, declared.is_some())
 }
 
 /// `x-nebula-footprint: here` with the execution's cost when it ran on this
 /// node (a joined call shares it); `cached` (nothing ran) or `elsewhere`
 /// (another node paid, see `x-nebula-executed-by`) otherwise.
-fn set_footprint(headers: &mut HeaderMap, footprint: &CallFootprint) {
+fn set_footprint(headers: &mut HeaderMap, values: &mut HeaderValues, footprint: &CallFootprint) {
     let footprint = match footprint {
         CallFootprint::Executed(footprint) => footprint,
         CallFootprint::Cached => {
@@ -355,15 +359,9 @@ fn set_footprint(headers: &mut HeaderMap, footprint: &CallFootprint) {
         CallFootprint::None => return,
     };
     headers.insert(X_NEBULA_FOOTPRINT, HeaderValue::from_static("here"));
-    set(headers, X_NEBULA_CPU_US, format!("{:.1}", footprint.cpu_ns as f64 / 1e3).as_bytes());
-    set(headers, X_NEBULA_WALL_US, format!("{:.1}", footprint.wall_ns as f64 / 1e3).as_bytes());
-    headers.insert(X_NEBULA_PEAK_MEMORY_BYTES, HeaderValue::from(footprint.peak_memory_bytes));
-    set(headers, X_NEBULA_ENERGY_UWH, format!("{:.3e}", footprint.energy_uwh).as_bytes());
+    values.print(X_NEBULA_CPU_US, |text| write!(text, "{:.1}", footprint.cpu_ns as f64 / 1e3));
+    values.print(X_NEBULA_WALL_US, |text| write!(text, "{:.1}", footprint.wall_ns as f64 / 1e3));
+    values.number(X_NEBULA_PEAK_MEMORY_BYTES, footprint.peak_memory_bytes);
+    values.print(X_NEBULA_ENERGY_UWH, |text| write!(text, "{:.3e}", footprint.energy_uwh));
     headers.insert(X_NEBULA_ENERGY_SOURCE, HeaderValue::from_static(footprint.energy_source.as_str()));
-}
-
-fn set(headers: &mut HeaderMap, name: HeaderName, value: &[u8]) {
-    if let Ok(value) = HeaderValue::from_bytes(value) {
-        headers.insert(name, value);
-    }
 }

@@ -6,6 +6,7 @@ mod calls;
 pub mod dashboard;
 mod deploy;
 mod errors;
+mod header_values;
 mod hot_path;
 mod refused_body;
 
