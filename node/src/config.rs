@@ -29,6 +29,9 @@ pub struct NodeConfig {
     /// While a quick call ran this recently, slow modules cannot take the
     /// slots kept for quick ones (see `service/fair_slots.rs`).
     pub quick_traffic_window: Duration,
+    /// A module whose calls hold a slot this long on average runs in the
+    /// slow lane (see `service/fair_slots.rs`).
+    pub slow_hold: Duration,
     /// Bytes of results kept in memory in front of the on-disk cache.
     pub memory_cache_bytes: u64,
     /// The largest module a deploy may upload (`--max-module-bytes`).
@@ -75,6 +78,7 @@ impl NodeConfig {
             concurrency: std::thread::available_parallelism().map_or(2, |n| n.get() as u32).max(2),
             queue_per_module: 256,
             quick_traffic_window: crate::service::QUICK_TRAFFIC_WINDOW,
+            slow_hold: crate::service::SLOW_HOLD,
             memory_cache_bytes: 64 << 20,
             max_module_bytes: DEFAULT_MAX_MODULE_BYTES,
             runtime: RuntimeSettings::default(),

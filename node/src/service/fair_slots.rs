@@ -78,6 +78,8 @@ pub enum Acquired {
 struct State {
     total: usize,
     quick_traffic_window: Duration,
+    /// `SLOW_HOLD` unless configured, in microseconds.
+    slow_hold_us: f64,
     reserve: usize,
     queue_per_module: usize,
     free: usize,
@@ -101,12 +103,18 @@ struct State {
 
 impl FairSlots {
     /// `total` slots; a module may queue `queue_per_module` calls.
-    pub fn new(total: usize, queue_per_module: usize, quick_traffic_window: Duration) -> Arc<Self> {
+    pub fn new(
+        total: usize,
+        queue_per_module: usize,
+        quick_traffic_window: Duration,
+        slow_hold: Duration,
+    ) -> Arc<Self> {
         let total = total.max(1);
         Arc::new(FairSlots {
             state: Mutex::new(State {
                 total,
                 quick_traffic_window,
+                slow_hold_us: slow_hold.as_micros() as f64,
                 // Half the slots, at least one: what slow calls cannot take
                 // while quick calls keep coming. Lent to them otherwise, so
                 // it costs nothing to a node running only slow functions.
@@ -209,7 +217,7 @@ impl FairSlots {
 
 impl State {
     fn is_quick(&self, module: &ModuleId) -> bool {
-        self.holds.get(module).is_some_and(|micros| *micros < SLOW_HOLD.as_micros() as f64)
+        self.holds.get(module).is_some_and(|micros| *micros < self.slow_hold_us)
     }
 
     fn may_start(&self, module: &ModuleId, now: Instant) -> bool {
@@ -242,7 +250,7 @@ impl State {
         self.free -= 1;
         let start = self.charge_of(module);
         self.virtual_now = self.virtual_now.max(start);
-        let expected_hold = self.holds.get(module).copied().unwrap_or(SLOW_HOLD.as_micros() as f64);
+        let expected_hold = self.holds.get(module).copied().unwrap_or(self.slow_hold_us);
         self.charged.insert(*module, start + expected_hold);
         let slow_lane = !self.is_quick(module);
         if slow_lane {
@@ -282,7 +290,7 @@ impl State {
     /// calls' worth of average holds spread over the slots, between 100 ms
     /// and 30 s.
     fn retry_hint(&self, module: &ModuleId, queued: usize) -> Duration {
-        let hold = self.holds.get(module).copied().unwrap_or(SLOW_HOLD.as_micros() as f64);
+        let hold = self.holds.get(module).copied().unwrap_or(self.slow_hold_us);
         let micros = queued as f64 * hold / self.total as f64;
         Duration::from_micros(micros as u64).clamp(Duration::from_millis(100), Duration::from_secs(30))
     }
@@ -342,7 +350,7 @@ mod tests {
 
     #[test]
     fn only_a_quick_module_alone_on_the_node_may_run_in_place() {
-        let slots = FairSlots::new(2, 100, QUICK_TRAFFIC_WINDOW);
+        let slots = FairSlots::new(2, 100, QUICK_TRAFFIC_WINDOW, SLOW_HOLD);
         let (quick, slow, unknown) = (module(1), module(2), module(3));
         teach(&slots, quick, Duration::from_millis(1));
         teach(&slots, slow, Duration::from_secs(1));
@@ -364,7 +372,7 @@ mod tests {
     #[test]
     fn modules_charged_alike_take_turns_whatever_their_queues() {
         let ms = Duration::from_millis(1);
-        let slots = FairSlots::new(1, 100, QUICK_TRAFFIC_WINDOW);
+        let slots = FairSlots::new(1, 100, QUICK_TRAFFIC_WINDOW, SLOW_HOLD);
         let (flood, honest) = (module(1), module(2));
         teach(&slots, flood, ms);
         teach(&slots, honest, ms);
@@ -388,7 +396,7 @@ mod tests {
     fn a_module_with_short_calls_is_served_before_one_whose_calls_hold_slots_long() {
         // Both in the quick lane, one call 8 times longer than the other's.
         let (long_hold, short_hold) = (SLOW_HOLD * 4 / 5, SLOW_HOLD / 10);
-        let slots = FairSlots::new(1, 100, QUICK_TRAFFIC_WINDOW);
+        let slots = FairSlots::new(1, 100, QUICK_TRAFFIC_WINDOW, SLOW_HOLD);
         let (long, short) = (module(1), module(2));
         teach(&slots, long, long_hold);
         teach(&slots, short, short_hold);
@@ -410,7 +418,7 @@ mod tests {
     fn a_module_is_charged_for_the_time_it_really_held_a_slot() {
         // Both slow (30 ms), with no quick traffic: the lanes play no part here.
         let usual = Duration::from_millis(30);
-        let slots = FairSlots::new(1, 100, QUICK_TRAFFIC_WINDOW);
+        let slots = FairSlots::new(1, 100, QUICK_TRAFFIC_WINDOW, SLOW_HOLD);
         let (turned_endless, honest) = (module(1), module(2));
         teach(&slots, turned_endless, usual);
         teach(&slots, honest, usual);
@@ -428,7 +436,7 @@ mod tests {
 
     #[test]
     fn an_idle_module_does_not_save_up_its_share() {
-        let slots = FairSlots::new(1, 100, QUICK_TRAFFIC_WINDOW);
+        let slots = FairSlots::new(1, 100, QUICK_TRAFFIC_WINDOW, SLOW_HOLD);
         let (busy, idle) = (module(1), module(2));
         teach(&slots, busy, Duration::from_millis(1));
         let mut state = slots.state.lock().unwrap();
@@ -445,7 +453,7 @@ mod tests {
 
     #[test]
     fn slow_modules_cannot_take_the_reserve_while_quick_calls_come() {
-        let slots = FairSlots::new(4, 100, QUICK_TRAFFIC_WINDOW);
+        let slots = FairSlots::new(4, 100, QUICK_TRAFFIC_WINDOW, SLOW_HOLD);
         let (slow, quick) = (module(1), module(2));
         teach(&slots, slow, Duration::from_secs(1));
         teach(&slots, quick, Duration::from_millis(1));
@@ -465,7 +473,7 @@ mod tests {
 
     #[test]
     fn never_seen_modules_queue_like_slow_ones() {
-        let slots = FairSlots::new(2, 100, QUICK_TRAFFIC_WINDOW);
+        let slots = FairSlots::new(2, 100, QUICK_TRAFFIC_WINDOW, SLOW_HOLD);
         let quick = module(2);
         teach(&slots, quick, Duration::from_millis(1));
         drop(now(slots.acquire(quick).unwrap()));
@@ -476,7 +484,7 @@ mod tests {
 
     #[test]
     fn without_quick_traffic_slow_modules_use_every_slot() {
-        let slots = FairSlots::new(4, 100, QUICK_TRAFFIC_WINDOW);
+        let slots = FairSlots::new(4, 100, QUICK_TRAFFIC_WINDOW, SLOW_HOLD);
         let slow = module(1);
         teach(&slots, slow, Duration::from_secs(1));
         let held: Vec<_> = (0..4).map(|_| now(slots.acquire(slow).unwrap())).collect();
@@ -485,7 +493,7 @@ mod tests {
 
     #[test]
     fn a_full_queue_is_refused_with_a_retry_hint_and_others_still_queue() {
-        let slots = FairSlots::new(1, 2, QUICK_TRAFFIC_WINDOW);
+        let slots = FairSlots::new(1, 2, QUICK_TRAFFIC_WINDOW, SLOW_HOLD);
         let (flood, other) = (module(1), module(2));
         let _running = now(slots.acquire(flood).unwrap());
         let _a = queued(slots.acquire(flood).unwrap());
@@ -498,7 +506,7 @@ mod tests {
 
     #[test]
     fn a_caller_that_stopped_waiting_passes_its_slot_on() {
-        let slots = FairSlots::new(1, 10, QUICK_TRAFFIC_WINDOW);
+        let slots = FairSlots::new(1, 10, QUICK_TRAFFIC_WINDOW, SLOW_HOLD);
         let m = module(1);
         let running = now(slots.acquire(m).unwrap());
         let gone = queued(slots.acquire(m).unwrap());
@@ -512,7 +520,7 @@ mod tests {
 
     #[test]
     fn closing_refuses_waiting_and_later_calls() {
-        let slots = FairSlots::new(1, 10, QUICK_TRAFFIC_WINDOW);
+        let slots = FairSlots::new(1, 10, QUICK_TRAFFIC_WINDOW, SLOW_HOLD);
         let _running = now(slots.acquire(module(1)).unwrap());
         let mut waiting = queued(slots.acquire(module(1)).unwrap());
         slots.close();

@@ -26,7 +26,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use activity::Activity;
 pub use activity::{ActivitySnapshot, ModuleCounters, RecentCall, SecondCounts};
 use core_task::{CoreTask, Input, Inputs};
-pub use fair_slots::QUICK_TRAFFIC_WINDOW;
+pub use fair_slots::{QUICK_TRAFFIC_WINDOW, SLOW_HOLD};
 use storage::StoredKeys;
 
 use crate::config::NodeConfig;
@@ -241,6 +241,7 @@ impl Node {
                 config.concurrency as usize,
                 config.queue_per_module as usize,
                 config.quick_traffic_window,
+                config.slow_hold,
             ),
             slow_lane: slow_lane::SlowLane::new(config.concurrency as usize)?,
             calls_waiting: AtomicUsize::new(0),
