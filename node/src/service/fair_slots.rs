@@ -143,9 +143,7 @@ impl FairSlots {
         let now = Instant::now();
         let nobody_waiting = !state.waiting.contains_key(&module);
         if nobody_waiting && state.may_start(&module, now) {
-            let (slow_lane, expected_us) = state.take(&module, now);
-            let slot = Slot { slots: self.clone(), module, slow_lane, since: now, expected_us, armed: true };
-            return Ok(Acquired::Now(slot));
+            return Ok(Acquired::Now(self.take(&mut state, module, now)));
         }
         let queued = state.waiting.get(&module).map_or(0, VecDeque::len);
         if queued >= state.queue_per_module {
@@ -182,6 +180,12 @@ impl FairSlots {
         self.dispatch(&mut state);
     }
 
+    /// A slot for `module`, taken from `state`.
+    fn take(self: &Arc<Self>, state: &mut State, module: ModuleId, now: Instant) -> Slot {
+        let (slow_lane, expected_us) = state.take(&module, now);
+        Slot { slots: self.clone(), module, slow_lane, since: now, expected_us, armed: true }
+    }
+
     /// Hands free slots to waiting calls, each to the module charged least
     /// among those that may start (a full slow lane holds back slow ones).
     fn dispatch(self: &Arc<Self>, state: &mut State) {
@@ -202,14 +206,13 @@ impl FairSlots {
             } else {
                 state.waiting.remove(&module);
             }
-            let (slow_lane, expected_us) = state.take(&module, now);
-            let slot = Slot { slots: self.clone(), module, slow_lane, since: now, expected_us, armed: true };
+            let slot = self.take(state, module, now);
             // A caller that stopped waiting hands the slot straight back
             // (disarmed: its drop would re-enter `release` under this lock).
             if let Err(mut slot) = waiter.send(slot) {
                 slot.armed = false;
-                state.give_back(slow_lane);
-                state.recharge(&module, -expected_us);
+                state.give_back(slot.slow_lane);
+                state.recharge(&module, -slot.expected_us);
             }
         }
     }
