@@ -34,6 +34,9 @@ pub struct NodeConfig {
     pub slow_hold: Duration,
     /// Bytes of results kept in memory in front of the on-disk cache.
     pub memory_cache_bytes: u64,
+    /// Bytes of results kept on disk; the oldest go first. Each also takes
+    /// about 30 bytes of memory (where it lies on disk).
+    pub result_disk_bytes: u64,
     /// The largest module a deploy may upload (`--max-module-bytes`).
     pub max_module_bytes: u64,
     /// Where modules compile and how much compiled code stays loaded.
@@ -80,6 +83,7 @@ impl NodeConfig {
             quick_traffic_window: crate::service::QUICK_TRAFFIC_WINDOW,
             slow_hold: crate::service::SLOW_HOLD,
             memory_cache_bytes: 64 << 20,
+            result_disk_bytes: 1 << 30,
             max_module_bytes: DEFAULT_MAX_MODULE_BYTES,
             runtime: RuntimeSettings::default(),
             replicate_budget_bytes: 1 << 30,

@@ -85,6 +85,12 @@ pub struct NodeSettings {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory_cache_bytes: Option<u64>,
+    /// Bytes of results kept on disk (default 1 GiB); beyond it the oldest
+    /// go, 64 MiB at a time. Each stored result also takes about 30 bytes
+    /// of memory.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result_disk_bytes: Option<u64>,
     /// The largest module a deploy may upload, in bytes (default 512 MiB).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -368,6 +374,9 @@ impl NodeSettings {
         if let Some(bytes) = self.memory_cache_bytes {
             config.memory_cache_bytes = bytes;
         }
+        if let Some(bytes) = self.result_disk_bytes {
+            config.result_disk_bytes = bytes;
+        }
         if let Some(bytes) = self.max_module_bytes {
             config.max_module_bytes = bytes;
         }
@@ -463,6 +472,7 @@ impl NodeSettings {
             max_output_bytes: Some(config.max_limits.output_bytes),
             max_fuel: Some(config.max_limits.fuel),
             memory_cache_bytes: Some(config.memory_cache_bytes),
+            result_disk_bytes: Some(config.result_disk_bytes),
             max_module_bytes: Some(config.max_module_bytes),
             loaded_module_bytes: Some(config.runtime.loaded_module_bytes),
             compile_in_process: self.compile_in_process,

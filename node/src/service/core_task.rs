@@ -19,7 +19,6 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::activity::CallSeen;
 use super::executions::{self, ExecutionJob, Finished};
-use super::storage::StoredKeys;
 use super::{Shared, internal};
 use crate::mesh::{Command, NetworkEvent, NetworkHandle};
 use crate::sealing::OutgoingSigner;
@@ -117,7 +116,6 @@ pub(super) struct CoreTask {
     result_fetches: HashMap<InboundId, CallKey>,
     /// Signs the results this node ran as they leave it.
     signer: OutgoingSigner,
-    stored_keys: StoredKeys,
     /// The core's clock starts here.
     origin: Instant,
 }
@@ -129,13 +127,7 @@ pub(super) struct Inputs {
 }
 
 impl CoreTask {
-    pub(super) fn spawn(
-        core: Core<PeerId>,
-        shared: Arc<Shared>,
-        network: Option<NetworkHandle>,
-        stored_keys: StoredKeys,
-        inputs: Inputs,
-    ) {
+    pub(super) fn spawn(core: Core<PeerId>, shared: Arc<Shared>, network: Option<NetworkHandle>, inputs: Inputs) {
         let (completions, completed) = mpsc::unbounded_channel();
         let task = CoreTask {
             published: core.resolver().clone(),
@@ -150,7 +142,6 @@ impl CoreTask {
             slice_requests: HashMap::new(),
             forwarded: HashMap::new(),
             result_fetches: HashMap::new(),
-            stored_keys,
             origin: Instant::now(),
         };
         tokio::spawn(task.run(inputs, completed));
@@ -362,7 +353,8 @@ impl CoreTask {
                 if let Some(record) = self.shared.memory.get(&key) {
                     return Some(Event::ResultLookedUp { lookup, found: Some(record) });
                 }
-                if !self.stored_keys.may_hold(&key) {
+                // A miss needs no trip to a blocking thread.
+                if !self.shared.result_log.may_hold(&key) {
                     return Some(Event::ResultLookedUp { lookup, found: None });
                 }
                 let (shared, done) = (self.shared.clone(), self.completions.clone());
@@ -380,7 +372,6 @@ impl CoreTask {
             }
             Action::StoreResult { key, record } => {
                 self.shared.memory.insert(key, record.clone());
-                self.stored_keys.insert(&key);
                 self.shared.results.submit(key, record);
             }
             // The near cache: a result owned elsewhere, kept in memory only.

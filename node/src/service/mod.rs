@@ -27,7 +27,6 @@ use activity::Activity;
 pub use activity::{ActivitySnapshot, ModuleCounters, RecentCall, SecondCounts};
 use core_task::{CoreTask, Input, Inputs};
 pub use fair_slots::{QUICK_TRAFFIC_WINDOW, SLOW_HOLD};
-use storage::StoredKeys;
 
 use crate::config::NodeConfig;
 use crate::footprint::{AnswerKind, CallFootprint, EnergyMeter, EnergyModel, FunctionFootprint, Ledger};
@@ -37,7 +36,7 @@ use crate::result_cache::MemoryResults;
 use crate::runtime::{ModuleState, Runtime};
 use crate::sealing::Sealer;
 use crate::signing::Ed25519Signatures;
-use crate::store::{BlobStore, Index, ResultWriter, StagedBlob};
+use crate::store::{BlobStore, Index, ResultLog, ResultWriter, StagedBlob};
 
 /// A running node. Cheap to clone; all clones share one node, which runs
 /// until every clone is gone (or [`Node::shutdown`]).
@@ -81,6 +80,8 @@ struct Shared {
     runtime: Runtime,
     blobs: BlobStore,
     index: Arc<Index>,
+    /// Cached results on disk, read here and appended by `results`.
+    result_log: Arc<ResultLog>,
     results: ResultWriter,
     memory: MemoryResults,
     metrics: Metrics,
@@ -222,7 +223,11 @@ impl Node {
         let (concurrency, max_memory) = (config.concurrency, config.max_limits.memory_bytes);
         let runtime = Runtime::with_settings(compiled, concurrency, max_memory, config.runtime.clone())?;
         let core = restore_core(&config, peer_id, &index, &blobs)?;
-        let stored_keys = StoredKeys::load(&index)?;
+        let result_log = Arc::new(ResultLog::open(&config.data_dir.join("results"), config.result_disk_bytes)?);
+        let moved = index.move_results_to(&result_log)?;
+        if moved > 0 {
+            tracing::info!(results = moved, "moved cached results from the index to the result log");
+        }
 
         let metrics = Metrics::default();
         metrics.modules.set(core.modules().count() as i64);
@@ -254,7 +259,8 @@ impl Node {
             started: Instant::now(),
             runtime,
             blobs,
-            results: ResultWriter::start(index.clone()),
+            results: ResultWriter::start(result_log.clone()),
+            result_log,
             index,
             metrics,
             ledger: Ledger::default(),
@@ -264,13 +270,7 @@ impl Node {
             config,
         });
         let (inbox, received) = mpsc::unbounded_channel();
-        CoreTask::spawn(
-            core,
-            shared.clone(),
-            network,
-            stored_keys,
-            Inputs { inbox: received, network: network_events },
-        );
+        CoreTask::spawn(core, shared.clone(), network, Inputs { inbox: received, network: network_events });
         tracing::info!(node = %shared.node_id, data = %shared.config.data_dir.display(), "node opened");
         Ok(Node { shared, inbox })
     }
@@ -411,9 +411,7 @@ impl Node {
         let shared = &self.shared;
         let (modules, calls_in_flight) =
             self.query(|core| (core.modules().count(), core.flights_in_progress())).await.unwrap_or_default();
-        let index = shared.index.clone();
-        let stored_results =
-            tokio::task::spawn_blocking(move || index.result_count().unwrap_or(0)).await.unwrap_or_default();
+        let stored_results = shared.result_log.len() as u64;
         NodeStatus {
             node_id: shared.node_id.to_string(),
             version: env!("CARGO_PKG_VERSION").to_owned(),

@@ -2,7 +2,6 @@
 //! disk), modules (compiled and stored, or read to serve a peer), names.
 //! Everything here may block on the disk: call it on a blocking thread.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use nebula_protocol::{CallError, CallKey, ExecutionRecord, ModuleId, NameRecord};
@@ -16,7 +15,7 @@ impl Shared {
         if let Some(record) = self.memory.get(key) {
             return Some(record);
         }
-        match self.index.result(key) {
+        match self.result_log.get(key) {
             Ok(Some(record)) => {
                 let record = Arc::new(record);
                 self.memory.insert(*key, record.clone());
@@ -63,30 +62,4 @@ impl Shared {
     pub(super) fn persist_name(&self, record: &NameRecord) -> Result<(), CallError> {
         self.index.put_name(record).map_err(|error| internal(&format!("storing the name: {error:#}")))
     }
-}
-
-/// The keys of the results stored on disk, by their first eight bytes: a
-/// key not here is not stored, so a miss needs no trip to the disk (a
-/// blocking read on another thread, then back to the core). A key here may
-/// still be absent (two keys sharing eight bytes): then the disk says so.
-/// About 16 bytes per stored result.
-#[derive(Default)]
-pub(super) struct StoredKeys(HashSet<u64>);
-
-impl StoredKeys {
-    pub(super) fn load(index: &crate::store::Index) -> anyhow::Result<Self> {
-        Ok(Self(index.result_keys()?.iter().map(prefix).collect()))
-    }
-
-    pub(super) fn insert(&mut self, key: &CallKey) {
-        self.0.insert(prefix(key));
-    }
-
-    pub(super) fn may_hold(&self, key: &CallKey) -> bool {
-        self.0.contains(&prefix(key))
-    }
-}
-
-fn prefix(key: &CallKey) -> u64 {
-    u64::from_le_bytes(key.as_bytes()[..8].try_into().expect("a key has 32 bytes"))
 }

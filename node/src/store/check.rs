@@ -1,6 +1,7 @@
 //! `nebula fsck`: an offline check of a data directory. It answers "after a
 //! crash, is the store still consistent?": every blob hashes to its name,
-//! every module index entry has its blob, every record in the index decodes.
+//! every module index entry has its blob, every record in the index and the
+//! result log decodes.
 //!
 //! Findings are split in two. *Problems* break a promise the store makes (a
 //! blob that lies about its content, an acknowledged module without its bytes,
@@ -20,7 +21,9 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 use serde::Serialize;
 
 use super::index::{MODULES, ModuleMeta, NAMES, RESULTS};
+use super::result_log;
 use crate::sealing::Sealer;
+use crate::signing::Ed25519Signatures;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
@@ -101,6 +104,7 @@ pub fn check_data_dir(dir: &Path) -> CheckReport {
         // between leaves this, and the deploy was never acknowledged.
         report.note("unindexed_blob", module.to_hex(), "a blob without an index entry (a deploy cut short); harmless");
     }
+    check_result_log(&dir.join("results"), sealer.as_ref(), &mut report);
     check_compiled(&dir.join("compiled"), &mut report);
     report
 }
@@ -253,8 +257,8 @@ fn read_tables(
         }
     }
     if let Ok(table) = txn.open_table(RESULTS) {
-        // One checker for the pass: it keeps the few executors' keys decoded.
-        let signatures = crate::signing::Ed25519Signatures::default();
+        // Left by a node before the result log, until the node moves them.
+        let signatures = Ed25519Signatures::default();
         for entry in table.iter()? {
             let (key, value) = entry?;
             report.results += 1;
@@ -262,21 +266,75 @@ fn read_tables(
                 report.problem("bad_result_key", hex::encode(key.value()), "a result key that is not a call key");
                 continue;
             };
-            match postcard::from_bytes::<ExecutionRecord>(value.value()) {
-                Err(error) => report.problem("undecodable_result", call.to_hex(), error.to_string()),
-                // Results run here are sealed here (signed, if written
-                // before seals), and peers' are checked before they are
-                // stored: a failure means the record changed.
-                Ok(record) if sealer.is_some_and(|sealer| sealer.holds(&call, &record)) => {}
-                Ok(record) => {
-                    if let Err(error) = signatures.verify(&call, &record) {
-                        report.problem("unsigned_result", call.to_hex(), error);
-                    }
-                }
-            }
+            let record = postcard::from_bytes::<ExecutionRecord>(value.value()).map_err(|error| error.to_string());
+            check_result(&call, record, sealer, &signatures, report);
         }
     }
     Ok(())
+}
+
+/// A result holds if it decodes and its seal or signature holds: results
+/// run here are sealed here (signed, if written before seals), and peers'
+/// are checked before they are stored, so a failure means the record changed.
+fn check_result(
+    call: &CallKey,
+    record: Result<ExecutionRecord, String>,
+    sealer: Option<&Sealer>,
+    signatures: &Ed25519Signatures,
+    report: &mut CheckReport,
+) {
+    match record {
+        Err(error) => report.problem("undecodable_result", call.to_hex(), error),
+        Ok(record) if sealer.is_some_and(|sealer| sealer.holds(call, &record)) => {}
+        Ok(record) => {
+            if let Err(error) = signatures.verify(call, &record) {
+                report.problem("unsigned_result", call.to_hex(), error);
+            }
+        }
+    }
+}
+
+/// Every record of the result log checks out; only the newest segment may
+/// end in records a crash tore (the node cuts them off when it opens).
+fn check_result_log(dir: &Path, sealer: Option<&Sealer>, report: &mut CheckReport) {
+    let ids = match result_log::segment_ids(dir) {
+        Ok(ids) => ids,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return,
+        Err(error) => return report.problem("unreadable_dir", dir.display().to_string(), error.to_string()),
+    };
+    let signatures = Ed25519Signatures::default();
+    for (position, &id) in ids.iter().enumerate() {
+        let path = result_log::segment_path(dir, id);
+        let subject = format!("results/{}", path.file_name().unwrap_or_default().to_string_lossy());
+        let mut records = 0;
+        let scan = result_log::scan_segment(&path, |call, _, bytes| {
+            records += 1;
+            let record =
+                result_log::decode_record(bytes).map(|(_, record)| record).map_err(|error| format!("{error:#}"));
+            check_result(&call, record, sealer, &signatures, report);
+        });
+        report.results += records;
+        let scan = match scan {
+            Ok(scan) => scan,
+            Err(error) => {
+                report.problem("unreadable_result_log", subject, error.to_string());
+                continue;
+            }
+        };
+        let damaged = scan.file_bytes - scan.intact_bytes;
+        if damaged == 0 {
+            continue;
+        }
+        let detail = format!("{damaged} bytes from offset {} do not check out", scan.intact_bytes);
+        match position + 1 == ids.len() {
+            true => report.note(
+                "torn_result_log_tail",
+                subject,
+                format!("{detail}: a crash tore them; the node cuts them off"),
+            ),
+            false => report.problem("damaged_result_log", subject, detail),
+        }
+    }
 }
 
 /// Compiled code (`*.code`) has its BLAKE3 beside it (`*.b3`); a damaged
@@ -336,8 +394,9 @@ fn leftover(name: &str, report: &mut CheckReport, dir: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{BlobStore, Index};
+    use crate::store::{BlobStore, Index, ResultLog};
     use nebula_protocol::{Outcome, Timings};
+    use std::io::Write;
 
     /// A data directory with one module, a name for it and one result.
     fn populated() -> (tempfile::TempDir, ModuleId) {
@@ -358,8 +417,7 @@ mod tests {
             signature: Vec::new(),
         };
         crate::signing::sign(&identity, &key, &mut record);
-        index.put_results(&[(key, Arc::new(record))]).unwrap();
-        index.flush().unwrap();
+        store_results(dir.path(), &[(key, Arc::new(record))]);
         (dir, module)
     }
 
@@ -377,10 +435,14 @@ mod tests {
             signature: Vec::new(),
         };
         Sealer::new(&identity).seal(&key, &mut record);
-        let index = Index::open(&dir.join("index.redb")).unwrap();
-        index.put_results(&[(key, Arc::new(record))]).unwrap();
-        index.flush().unwrap();
+        store_results(dir, &[(key, Arc::new(record))]);
         key
+    }
+
+    fn store_results(dir: &Path, results: &[(CallKey, Arc<ExecutionRecord>)]) {
+        let log = ResultLog::open(&dir.join("results"), u64::MAX).unwrap();
+        log.append(results).unwrap();
+        log.sync().unwrap();
     }
 
     #[test]
@@ -396,13 +458,29 @@ mod tests {
         assert_eq!(kinds(&report.problems), ["unsigned_result"], "{}", report.render());
     }
 
+    #[test]
+    fn a_torn_log_tail_is_noted_and_damage_before_it_is_a_problem() {
+        let (dir, _) = populated();
+        let results = dir.path().join("results");
+        let (oldest, newest) = (result_log::segment_path(&results, 1), result_log::segment_path(&results, 2));
+        fs::copy(&oldest, &newest).unwrap();
+        fs::OpenOptions::new().append(true).open(&newest).unwrap().write_all(&[9, 0, 0]).unwrap();
+        let report = check_data_dir(dir.path());
+        assert!(report.is_consistent(), "{}", report.render());
+        assert_eq!(kinds(&report.notes), ["torn_result_log_tail"], "{}", report.render());
+
+        let mut bytes = fs::read(&oldest).unwrap();
+        *bytes.last_mut().unwrap() ^= 1;
+        fs::write(&oldest, bytes).unwrap();
+        let report = check_data_dir(dir.path());
+        assert_eq!(kinds(&report.problems), ["damaged_result_log"], "{}", report.render());
+    }
+
     /// Changes the stored result for `key` behind its seal or signature.
     fn alter_result(dir: &Path, key: CallKey, change: impl FnOnce(&mut ExecutionRecord)) {
-        let index = Index::open(&dir.join("index.redb")).unwrap();
-        let mut altered = index.result(&key).unwrap().unwrap();
+        let mut altered = ResultLog::open(&dir.join("results"), u64::MAX).unwrap().get(&key).unwrap().unwrap();
         change(&mut altered);
-        index.put_results(&[(key, Arc::new(altered))]).unwrap();
-        index.flush().unwrap();
+        store_results(dir, &[(key, Arc::new(altered))]);
     }
 
     #[test]

@@ -1,16 +1,19 @@
-//! The embedded database (redb): modules, names and cached results, each
-//! value postcard-encoded. Module and name writes are durable when they
-//! return; result writes are batched (a lost result is only recomputed).
+//! The embedded database (redb): modules and names, each value
+//! postcard-encoded, durable when a write returns. Cached results live in
+//! the result log; nodes before it kept them here, in `results`.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use nebula_protocol::{CallKey, ExecutionRecord, ModuleId, NameRecord};
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use nebula_protocol::{CallKey, ModuleId, NameRecord};
+
+use super::ResultLog;
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 pub(super) const MODULES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("modules");
 pub(super) const NAMES: TableDefinition<&str, &[u8]> = TableDefinition::new("names");
+/// Results as nodes before the result log kept them: moved out at open.
 pub(super) const RESULTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("results");
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,7 +32,6 @@ impl Index {
         let txn = db.begin_write()?;
         txn.open_table(MODULES)?;
         txn.open_table(NAMES)?;
-        txn.open_table(RESULTS)?;
         txn.commit()?;
         Ok(Self { db })
     }
@@ -96,51 +98,34 @@ impl Index {
         Ok(names)
     }
 
-    /// Not durable on return: durable at the next [`Index::flush`] or durable write.
-    pub fn put_results(&self, results: &[(CallKey, Arc<ExecutionRecord>)]) -> anyhow::Result<()> {
-        self.write(Durability::None, |txn| {
-            let mut table = txn.open_table(RESULTS)?;
-            for (key, record) in results {
-                table.insert(key.as_bytes().as_slice(), postcard::to_stdvec(record.as_ref())?.as_slice())?;
-            }
-            Ok(())
-        })
-    }
-
-    /// A stored result; an undecodable one counts as absent (it is recomputed).
-    pub fn result(&self, key: &CallKey) -> anyhow::Result<Option<ExecutionRecord>> {
+    /// Moves the results an older node stored here into `log` (durably),
+    /// then drops them from the index; returns how many moved.
+    pub fn move_results_to(&self, log: &ResultLog) -> anyhow::Result<usize> {
         let txn = self.db.begin_read()?;
-        let table = txn.open_table(RESULTS)?;
-        let Some(value) = table.get(key.as_bytes().as_slice())? else {
-            return Ok(None);
-        };
-        Ok(postcard::from_bytes(value.value())
-            .inspect_err(|error| tracing::warn!(%error, key = %key.short(), "ignoring an unreadable cached result"))
-            .ok())
-    }
-
-    /// The keys of every stored result.
-    pub fn result_keys(&self) -> anyhow::Result<Vec<CallKey>> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(RESULTS)?;
-        let mut keys = Vec::new();
+        let Ok(table) = txn.open_table(RESULTS) else { return Ok(0) };
+        let mut batch = Vec::new();
+        let mut moved = 0;
         for entry in table.iter()? {
-            let (key, _) = entry?;
-            if let Ok(bytes) = <[u8; 32]>::try_from(key.value()) {
-                keys.push(CallKey::from_bytes(bytes));
+            let (key, value) = entry?;
+            let (Ok(key), Ok(record)) = (<[u8; 32]>::try_from(key.value()), postcard::from_bytes(value.value())) else {
+                continue;
+            };
+            batch.push((CallKey::from_bytes(key), Arc::new(record)));
+            if batch.len() == 4096 {
+                moved += batch.len();
+                log.append(&std::mem::take(&mut batch))?;
             }
         }
-        Ok(keys)
-    }
-
-    pub fn result_count(&self) -> anyhow::Result<u64> {
-        let txn = self.db.begin_read()?;
-        Ok(txn.open_table(RESULTS)?.len()?)
-    }
-
-    /// Makes every batched write durable.
-    pub fn flush(&self) -> anyhow::Result<()> {
-        self.write(Durability::Immediate, |_| Ok(()))
+        moved += batch.len();
+        log.append(&batch)?;
+        log.sync()?;
+        drop(table);
+        drop(txn);
+        self.write(Durability::Immediate, |txn| {
+            txn.delete_table(RESULTS)?;
+            Ok(())
+        })?;
+        Ok(moved)
     }
 
     fn write(
@@ -159,36 +144,53 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nebula_protocol::{Outcome, Timings};
+    use nebula_protocol::{ExecutionRecord, Outcome, Timings};
 
     #[test]
     fn everything_survives_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("index.redb");
         let module = ModuleId::of_bytes(b"m");
-        let key = CallKey::new(&module, b"in");
         let name = NameRecord { name: "f".into(), module, version: 2, publisher: "me".into() };
-        let record = ExecutionRecord {
+        {
+            let index = Index::open(&path).unwrap();
+            index.put_module(&module, &ModuleMeta { size: 1, deployed_unix_ms: 5 }).unwrap();
+            index.put_name(&name).unwrap();
+        }
+        let index = Index::open(&path).unwrap();
+        assert_eq!(index.modules().unwrap(), vec![(module, ModuleMeta { size: 1, deployed_unix_ms: 5 })]);
+        assert_eq!(index.names().unwrap(), vec![name]);
+    }
+
+    #[test]
+    fn results_an_older_node_stored_move_to_the_log_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let module = ModuleId::of_bytes(b"m");
+        let record = |n: u8| ExecutionRecord {
             module,
-            outcome: Outcome::Success { stdout: b"out".to_vec() },
+            outcome: Outcome::Success { stdout: vec![n] },
             fuel_used: 3,
             timings: Timings::default(),
             executed_by: "test".into(),
             signature: Vec::new(),
         };
-        {
-            let index = Index::open(&path).unwrap();
-            index.put_module(&module, &ModuleMeta { size: 1, deployed_unix_ms: 5 }).unwrap();
-            index.put_name(&name).unwrap();
-            index.put_results(&[(key, Arc::new(record.clone()))]).unwrap();
-            index.flush().unwrap();
-        }
-        let index = Index::open(&path).unwrap();
-        assert_eq!(index.modules().unwrap(), vec![(module, ModuleMeta { size: 1, deployed_unix_ms: 5 })]);
-        assert_eq!(index.names().unwrap(), vec![name]);
-        assert_eq!(index.result(&key).unwrap(), Some(record));
-        assert_eq!(index.result(&CallKey::new(&module, b"other")).unwrap(), None);
-        assert_eq!(index.result_count().unwrap(), 1);
+        let index = Index::open(&dir.path().join("index.redb")).unwrap();
+        index
+            .write(Durability::Immediate, |txn| {
+                let mut table = txn.open_table(RESULTS)?;
+                for n in 0..5000u16 {
+                    let key = CallKey::new(&module, &n.to_le_bytes());
+                    table.insert(key.as_bytes().as_slice(), postcard::to_stdvec(&record(n as u8))?.as_slice())?;
+                }
+                table.insert([7u8; 32].as_slice(), [0xffu8; 3].as_slice())?;
+                Ok(())
+            })
+            .unwrap();
+        let log = ResultLog::open(&dir.path().join("results"), u64::MAX).unwrap();
+        assert_eq!(index.move_results_to(&log).unwrap(), 5000, "the undecodable entry stays behind");
+        assert_eq!(log.len(), 5000);
+        assert_eq!(log.get(&CallKey::new(&module, &4999u16.to_le_bytes())).unwrap(), Some(record(4999u16 as u8)));
+        assert_eq!(index.move_results_to(&log).unwrap(), 0, "the table is gone");
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! One data directory per node: content-addressed blobs on disk, indexes
-//! (modules, names, cached results) in an embedded database.
+//! (modules, names) in an embedded database, cached results in a log.
 
 mod blobs;
 mod check;
 mod index;
+mod result_log;
 mod result_writer;
 mod slices;
 
@@ -15,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub use blobs::{BlobDownload, BlobError, BlobStore, BlobWriter, StagedBlob};
 pub use check::{CheckReport, Finding, check_data_dir};
 pub use index::{Index, ModuleMeta};
+pub use result_log::ResultLog;
 pub use result_writer::ResultWriter;
 pub use slices::{SliceError, SliceTree, verify_slice};
 

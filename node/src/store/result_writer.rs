@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use nebula_protocol::{CallKey, ExecutionRecord};
 
-use super::Index;
+use super::ResultLog;
 
 pub const FLUSH_AFTER: Duration = Duration::from_secs(1);
 const MAX_BATCH: usize = 4096;
@@ -34,11 +34,11 @@ pub struct ResultWriter {
 
 impl ResultWriter {
     /// The thread ends when the writer is dropped, after writing what it was given.
-    pub fn start(index: Arc<Index>) -> Self {
+    pub fn start(log: Arc<ResultLog>) -> Self {
         let (sender, receiver) = mpsc::channel();
         let thread = thread::Builder::new()
             .name("nebula-results".into())
-            .spawn(move || write_until_closed(&index, &receiver))
+            .spawn(move || write_until_closed(&log, &receiver))
             .expect("spawning the result writer");
         Self { sender: Some(sender), thread: Some(thread) }
     }
@@ -71,7 +71,7 @@ impl Drop for ResultWriter {
     }
 }
 
-fn write_until_closed(index: &Index, receiver: &Receiver<Message>) {
+fn write_until_closed(log: &ResultLog, receiver: &Receiver<Message>) {
     let mut dirty = false;
     loop {
         // Sleep without a timeout while there is nothing to make durable.
@@ -82,12 +82,12 @@ fn write_until_closed(index: &Index, receiver: &Receiver<Message>) {
         let first = match first {
             Ok(message) => message,
             Err(RecvTimeoutError::Timeout) => {
-                dirty = !flush(index);
+                dirty = !flush(log);
                 continue;
             }
             Err(RecvTimeoutError::Disconnected) => {
                 if dirty {
-                    flush(index);
+                    flush(log);
                 }
                 return;
             }
@@ -104,13 +104,13 @@ fn write_until_closed(index: &Index, receiver: &Receiver<Message>) {
             }
         }
         if !batch.is_empty() {
-            match index.put_results(&batch) {
+            match log.append(&batch) {
                 Ok(()) => dirty = true,
                 Err(error) => tracing::warn!(%error, results = batch.len(), "could not store results on disk"),
             }
         }
         if !flush_waiters.is_empty() {
-            let result = index.flush();
+            let result = log.sync();
             dirty = result.is_err();
             for waiter in flush_waiters {
                 let _ = waiter.send(result.as_ref().map(|_| ()).map_err(|error| anyhow::anyhow!("{error:#}")));
@@ -120,8 +120,8 @@ fn write_until_closed(index: &Index, receiver: &Receiver<Message>) {
 }
 
 /// Returns true if the flush succeeded.
-fn flush(index: &Index) -> bool {
-    index.flush().inspect_err(|error| tracing::warn!(%error, "making cached results durable failed")).is_ok()
+fn flush(log: &ResultLog) -> bool {
+    log.sync().inspect_err(|error| tracing::warn!(%error, "making cached results durable failed")).is_ok()
 }
 
 #[cfg(test)]
@@ -143,21 +143,20 @@ mod tests {
     #[test]
     fn submitted_results_are_written_and_survive_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("index.redb");
         let keys: Vec<CallKey> = (0..10u8).map(|n| CallKey::new(&ModuleId::of_bytes(b"m"), &[n])).collect();
         {
-            let index = Arc::new(Index::open(&path).unwrap());
-            let writer = ResultWriter::start(index.clone());
+            let log = Arc::new(ResultLog::open(dir.path(), u64::MAX).unwrap());
+            let writer = ResultWriter::start(log.clone());
             for (n, key) in keys.iter().enumerate() {
                 writer.submit(*key, record(n as u8));
             }
             writer.flush().unwrap();
-            assert_eq!(index.result_count().unwrap(), 10);
+            assert_eq!(log.len(), 10);
             writer.submit(CallKey::new(&ModuleId::of_bytes(b"m"), b"last"), record(99));
-            // Dropping the writer writes what is queued and releases the index.
+            // Dropping the writer writes what is queued, durably.
         }
-        let index = Index::open(&path).unwrap();
-        assert_eq!(index.result_count().unwrap(), 11);
-        assert_eq!(index.result(&keys[3]).unwrap().unwrap(), *record(3));
+        let log = ResultLog::open(dir.path(), u64::MAX).unwrap();
+        assert_eq!(log.len(), 11);
+        assert_eq!(log.get(&keys[3]).unwrap().unwrap(), *record(3));
     }
 }
