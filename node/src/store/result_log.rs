@@ -73,6 +73,12 @@ struct Shelf {
     segments: BTreeMap<u32, Segment>,
 }
 
+impl Shelf {
+    fn bytes(&self) -> u64 {
+        self.segments.values().map(|segment| segment.bytes).sum()
+    }
+}
+
 struct Segment {
     file: Arc<File>,
     bytes: u64,
@@ -95,8 +101,8 @@ impl ResultLog {
                 let length = (record.len() - HEADER) as u32;
                 shelf.locations.insert(key_prefix(&key), Location { segment: id, offset, length });
             })?;
+            let newest = position + 1 == ids.len();
             if scan.intact_bytes < scan.file_bytes {
-                let newest = position + 1 == ids.len();
                 tracing::warn!(
                     segment = %path.display(),
                     damaged_bytes = scan.file_bytes - scan.intact_bytes,
@@ -107,7 +113,7 @@ impl ResultLog {
                     OpenOptions::new().write(true).open(&path)?.set_len(scan.intact_bytes)?;
                 }
             }
-            let bytes = fs::metadata(&path)?.len();
+            let bytes = if newest { scan.intact_bytes } else { scan.file_bytes };
             shelf.segments.insert(id, Segment { file: Arc::new(File::open(&path)?), bytes });
         }
         let appender = match shelf.segments.last_key_value() {
@@ -222,16 +228,14 @@ impl ResultLog {
 
     /// Bytes of all segments.
     pub fn disk_bytes(&self) -> u64 {
-        self.shelf.read().expect("result log shelf lock").segments.values().map(|segment| segment.bytes).sum()
+        self.shelf.read().expect("result log shelf lock").bytes()
     }
 
     /// Deletes the oldest segments, and forgets their results, while the log
     /// is over budget; never the one being appended to.
     fn keep_within_budget(&self) -> anyhow::Result<()> {
         let mut shelf = self.shelf.write().expect("result log shelf lock");
-        while shelf.segments.len() > 1
-            && shelf.segments.values().map(|segment| segment.bytes).sum::<u64>() > self.budget_bytes
-        {
+        while shelf.segments.len() > 1 && shelf.bytes() > self.budget_bytes {
             let (oldest, _) = shelf.segments.pop_first().expect("more than one segment");
             shelf.locations.retain(|_, location| location.segment != oldest);
             // Readers holding the file still read it to the end.
