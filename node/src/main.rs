@@ -2,6 +2,15 @@ use clap::Parser;
 use nebula_node::cli::{Cli, Command, run_client};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc rather than glibc's malloc: an uncached call allocates on one
+/// thread (the guest's) and frees on others (the HTTP answer, the cache),
+/// which drains glibc's per-thread caches into its slow path. Measured on
+/// one core (`scripts/bench-http`): 10-15% more uncached calls per second,
+/// the same memory under load (README, Performance). The library, its tests
+/// and the bare `hello_wasm` baseline keep the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();

@@ -8,7 +8,8 @@
 //! their latency while it runs. Small modules, and every module when
 //! compiling in-process (tests, the simulator, and the fallback if the child
 //! cannot start), compile on the lane's thread, which hands freed memory back
-//! with `malloc_trim`.
+//! with `malloc_trim` under glibc (tests, the simulator); the `nebula`
+//! binary's mimalloc purges freed pages by itself, a second later.
 
 use std::collections::HashMap;
 use std::io::ErrorKind;

@@ -105,7 +105,9 @@ fn run(
     let inline = loaded.is_some() && shared.calls_waiting.load(Ordering::Relaxed) <= 1 && slot.quick_and_alone();
     let slow_lane = slot.slow_lane();
     let running = shared.clone();
-    let mut task = Box::pin(async move {
+    // Built where it runs: boxed only to be polled here first, else on the
+    // blocking thread's stack (the future is a few KiB).
+    let execution = move || async move {
         let shared = running;
         let queue_us = job.queued.elapsed().as_micros() as u64;
         // A bug in the runtime must not leave the callers waiting forever.
@@ -121,20 +123,27 @@ fn run(
             shared.activity().record_execution(unix_ms(), record.module, record.fuel_used, record.timings.run_us);
         }
         Finished { flight: job.flight, result: result.map(Arc::new) }
-    });
-    if inline {
-        // A future may be polled once by anyone: whatever it waits on is
-        // registered again with the waker of the task that polls it next.
-        if let Poll::Ready(finished) = task.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-            return Some(finished);
-        }
+    };
+    if !inline {
+        spawn_blocking(&shared, slow_lane, move || report(&done, Some(futures::executor::block_on(execution()))));
+        return None;
     }
-    let blocking = move || report(&done, Some(futures::executor::block_on(task)));
-    match slow_lane {
-        true => shared.slow_lane.spawn(blocking),
-        false => drop(tokio::task::spawn_blocking(blocking)),
+    let mut task = Box::pin(execution());
+    // A future may be polled once by anyone: whatever it waits on is
+    // registered again with the waker of the task that polls it next.
+    if let Poll::Ready(finished) = task.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        return Some(finished);
     }
+    spawn_blocking(&shared, slow_lane, move || report(&done, Some(futures::executor::block_on(task))));
     None
+}
+
+/// Runs `work` on a blocking thread: a slow-lane one for slow-lane executions.
+fn spawn_blocking(shared: &Shared, slow_lane: bool, work: impl FnOnce() + Send + 'static) {
+    match slow_lane {
+        true => shared.slow_lane.spawn(work),
+        false => drop(tokio::task::spawn_blocking(work)),
+    }
 }
 
 /// Loads the module unless `loaded`, then executes the job.
