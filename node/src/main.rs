@@ -5,9 +5,9 @@ use tracing_subscriber::EnvFilter;
 /// mimalloc rather than glibc's malloc: an uncached call allocates on one
 /// thread (the guest's) and frees on others (the HTTP answer, the cache),
 /// which drains glibc's per-thread caches into its slow path. Measured on
-/// one core (`scripts/bench-http`): 10-15% more uncached calls per second,
-/// the same memory under load (README, Performance). The library, its tests
-/// and the bare `hello_wasm` baseline keep the system allocator.
+/// one core (`scripts/bench-http`): 12-31% more uncached calls per second,
+/// ~10 MiB more memory under load (README, "The uncached path"). The
+/// library, its tests and the bare `hello_wasm` baseline keep glibc's.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
