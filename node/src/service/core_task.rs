@@ -1,9 +1,13 @@
-//! The one task that owns the node's mesh core (the rust-libp2p
-//! file-sharing pattern): callers, the swarm and the node's workers send it
-//! inputs; it feeds them to the core with the time, carries out the actions
-//! the core returns, and sleeps until the core's next deadline. Nothing
-//! else touches the core, and nothing here blocks: store I/O, hashing,
-//! compiling and executions run on blocking threads and report back.
+//! The task that drives the node's mesh core (the rust-libp2p file-sharing
+//! pattern): callers, the swarm and the node's workers send it inputs; it
+//! feeds them to the core with the time, carries out the actions the core
+//! returns, and sleeps until the core's next deadline. A caller that finds
+//! the core free drives it itself instead (`CoreHandle::submit`): handing a
+//! call to another task and its reply back cost more than a quick call's
+//! bookkeeping, as one task's wake-ups spill onto the other async worker.
+//! The core and its driver's state sit behind one lock, so one thread at a
+//! time drives them. Nothing here blocks: store I/O, hashing, compiling and
+//! executions run on blocking threads and report back.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -15,7 +19,7 @@ use nebula_protocol::{
     Action, Answer, CallError, CallKey, CallerId, Core, Event, ExecutionRecord, InboundId, Limits, LookupId, ModuleId,
     NameRecord, Reply, RequestId, Resolver,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 
 use super::activity::CallSeen;
 use super::executions::{self, ExecutionJob, Finished};
@@ -94,6 +98,23 @@ pub(super) enum Completion {
     },
 }
 
+/// How callers reach the core: at once when it is free, else through the
+/// core task's inbox.
+#[derive(Clone)]
+pub(super) struct CoreHandle {
+    inbox: mpsc::UnboundedSender<Input>,
+    driver: Arc<Driver>,
+}
+
+/// The core and its driver's state, locked by whoever drives them: the
+/// core task, or a caller that found them free.
+struct Driver {
+    /// `None` once the node has shut down.
+    task: Mutex<Option<CoreTask>>,
+    /// Wakes the core task when a caller brought the core's next deadline forward.
+    rearm: Notify,
+}
+
 pub(super) struct CoreTask {
     core: Core<PeerId>,
     shared: Arc<Shared>,
@@ -118,17 +139,97 @@ pub(super) struct CoreTask {
     signer: OutgoingSigner,
     /// The core's clock starts here.
     origin: Instant,
+    /// The deadline the core task sleeps until (see `Driver::arm`).
+    armed: Option<Instant>,
 }
 
 /// Where the core task takes its inputs from.
-pub(super) struct Inputs {
-    pub(super) inbox: mpsc::UnboundedReceiver<Input>,
-    pub(super) network: Option<mpsc::UnboundedReceiver<NetworkEvent>>,
+struct Inputs {
+    inbox: mpsc::UnboundedReceiver<Input>,
+    network: Option<mpsc::UnboundedReceiver<NetworkEvent>>,
+}
+
+impl CoreHandle {
+    /// Hands `input` to the core: right here when no one else drives it
+    /// (then a quick call's reply is ready before this returns, and no
+    /// other task or thread is woken), else through the core task's inbox.
+    /// `Err` gives it back once the node has shut down.
+    pub(super) fn submit(&self, input: Input) -> Result<(), Input> {
+        // Shutting down is the core task's own job.
+        if !matches!(input, Input::Shutdown(_))
+            && let Ok(mut driving) = self.driver.task.try_lock()
+            && let Some(task) = driving.as_mut()
+        {
+            task.on_input(input);
+            if task.deadline_brought_forward() {
+                self.driver.rearm.notify_one();
+            }
+            return Ok(());
+        }
+        self.inbox.send(input).map_err(|unsent| unsent.0)
+    }
+}
+
+/// The core task: takes inputs, completions, network events and the core's
+/// deadlines, one at a time, until the node shuts down.
+async fn run(driver: Arc<Driver>, mut inputs: Inputs, mut completed: mpsc::UnboundedReceiver<Completion>) {
+    loop {
+        let Some(deadline) = driver.arm().await else { return };
+        tokio::select! {
+            input = inputs.inbox.recv() => match input {
+                // Every `Node` handle is gone.
+                None => break,
+                Some(Input::Shutdown(done)) => {
+                    let task = driver.task.lock().await.take();
+                    if let Some(task) = task {
+                        task.stop_network();
+                    }
+                    let _ = done.send(());
+                    return;
+                }
+                Some(input) => driver.drive(|task| task.on_input(input)).await,
+            },
+            Some(completion) = completed.recv() => driver.drive(|task| task.on_completion(completion)).await,
+            event = next_network_event(&mut inputs.network) => match event {
+                Some(event) => driver.drive(|task| task.on_network_event(event)).await,
+                // The swarm stopped (`Node::leave_mesh`): no more network events.
+                None => inputs.network = None,
+            },
+            _ = sleep_until(deadline), if deadline.is_some() => driver.drive(|task| task.handle(Event::Timeout)).await,
+            // A caller moved the deadline: sleep again, until the new one.
+            () = driver.rearm.notified() => {}
+        }
+    }
+    driver.drive(|task| task.stop_network()).await;
+}
+
+impl Driver {
+    /// Runs `step` on the core task's state, unless the node has shut down.
+    async fn drive(&self, step: impl FnOnce(&mut CoreTask)) {
+        if let Some(task) = self.task.lock().await.as_mut() {
+            step(task);
+        }
+    }
+
+    /// The core's next deadline, which the core task is about to sleep
+    /// until; `None` once the node has shut down.
+    async fn arm(&self) -> Option<Option<Instant>> {
+        let mut driving = self.task.lock().await;
+        let task = driving.as_mut()?;
+        task.armed = task.deadline();
+        Some(task.armed)
+    }
 }
 
 impl CoreTask {
-    pub(super) fn spawn(core: Core<PeerId>, shared: Arc<Shared>, network: Option<NetworkHandle>, inputs: Inputs) {
+    pub(super) fn spawn(
+        core: Core<PeerId>,
+        shared: Arc<Shared>,
+        network: Option<NetworkHandle>,
+        network_events: Option<mpsc::UnboundedReceiver<NetworkEvent>>,
+    ) -> CoreHandle {
         let (completions, completed) = mpsc::unbounded_channel();
+        let (inbox, received) = mpsc::unbounded_channel();
         let task = CoreTask {
             published: core.resolver().clone(),
             signer: OutgoingSigner::new(shared.identity.clone()),
@@ -143,35 +244,25 @@ impl CoreTask {
             forwarded: HashMap::new(),
             result_fetches: HashMap::new(),
             origin: Instant::now(),
+            armed: None,
         };
-        tokio::spawn(task.run(inputs, completed));
+        let driver = Arc::new(Driver { task: Mutex::new(Some(task)), rearm: Notify::new() });
+        let inputs = Inputs { inbox: received, network: network_events };
+        tokio::spawn(run(driver.clone(), inputs, completed));
+        CoreHandle { inbox, driver }
     }
 
-    async fn run(mut self, mut inputs: Inputs, mut completed: mpsc::UnboundedReceiver<Completion>) {
-        loop {
-            let deadline = self.core.poll_timeout().map(|ms| self.origin + Duration::from_millis(ms));
-            tokio::select! {
-                input = inputs.inbox.recv() => match input {
-                    // Every `Node` handle is gone.
-                    None => break,
-                    Some(Input::Shutdown(done)) => {
-                        self.stop_network();
-                        drop(self);
-                        let _ = done.send(());
-                        return;
-                    }
-                    Some(input) => self.on_input(input),
-                },
-                Some(completion) = completed.recv() => self.on_completion(completion),
-                event = next_network_event(&mut inputs.network) => match event {
-                    Some(event) => self.on_network_event(event),
-                    // The swarm stopped (`Node::leave_mesh`): no more network events.
-                    None => inputs.network = None,
-                },
-                _ = sleep_until(deadline), if deadline.is_some() => self.handle(Event::Timeout),
-            }
+    fn deadline(&self) -> Option<Instant> {
+        self.core.poll_timeout().map(|ms| self.origin + Duration::from_millis(ms))
+    }
+
+    /// True if the core now needs waking before the core task would wake.
+    fn deadline_brought_forward(&self) -> bool {
+        match (self.deadline(), self.armed) {
+            (Some(next), Some(armed)) => next < armed,
+            (next, None) => next.is_some(),
+            (None, Some(_)) => false,
         }
-        self.stop_network();
     }
 
     fn stop_network(&self) {

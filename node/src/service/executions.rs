@@ -86,10 +86,11 @@ fn report(done: &UnboundedSender<Completion>, finished: Option<Finished>) {
 /// Runs the guest (`Runtime::execute`, a future that yields every
 /// million units of fuel). On a quiet node (this the only call waiting and
 /// the only execution, of a module known to be quick) its first slice runs
-/// right here, on the core task's thread: a quick call then completes with
-/// no thread woken, since waking a parked thread costs more than the call
-/// itself, and its end is returned rather than sent (a task that wakes
-/// itself is queued behind others and wakes an idle worker). Otherwise, or
+/// right here, on the thread driving the core (the caller's own, when it
+/// found the core free): a quick call then completes with no thread woken,
+/// since waking a parked thread costs more than the call itself, and its
+/// end is returned rather than sent (a task that wakes itself is queued
+/// behind others and wakes an idle worker). Otherwise, or
 /// once it yields, it runs on a blocking thread: on a busy node, guests on
 /// the async workers were measured to cost the HTTP server most of its
 /// throughput when it shares one CPU (bench-http pins it so). Slow-lane

@@ -25,7 +25,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use activity::Activity;
 pub use activity::{ActivitySnapshot, ModuleCounters, RecentCall, SecondCounts};
-use core_task::{CoreTask, Input, Inputs};
+use core_task::{CoreHandle, CoreTask, Input};
 pub use fair_slots::{QUICK_TRAFFIC_WINDOW, SLOW_HOLD};
 
 use crate::config::NodeConfig;
@@ -42,14 +42,14 @@ use crate::store::{BlobStore, Index, ResultLog, ResultWriter, StagedBlob};
 /// until every clone is gone (or [`Node::shutdown`]).
 pub struct Node {
     shared: Arc<Shared>,
-    /// To the task that owns the core.
-    inbox: mpsc::UnboundedSender<Input>,
+    /// To the core (directly, or through the core task).
+    core: CoreHandle,
 }
 
 impl Clone for Node {
     fn clone(&self) -> Self {
         self.shared.handles.fetch_add(1, Ordering::Relaxed);
-        Node { shared: self.shared.clone(), inbox: self.inbox.clone() }
+        Node { shared: self.shared.clone(), core: self.core.clone() }
     }
 }
 
@@ -269,10 +269,9 @@ impl Node {
             content_types: Mutex::new(HashMap::new()),
             config,
         });
-        let (inbox, received) = mpsc::unbounded_channel();
-        CoreTask::spawn(core, shared.clone(), network, Inputs { inbox: received, network: network_events });
+        let core = CoreTask::spawn(core, shared.clone(), network, network_events);
         tracing::info!(node = %shared.node_id, data = %shared.config.data_dir.display(), "node opened");
-        Ok(Node { shared, inbox })
+        Ok(Node { shared, core })
     }
 
     pub fn id(&self) -> &str {
@@ -304,7 +303,7 @@ impl Node {
         let (reply, answer) = oneshot::channel();
         let call = Input::Call { reference: reference.to_owned(), input: input.clone(), limits, reply };
         let waiting = Waiting::count(&self.shared.calls_waiting);
-        let reply = match self.inbox.send(call) {
+        let reply = match self.core.submit(call) {
             Ok(()) => answer.await.unwrap_or_else(|_| Err(internal("the call was dropped before it was answered"))),
             Err(_) => Err(internal("the node is shutting down")),
         };
@@ -585,7 +584,7 @@ impl Node {
     /// clones are dropped, the data directory is free to open again.
     pub async fn shutdown(self) {
         let (done, stopped) = oneshot::channel();
-        if self.inbox.send(Input::Shutdown(done)).is_ok() {
+        if self.core.submit(Input::Shutdown(done)).is_ok() {
             let _ = stopped.await;
         }
         // Executions still waiting for a slot are told the node is stopping.
@@ -611,7 +610,7 @@ impl Node {
     }
 
     fn send(&self, input: Input) -> Result<(), CallError> {
-        self.inbox.send(input).map_err(|_| internal("the node is shutting down"))
+        self.core.submit(input).map_err(|_| internal("the node is shutting down"))
     }
 
     fn network_send(&self, command: Command) {
