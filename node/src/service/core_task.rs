@@ -596,3 +596,53 @@ async fn sleep_until(deadline: Option<Instant>) {
         tokio::time::sleep_until(deadline.into()).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use nebula_protocol::LimitOverrides;
+
+    use crate::{Node, NodeConfig};
+
+    /// The deadline the core task sleeps until, and the core's next one.
+    type Deadlines = (Option<Instant>, Option<Instant>);
+
+    /// Waits (at most 10 s) until the node's deadlines are as `wanted`.
+    async fn until(node: &Node, what: &str, wanted: impl Fn(Deadlines) -> bool) {
+        let started = Instant::now();
+        loop {
+            let deadlines = {
+                let driving = node.core.driver.task.lock().await;
+                let task = driving.as_ref().expect("the node runs");
+                (task.armed, task.deadline())
+            };
+            if wanted(deadlines) {
+                return;
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "timed out waiting until {what}: {deadlines:?}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// A caller that drove the core itself and set its next deadline (here,
+    /// the load announcement after an execution) wakes the core task to
+    /// sleep until that deadline instead of its old one: a missed wake-up
+    /// would leave the deadline unkept until some other input came.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_deadline_a_caller_sets_is_kept_by_the_core_task() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = Node::open(NodeConfig::new(dir.path(), "127.0.0.1:0".parse().unwrap())).await.unwrap();
+        let module = wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "_start")))"#).unwrap();
+        node.deploy_bytes(module, Some("nothing")).await.unwrap();
+        let overrides = LimitOverrides::default();
+        let call = |input: &'static [u8]| node.call("nothing", input.to_vec(), &overrides);
+        // The first run (on a blocking thread) tells the node the module is
+        // quick: the next runs in place, on this task, while it drives the core.
+        assert!(call(b"first").await.reply.is_ok());
+        until(&node, "the core has no deadline left", |(_, next)| next.is_none()).await;
+        assert!(call(b"second").await.reply.is_ok());
+        until(&node, "the core task sleeps until the core's deadline", |(armed, next)| armed == next).await;
+        node.shutdown().await;
+    }
+}

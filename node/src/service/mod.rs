@@ -95,7 +95,7 @@ struct Shared {
     execution_slots: Arc<fair_slots::FairSlots>,
     /// Runs slow-lane executions at a lower CPU priority.
     slow_lane: slow_lane::SlowLane,
-    /// Local calls sent to the core task and not answered yet: one alone
+    /// Local calls handed to the core and not answered yet: one alone
     /// may run in place (see `executions::run`), more mean a busy node.
     calls_waiting: AtomicUsize,
     /// Bounds modules from peers being compiled at once.
@@ -597,7 +597,7 @@ impl Node {
         }
     }
 
-    /// Asks the core task about the core's state.
+    /// Asks the core about its state.
     async fn query<T: Send + 'static>(
         &self,
         ask: impl FnOnce(&Core<PeerId>) -> T + Send + 'static,
