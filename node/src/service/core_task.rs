@@ -10,6 +10,7 @@
 //! executions run on blocking threads and report back.
 
 use std::collections::{HashMap, VecDeque};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,10 +29,10 @@ use crate::mesh::{Command, NetworkEvent, NetworkHandle};
 use crate::sealing::OutgoingSigner;
 use crate::store::BlobDownload;
 
-/// A question about the core's state, answered on the core task.
+/// A question about the core's state, answered by whoever drives the core.
 pub(super) type CoreQuery = Box<dyn FnOnce(&Core<PeerId>) + Send>;
 
-/// What callers ask of the core task.
+/// What callers ask of the core.
 pub(super) enum Input {
     Call {
         reference: String,
@@ -151,16 +152,25 @@ struct Inputs {
 
 impl CoreHandle {
     /// Hands `input` to the core: right here when no one else drives it
-    /// (then a quick call's reply is ready before this returns, and no
-    /// other task or thread is woken), else through the core task's inbox.
-    /// `Err` gives it back once the node has shut down.
+    /// (then a quick call's reply is ready before this returns, and the
+    /// core task is woken only if its deadline moved forward), else
+    /// through the core task's inbox. `Err` gives it back once the node
+    /// has shut down.
     pub(super) fn submit(&self, input: Input) -> Result<(), Input> {
-        // Shutting down is the core task's own job.
+        // Shutting down is the core task's own job; a closed inbox means
+        // the core task is gone; driving the core spawns Tokio tasks.
         if !matches!(input, Input::Shutdown(_))
+            && !self.inbox.is_closed()
+            && tokio::runtime::Handle::try_current().is_ok()
             && let Ok(mut driving) = self.driver.task.try_lock()
             && let Some(task) = driving.as_mut()
         {
-            task.on_input(input);
+            // A panic in the core ends it for every caller, as it would
+            // have on the core task, rather than leave it half updated.
+            if let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(|| task.on_input(input))) {
+                driving.take();
+                std::panic::resume_unwind(panic);
+            }
             if task.deadline_brought_forward() {
                 self.driver.rearm.notify_one();
             }
@@ -173,6 +183,7 @@ impl CoreHandle {
 /// The core task: takes inputs, completions, network events and the core's
 /// deadlines, one at a time, until the node shuts down.
 async fn run(driver: Arc<Driver>, mut inputs: Inputs, mut completed: mpsc::UnboundedReceiver<Completion>) {
+    let _ends_the_core = EndsTheCore(driver.clone());
     loop {
         let Some(deadline) = driver.arm().await else { return };
         tokio::select! {
@@ -203,8 +214,21 @@ async fn run(driver: Arc<Driver>, mut inputs: Inputs, mut completed: mpsc::Unbou
     driver.drive(|task| task.stop_network()).await;
 }
 
+/// Drops the core when the core task ends, by returning or by a panic: no
+/// caller drives it then (its inbox is closed), and the node's stores are
+/// let go of.
+struct EndsTheCore(Arc<Driver>);
+
+impl Drop for EndsTheCore {
+    fn drop(&mut self) {
+        if let Ok(mut driving) = self.0.task.try_lock() {
+            driving.take();
+        }
+    }
+}
+
 impl Driver {
-    /// Runs `step` on the core task's state, unless the node has shut down.
+    /// Runs `step` on the core and its driver's state, unless the node has shut down.
     async fn drive(&self, step: impl FnOnce(&mut CoreTask)) {
         if let Some(task) = self.task.lock().await.as_mut() {
             step(task);
@@ -632,7 +656,10 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_deadline_a_caller_sets_is_kept_by_the_core_task() {
         let dir = tempfile::tempdir().unwrap();
-        let node = Node::open(NodeConfig::new(dir.path(), "127.0.0.1:0".parse().unwrap())).await.unwrap();
+        let mut config = NodeConfig::new(dir.path(), "127.0.0.1:0".parse().unwrap());
+        // Quick whatever its first run costs on a busy machine.
+        config.slow_hold = Duration::from_secs(60);
+        let node = Node::open(config).await.unwrap();
         let module = wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "_start")))"#).unwrap();
         node.deploy_bytes(module, Some("nothing")).await.unwrap();
         let overrides = LimitOverrides::default();

@@ -1,6 +1,7 @@
 //! Running the executions the core asks for: an execution slot, the
 //! guest (in place on a quiet node, else on a blocking thread), the
-//! footprint, the seal; the result goes back to the core task.
+//! footprint, the seal; the result goes back to whoever drives the core
+//! (returned from an in-place run, else sent to the core task).
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
