@@ -176,6 +176,11 @@ impl CoreHandle {
             }
             return Ok(());
         }
+        self.queue(input)
+    }
+
+    /// Hands `input` to the core task's inbox.
+    pub(super) fn queue(&self, input: Input) -> Result<(), Input> {
         self.inbox.send(input).map_err(|unsent| unsent.0)
     }
 }

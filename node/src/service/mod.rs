@@ -303,7 +303,13 @@ impl Node {
         let (reply, answer) = oneshot::channel();
         let call = Input::Call { reference: reference.to_owned(), input: input.clone(), limits, reply };
         let waiting = Waiting::count(&self.shared.calls_waiting);
-        let reply = match self.core.submit(call) {
+        // On a busy node the core task takes calls in turn (a caller driving
+        // the core would wait for it, or hold it, to gain nothing).
+        let handed = match self.shared.calls_waiting.load(Ordering::Relaxed) <= 1 {
+            true => self.core.submit(call),
+            false => self.core.queue(call),
+        };
+        let reply = match handed {
             Ok(()) => answer.await.unwrap_or_else(|_| Err(internal("the call was dropped before it was answered"))),
             Err(_) => Err(internal("the node is shutting down")),
         };
