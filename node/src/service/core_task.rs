@@ -157,10 +157,9 @@ impl CoreHandle {
     /// through the core task's inbox. `Err` gives it back once the node
     /// has shut down.
     pub(super) fn submit(&self, input: Input) -> Result<(), Input> {
-        // Shutting down is the core task's own job; a closed inbox means
-        // the core task is gone; driving the core spawns Tokio tasks.
-        if !matches!(input, Input::Shutdown(_))
-            && !self.inbox.is_closed()
+        // A closed inbox means the core task is gone; driving the core
+        // spawns Tokio tasks.
+        if !self.inbox.is_closed()
             && tokio::runtime::Handle::try_current().is_ok()
             && let Ok(mut driving) = self.driver.task.try_lock()
             && let Some(task) = driving.as_mut()
@@ -179,7 +178,7 @@ impl CoreHandle {
         self.queue(input)
     }
 
-    /// Hands `input` to the core task's inbox.
+    /// Hands `input` to the core task's inbox (`Shutdown` must come this way).
     pub(super) fn queue(&self, input: Input) -> Result<(), Input> {
         self.inbox.send(input).map_err(|unsent| unsent.0)
     }
@@ -323,7 +322,7 @@ impl CoreTask {
             }
             Input::PublishName { name, reference, reply } => self.publish_name(&name, &reference, reply),
             Input::Query(ask) => ask(&self.core),
-            Input::Shutdown(_) => unreachable!("handled by the run loop"),
+            Input::Shutdown(_) => unreachable!("queued to the run loop, never submitted"),
         }
     }
 

@@ -5,7 +5,6 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
@@ -104,7 +103,7 @@ fn run(
     done: UnboundedSender<Completion>,
 ) -> Option<Finished> {
     // A module still to be loaded from disk is not run in place: loading blocks.
-    let inline = loaded.is_some() && shared.calls_waiting.load(Ordering::Relaxed) <= 1 && slot.quick_and_alone();
+    let inline = loaded.is_some() && shared.is_quiet() && slot.quick_and_alone();
     let slow_lane = slot.slow_lane();
     let running = shared.clone();
     // Built where it runs: boxed only to be polled here first, else on the

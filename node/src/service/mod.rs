@@ -119,6 +119,14 @@ pub struct CallResponse {
     pub footprint: CallFootprint,
 }
 
+impl Shared {
+    /// No local call waits for an answer but (perhaps) the one asking: it
+    /// may drive the core itself and run its guest in place.
+    fn is_quiet(&self) -> bool {
+        self.calls_waiting.load(Ordering::Relaxed) <= 1
+    }
+}
+
 /// Counts one call in `counter` for as long as it lives, even if its
 /// caller gives up (the future is dropped) before the answer.
 struct Waiting<'a>(&'a AtomicUsize);
@@ -305,7 +313,7 @@ impl Node {
         let waiting = Waiting::count(&self.shared.calls_waiting);
         // On a busy node the core task takes calls in turn (a caller driving
         // the core would wait for it, or hold it, to gain nothing).
-        let handed = match self.shared.calls_waiting.load(Ordering::Relaxed) <= 1 {
+        let handed = match self.shared.is_quiet() {
             true => self.core.submit(call),
             false => self.core.queue(call),
         };
@@ -590,7 +598,7 @@ impl Node {
     /// clones are dropped, the data directory is free to open again.
     pub async fn shutdown(self) {
         let (done, stopped) = oneshot::channel();
-        if self.core.submit(Input::Shutdown(done)).is_ok() {
+        if self.core.queue(Input::Shutdown(done)).is_ok() {
             let _ = stopped.await;
         }
         // Executions still waiting for a slot are told the node is stopping.
