@@ -30,7 +30,10 @@ impl<P: Ord + Clone> SlowOwners<P> {
     pub(super) fn observe(&mut self, peer: &P, answer: &RemoteAnswer, sent_ms: u64, now_ms: u64, config: &MeshConfig) {
         let round_trip = now_ms.saturating_sub(sent_ms);
         let work_ms = match answer.cache {
-            CacheStatus::Miss => (answer.record.timings.instantiate_us + answer.record.timings.run_us) / 1000,
+            // The peer's own figures: a lying peer may send any.
+            CacheStatus::Miss => {
+                answer.record.timings.instantiate_us.saturating_add(answer.record.timings.run_us) / 1000
+            }
             // Joined another call's run: how long that had left is unknown here.
             CacheStatus::Joined => return,
             CacheStatus::Hit => 0,
